@@ -1,0 +1,180 @@
+"""The unified subscription model. Written only through billing.services.apply_snapshot()."""
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+from accounts.models import Subscriber
+
+from .snapshots import CauseKind, Environment, PeriodUnit, Provider, TransactionKind
+from .statuses import STATUS_CHOICES, Status, access_ends_at, is_entitled
+
+
+class Entitlement(models.Model):
+    """A named right in the apps ("premium", "no_ads"), granted by products."""
+
+    name = models.CharField(max_length=64, unique=True, validators=[
+        RegexValidator(r"^[a-z0-9][a-z0-9_.-]*$", "lowercase letters, digits, '_', '.' and '-'")])
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Product(models.Model):
+    """A store's product or price, mapped by staff to the entitlements it grants."""
+
+    provider = models.CharField(max_length=16, choices=Provider.CHOICES)
+    store_product_id = models.CharField(max_length=255, help_text="The store's product, plan or price id")
+    label = models.CharField(max_length=255, blank=True)
+    period_unit = models.CharField(max_length=8, choices=PeriodUnit.CHOICES, blank=True)
+    period_value = models.PositiveSmallIntegerField(null=True, blank=True)
+    price_minor = models.BigIntegerField(null=True, blank=True, help_text="In the currency's minor units")
+    currency = models.CharField(max_length=3, blank=True)
+    entitlements = models.ManyToManyField(Entitlement, blank=True, related_name="products")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "store_product_id"]
+        constraints = [models.UniqueConstraint(fields=["provider", "store_product_id"],
+                                               name="product_unique_per_provider")]
+
+    def __str__(self):
+        return self.label or f"{self.provider}:{self.store_product_id}"
+
+    def clean(self):
+        if self.currency and (len(self.currency) != 3 or not self.currency.isalpha()):
+            raise ValidationError({"currency": "An ISO 4217 code of three letters, e.g. USD."})
+        self.currency = self.currency.upper()
+        if bool(self.period_unit) != bool(self.period_value):
+            raise ValidationError("Give both the period unit and its value, or neither.")
+        if self.price_minor is not None and self.price_minor < 0:
+            raise ValidationError({"price_minor": "A price cannot be negative."})
+
+
+class Subscription(models.Model):
+    provider = models.CharField(max_length=16, choices=Provider.CHOICES)
+    provider_subscription_id = models.CharField(
+        max_length=512, help_text="Stripe sub_…, Apple originalTransactionId, Google purchase token, Xsolla id")
+    subscriber = models.ForeignKey(Subscriber, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="subscriptions", help_text="Empty: an orphan waiting for support")
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT, related_name="subscriptions")
+    store_product_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=Status.INACTIVE)
+    period_unit = models.CharField(max_length=8, choices=PeriodUnit.CHOICES, blank=True)
+    period_value = models.PositiveSmallIntegerField(null=True, blank=True)
+    amount_minor = models.BigIntegerField(null=True, blank=True)
+    upcoming_amount_minor = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    auto_renew = models.BooleanField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    grace_until = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    environment = models.CharField(max_length=16, choices=Environment.CHOICES, default=Environment.PRODUCTION)
+    # Superseded by another subscription (Google upgrade/downgrade/resubscribe): never counts twice.
+    replaced_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaces")
+    acknowledgement_due_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="Store time of the newest state applied")
+    last_verified_at = models.DateTimeField(null=True, blank=True, help_text="Last confirmed with the store")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    raw_snapshot = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["provider", "provider_subscription_id"],
+                                               name="subscription_unique_per_provider")]
+        indexes = [
+            models.Index(fields=["subscriber", "-created_at"], name="subscription_by_subscriber"),
+            models.Index(fields=["status", "expires_at"], name="subscription_by_status_expiry"),
+        ]
+
+    def __str__(self):
+        return f"{self.provider}:{self.provider_subscription_id}"
+
+    @property
+    def access_ends_at(self):
+        return access_ends_at(self.status, self.expires_at, self.grace_until)
+
+    def is_entitled(self, now) -> bool:
+        return self.replaced_by_id is None and is_entitled(self.status, self.expires_at, self.grace_until, now)
+
+
+class StatusChange(models.Model):
+    """The history of a subscription: every status change, and every snapshot ignored as stale."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="status_changes")
+    old_status = models.CharField(max_length=16, choices=STATUS_CHOICES, blank=True)
+    new_status = models.CharField(max_length=16, choices=STATUS_CHOICES)
+    occurred_at = models.DateTimeField(help_text="Store time of the state")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    cause = models.CharField(max_length=16, choices=CauseKind.CHOICES)
+    cause_ref = models.CharField(max_length=255, blank=True, help_text="e.g. the webhook event id")
+    staff_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    ignored = models.BooleanField(default=False, help_text="A stale snapshot, recorded and not applied")
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+
+    def __str__(self):
+        flag = " (ignored)" if self.ignored else ""
+        return f"{self.old_status or '∅'} → {self.new_status}{flag}"
+
+
+class Transaction(models.Model):
+    """The money ledger. Amounts are positive minor units; the kind gives the direction."""
+
+    provider = models.CharField(max_length=16, choices=Provider.CHOICES)
+    provider_transaction_id = models.CharField(max_length=255)
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="transactions")
+    kind = models.CharField(max_length=16, choices=TransactionKind.CHOICES)
+    amount_minor = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    occurred_at = models.DateTimeField()
+    environment = models.CharField(max_length=16, choices=Environment.CHOICES, default=Environment.PRODUCTION)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        constraints = [models.UniqueConstraint(fields=["provider", "provider_transaction_id"],
+                                               name="transaction_unique_per_provider")]
+        indexes = [models.Index(fields=["occurred_at"], name="transaction_by_time")]
+
+    def __str__(self):
+        return f"{self.kind} {self.provider}:{self.provider_transaction_id}"
+
+
+class Outbox(models.Model):
+    """Status changes waiting to reach the Redis stream; written in the same transaction as the change."""
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    subscription = models.ForeignKey(Subscription, null=True, on_delete=models.SET_NULL, related_name="+")
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "outbox"
+        indexes = [models.Index(fields=["id"], name="outbox_unpublished",
+                                condition=models.Q(published_at__isnull=True))]
+
+    def __str__(self):
+        return str(self.event_id)

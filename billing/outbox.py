@@ -1,0 +1,93 @@
+"""The outbox relay: status changes reach the Redis stream right after commit, and again from a beat
+task for anything left unpublished (Redis was down). Several relays may run at once: rows are
+claimed with SELECT … FOR UPDATE SKIP LOCKED. Delivery is at least once; eventId is stable."""
+
+import json
+import logging
+from datetime import datetime
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Outbox, Subscription
+from .redis_client import get_redis
+from .statuses import is_entitled
+
+logger = logging.getLogger(__name__)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: datetime) -> dict:
+    """The stream entry's `event` JSON (ARCHITECTURE.md contract; keys are camelCase)."""
+    subscriber = subscription.subscriber
+    now = timezone.now()
+    is_subscribed = False
+    if subscriber is not None:
+        is_subscribed = any(
+            is_entitled(s.status, s.expires_at, s.grace_until, now)
+            for s in Subscription.objects.filter(subscriber=subscriber, replaced_by__isnull=True)
+            .only("status", "expires_at", "grace_until"))
+    entitlements = []
+    if subscription.product_id is not None:
+        entitlements = sorted(subscription.product.entitlements.values_list("name", flat=True))
+    return {
+        "eventId": event_id,
+        "userId": subscriber.external_id if subscriber else None,
+        "oldStatus": old_status,
+        "newStatus": subscription.status,
+        "provider": subscription.provider,
+        "subscriptionId": subscription.provider_subscription_id,
+        "billingSubscriptionId": str(subscription.pk),
+        "productId": subscription.store_product_id or None,
+        "entitlements": entitlements,
+        "expiresAt": _iso(subscription.expires_at),
+        "accessEndsAt": _iso(subscription.access_ends_at),
+        "isSubscribed": is_subscribed,
+        "environment": subscription.environment,
+        "occurredAt": _iso(occurred_at),
+    }
+
+
+def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
+    """Publish unpublished outbox rows (only `ids` when given). Returns how many were published."""
+    client = get_redis()
+    if client is None:
+        return 0  # no Redis configured: events wait in the outbox
+    published = 0
+    while True:
+        with transaction.atomic():
+            rows = Outbox.objects.select_for_update(skip_locked=True).filter(published_at__isnull=True)
+            if ids is not None:
+                rows = rows.filter(pk__in=ids)
+            rows = list(rows.order_by("id")[:limit])
+            if not rows:
+                return published
+            try:
+                pipe = client.pipeline(transaction=False)
+                for row in rows:
+                    pipe.xadd(settings.BILLING_EVENTS_STREAM, {"event": json.dumps(row.payload)},
+                              maxlen=settings.BILLING_EVENTS_STREAM_MAXLEN, approximate=True)
+                pipe.execute()
+            except redis.RedisError as exc:
+                Outbox.objects.filter(pk__in=[r.pk for r in rows]).update(
+                    attempts=F("attempts") + 1, last_error=str(exc)[:1000])
+                logger.warning("outbox relay: Redis unavailable (%s); %d events wait", exc, len(rows))
+                return published
+            Outbox.objects.filter(pk__in=[r.pk for r in rows]).update(published_at=timezone.now())
+            published += len(rows)
+        if ids is not None or len(rows) < limit:
+            return published
+
+
+def publish_pending_after_commit(ids: list[int]) -> None:
+    """on_commit hook: never let a relay failure surface in the write path (beat retries)."""
+    try:
+        publish_pending(ids=ids)
+    except Exception:  # the beat relay picks these up; the write itself is committed
+        logger.exception("outbox relay after commit failed; left for the periodic relay")

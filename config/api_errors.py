@@ -1,0 +1,58 @@
+"""One error shape for the whole API: {"error": {"code": ..., "message": ..., "details"?: ...}}."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """Raise from a view or service with an explicit status, code and message."""
+
+    def __init__(self, message: str, *, code: str = "error", status_code: int = status.HTTP_400_BAD_REQUEST,
+                 details=None):
+        self.status_code = status_code
+        self.code = code
+        self.details = details
+        super().__init__(detail=message, code=code)
+
+
+def error_body(code: str, message: str, details=None) -> dict:
+    body = {"error": {"code": code, "message": message}}
+    if details is not None:
+        body["error"]["details"] = details
+    return body
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_flatten(v) for v in detail)
+    return str(detail)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: Django's 500 handling (logged) applies
+    if isinstance(exc, ApiError):
+        response.data = error_body(exc.code, str(exc.detail), exc.details)
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body("invalid", _flatten(exc.detail), exc.detail)
+        return response
+    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+    if not isinstance(code, str):
+        code = "error"
+    response.data = error_body(code, _flatten(getattr(exc, "detail", str(exc))))
+    return response
+
+
+def server_error_response(code: str, message: str, status_code: int) -> Response:
+    return Response(error_body(code, message), status=status_code)

@@ -1,0 +1,216 @@
+"""The one settings module: everything comes from the environment (names are a contract, see
+ARCHITECTURE.md and .env.example). Defaults are the zero-setup run: SQLite, tasks in-process."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env is read when present (never committed; .env.example documents every name).
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+TESTING = env.bool("BILLING_TESTING", default=False)
+
+if DEBUG or TESTING:
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
+else:
+    SECRET_KEY = env.str("SECRET_KEY")  # no default outside DEBUG: fail loudly
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "djstripe",
+    "accounts",
+    "billing",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Persistent connections are mandatory for throughput (CONN_MAX_AGE=0 measured at 0.04x).
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+else:
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Redis, Celery ----------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+BILLING_EVENTS_STREAM = env.str("BILLING_EVENTS_STREAM", default="billing:events")
+# Approximate cap (XADD MAXLEN ~) so the stream cannot grow without bound.
+BILLING_EVENTS_STREAM_MAXLEN = env.int("BILLING_EVENTS_STREAM_MAXLEN", default=1_000_000)
+# How long a user's cached entitlements live in Redis; the write path refreshes them after commit.
+CHECK_CACHE_TTL_SECONDS = env.int("CHECK_CACHE_TTL_SECONDS", default=3600)
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL) or "memory://"
+CELERY_RESULT_BACKEND = None
+# Without a broker, tasks run in-process (the zero-setup default of `make run`).
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL.startswith(("redis", "amqp")))
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+# Redis redelivers an unacked message after this; must exceed the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# --- REST API ---------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "accounts.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "billing-service API",
+    "DESCRIPTION": "One truth about paid subscriptions across Stripe, the App Store, Google Play and Xsolla.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+CHECK_API_TRUSTED_NETWORKS = env.list("CHECK_API_TRUSTED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+
+JWT_ALGORITHMS = env.list("JWT_ALGORITHMS", default=["HS256"])
+JWT_SECRET = env.str("JWT_SECRET", default="")
+JWT_PUBLIC_KEY = env.str("JWT_PUBLIC_KEY", default="")
+JWT_ISSUER = env.str("JWT_ISSUER", default="")
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="")
+JWT_USER_CLAIM = env.str("JWT_USER_CLAIM", default="sub")
+
+# --- Webhook ingestion ------------------------------------------------------------------------
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BODY_BYTES + 1)
+
+# --- Stripe (and dj-stripe) -------------------------------------------------------------------
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=STRIPE_SECRET_KEY.startswith("sk_live_"))
+if STRIPE_API_BASE:
+    STRIPE_API_HOST = STRIPE_API_BASE  # dj-stripe's name for the same thing
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Subscriber"
+DJSTRIPE_SUBSCRIBER_MODEL_REQUEST_CALLBACK = "accounts.selectors.subscriber_for_request"
+DJSTRIPE_USE_NATIVE_JSONFIELD = True
+
+# --- Apple ------------------------------------------------------------------------------------
+APPLE_BUNDLE_ID = env.str("APPLE_BUNDLE_ID", default="")
+APPLE_APP_APPLE_ID = env.int("APPLE_APP_APPLE_ID", default=None)
+APPLE_ENVIRONMENT = env.str("APPLE_ENVIRONMENT", default="Production")
+APPLE_ROOT_CERTIFICATES = env.list(
+    "APPLE_ROOT_CERTIFICATES",
+    default=[str(BASE_DIR / "billing" / "providers" / "apple_roots" / name) for name in (
+        "AppleRootCA-G3.cer", "AppleRootCA-G2.cer", "AppleIncRootCertificate.cer")],
+)
+APPLE_KEY_ID = env.str("APPLE_KEY_ID", default="")
+APPLE_ISSUER_ID = env.str("APPLE_ISSUER_ID", default="")
+APPLE_PRIVATE_KEY_FILE = env.str("APPLE_PRIVATE_KEY_FILE", default="")
+APPLE_API_BASE_URL = env.str("APPLE_API_BASE_URL", default="")
+# Whether sandbox purchases may grant access on a production deployment (App Review buys in sandbox).
+APPLE_ALLOW_SANDBOX = env.bool("APPLE_ALLOW_SANDBOX", default=True)
+# Xcode / LocalTesting payloads carry no real signature: development only.
+APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = env.bool("APPLE_ALLOW_UNSIGNED_ENVIRONMENTS", default=False)
+APPLE_ONLINE_CHECKS = env.bool("APPLE_ONLINE_CHECKS", default=not TESTING)
+
+# --- Google Play ------------------------------------------------------------------------------
+GOOGLE_PLAY_PACKAGE_NAME = env.str("GOOGLE_PLAY_PACKAGE_NAME", default="")
+GOOGLE_SERVICE_ACCOUNT_FILE = env.str("GOOGLE_SERVICE_ACCOUNT_FILE", default="")
+GOOGLE_PLAY_API_ENDPOINT = env.str("GOOGLE_PLAY_API_ENDPOINT", default="")
+GOOGLE_PUBSUB_AUDIENCE = env.str("GOOGLE_PUBSUB_AUDIENCE", default="")
+GOOGLE_PUBSUB_SERVICE_ACCOUNT = env.str("GOOGLE_PUBSUB_SERVICE_ACCOUNT", default="")
+GOOGLE_PUBSUB_VERIFICATION_TOKEN = env.str("GOOGLE_PUBSUB_VERIFICATION_TOKEN", default="")
+GOOGLE_PUBSUB_CERTS_URL = env.str("GOOGLE_PUBSUB_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs")
+GOOGLE_PLAY_QUOTA_PER_MINUTE = env.int("GOOGLE_PLAY_QUOTA_PER_MINUTE", default=3000)
+# A purchase token nobody here claims: "ignore" (another deployment's, sharing the topic) or "orphan".
+GOOGLE_UNKNOWN_TOKEN_POLICY = env.str("GOOGLE_UNKNOWN_TOKEN_POLICY", default="orphan")
+
+# --- Xsolla -----------------------------------------------------------------------------------
+XSOLLA_PROJECT_ID = env.str("XSOLLA_PROJECT_ID", default="")
+XSOLLA_WEBHOOK_SECRET = env.str("XSOLLA_WEBHOOK_SECRET", default="")
+XSOLLA_MERCHANT_ID = env.str("XSOLLA_MERCHANT_ID", default="")
+XSOLLA_API_KEY = env.str("XSOLLA_API_KEY", default="")
+XSOLLA_API_BASE = env.str("XSOLLA_API_BASE", default="https://api.xsolla.com/merchant/v2")
+
+# --- Logging ----------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

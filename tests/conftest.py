@@ -1,0 +1,17 @@
+import pytest
+
+from billing.redis_client import get_redis
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Every test starts with an empty Redis database (the tests' own: db 15)."""
+    client = get_redis()
+    client.flushdb()
+    yield
+    client.flushdb()
+
+
+@pytest.fixture
+def redis_client():
+    return get_redis()
