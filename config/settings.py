@@ -103,7 +103,8 @@ CHECK_CACHE_TTL_SECONDS = env.int("CHECK_CACHE_TTL_SECONDS", default=3600)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL) or "memory://"
 CELERY_RESULT_BACKEND = None
 # Without a broker, tasks run in-process (the zero-setup default of `make run`).
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL.startswith(("redis", "amqp")))
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER",
+                                    default=not CELERY_BROKER_URL.startswith(("redis", "amqp")))
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
