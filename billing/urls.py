@@ -1,2 +1,6 @@
+from django.urls import include, path
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", include("billing.api.urls")),
+    path("api/stripe/", include("billing.api.stripe_urls")),
+]

@@ -160,6 +160,10 @@ class ProviderAdapter:
     def change_plan(self, subscription: Subscription, *, price_id: str) -> Snapshot | None:
         raise NotSupported(f"{self.name} subscriptions cannot change plan from here")
 
+    def admin_actions(self) -> list:
+        """Django admin actions this store offers on its subscriptions (e.g. Google revoke/defer)."""
+        return []
+
     # answers in the store's own dialect
     def success_response(self, *, duplicate: bool) -> HttpResponse:
         return JsonResponse({"status": "duplicate" if duplicate else "received"}, status=200)
