@@ -81,7 +81,8 @@ def apply_snapshot(snapshot: Snapshot, cause: Cause) -> ApplyResult:
             sub.store_product_id = snapshot.store_product_id
             sub.product = _product_for(snapshot)
         sub.environment = snapshot.environment
-        sub.last_event_at = snapshot.observed_at
+        if not snapshot.derived:
+            sub.last_event_at = snapshot.observed_at
         if cause.kind in _STORE_CONFIRMED:
             sub.last_verified_at = now
         if snapshot.raw:

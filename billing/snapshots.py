@@ -118,6 +118,9 @@ class Snapshot:
     acknowledgement_due_at: datetime | None = None
     acknowledged: bool | None = None
     transactions: tuple[TransactionRecord, ...] = ()
+    # Derived by us, not told by the store (e.g. the expiry sweep): applied without advancing
+    # last_event_at, so any store state newer than the last one still applies after it.
+    derived: bool = False
     raw: dict = field(default_factory=dict)
     note: str = ""
 

@@ -105,7 +105,9 @@ class ParseResult:
 
     snapshots: list[Snapshot] = field(default_factory=list)
     ignored_reason: str = ""
-    # Follow-up work the adapter wants after the snapshots are applied (e.g. acknowledge a purchase).
+    # Follow-up work after the snapshots are applied and committed (e.g. acknowledge a purchase):
+    # callables taking the list of billing.services.ApplyResult, run outside any transaction.
+    # They may raise TransientError (the event is retried; everything before is idempotent).
     after_apply: list = field(default_factory=list)
 
 
@@ -149,8 +151,10 @@ class ProviderAdapter:
         """Re-poll: the subscription's current state at the store."""
         raise NotSupported(f"{self.name} has no re-poll")
 
-    def verify(self, purchase: Mapping, *, user_id: str | None) -> list[Snapshot]:
-        """Verify a purchase sent by an app, server to server; raise InvalidPurchase or StoreUnavailable."""
+    def verify(self, purchase: Mapping, *, user_id: str | None) -> ParseResult:
+        """Verify a purchase sent by an app (the request body), server to server: the store's state as
+        snapshots (the caller links them to `user_id`, checks ownership and applies them, then runs
+        `after_apply`). Raise InvalidPurchase (400) or StoreUnavailable (502)."""
         raise NotSupported(f"{self.name} purchases are not verified through this API")
 
     def cancel(self, subscription: Subscription) -> Snapshot | None:
