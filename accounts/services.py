@@ -1,10 +1,11 @@
-"""Writes of subscribers."""
+"""Writes of subscribers and API keys."""
 
 import logging
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from .models import Subscriber
+from .models import ApiKey, Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +47,31 @@ def subscriber_set_identity(*, subscriber: Subscriber, field: str, value) -> boo
         return False
     setattr(subscriber, field, value)
     return True
+
+
+def api_key_create(*, name: str, scopes: list[str], created_by=None) -> tuple[ApiKey, str]:
+    """A new API key and its raw value (shown once; only its hash is stored)."""
+    name = name.strip()
+    if not name:
+        raise ValueError("A key needs a name (who uses it).")
+    scopes = [s.strip() for s in scopes if s.strip()]
+    unknown = sorted(set(scopes) - set(ApiKey.SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"Unknown scope(s) {', '.join(unknown) or '(none given)'}: choose from "
+                         f"{', '.join(ApiKey.SCOPES)}.")
+    prefix, raw = ApiKey.generate()
+    key = ApiKey.objects.create(name=name, prefix=prefix, hashed_key=ApiKey.hash(raw),
+                                scopes=[s for s in ApiKey.SCOPES if s in scopes], created_by=created_by)
+    return key, raw
+
+
+def api_key_revoke(*, prefix: str) -> ApiKey:
+    """Revoke a key. This process forgets it at once; other processes within API_KEY_CACHE_SECONDS."""
+    from .authentication import clear_api_key_cache
+
+    key = ApiKey.objects.get(prefix=prefix)
+    if key.revoked_at is None:
+        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        key.refresh_from_db()
+    clear_api_key_cache()
+    return key

@@ -23,9 +23,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: datetime) -> dict:
-    """The stream entry's `event` JSON (ARCHITECTURE.md contract; keys are camelCase)."""
-    subscriber = subscription.subscriber
+def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: datetime, subscriber=None) -> dict:
+    """The stream entry's `event` JSON (ARCHITECTURE.md contract; keys are camelCase; docs/events.md).
+    `subscriber`: the user the event is about when not the subscription's owner (a previous owner)."""
+    subscriber = subscriber or subscription.subscriber
     now = timezone.now()
     is_subscribed = False
     if subscriber is not None:
@@ -55,7 +56,9 @@ def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: 
 
 
 def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
-    """Publish unpublished outbox rows (only `ids` when given). Returns how many were published."""
+    """Publish unpublished outbox rows (only `ids` when given), oldest first. Returns how many were
+    published. Rows are claimed with FOR UPDATE SKIP LOCKED, so relays running at once never publish
+    the same row twice; a Redis failure leaves the rows unpublished (attempts and last_error recorded)."""
     client = get_redis()
     if client is None:
         return 0  # no Redis configured: events wait in the outbox
@@ -79,10 +82,24 @@ def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
                     attempts=F("attempts") + 1, last_error=str(exc)[:1000])
                 logger.warning("outbox relay: Redis unavailable (%s); %d events wait", exc, len(rows))
                 return published
-            Outbox.objects.filter(pk__in=[r.pk for r in rows]).update(published_at=timezone.now())
+            Outbox.objects.filter(pk__in=[r.pk for r in rows]).update(published_at=timezone.now(), last_error="",
+                                                                     attempts=F("attempts") + 1)
             published += len(rows)
+        if ids is None:
+            # Rows left for the periodic relay mean the after-commit work failed (Redis was down):
+            # those users' cached entitlements may be stale too, so refresh them now.
+            _refresh_caches({r.payload.get("userId") for r in rows} - {None})
         if ids is not None or len(rows) < limit:
             return published
+
+
+def _refresh_caches(external_ids: set[str]) -> None:
+    from accounts.models import Subscriber
+
+    from . import entitlement_cache
+
+    for subscriber_id in Subscriber.objects.filter(external_id__in=external_ids).values_list("pk", flat=True):
+        entitlement_cache.refresh(subscriber_id)
 
 
 def publish_pending_after_commit(ids: list[int]) -> None:

@@ -2,6 +2,7 @@
 re-polls, staff fixes and beat jobs all come through it."""
 
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
@@ -88,10 +89,11 @@ def apply_snapshot(snapshot: Snapshot, cause: Cause) -> ApplyResult:
         if snapshot.raw:
             sub.raw_snapshot = snapshot.raw
         note = cause.note
+        claim_note = ""
         subscriber = _resolve_subscriber(sub, snapshot)
         if subscriber is not None and sub.subscriber_id not in (None, subscriber.pk):
-            # Ownership moves only through staff (relink); the claim is kept visible.
-            note = _join(note, f"store claims user {subscriber.external_id}; kept the linked user")
+            # Ownership moves only through staff (subscription_link_subscriber); the claim stays visible.
+            claim_note = f"store claims user {subscriber.external_id}; kept the linked user"
             logger.warning("%s: store claims user %s, linked to subscriber id %s", sub, subscriber.external_id,
                            sub.subscriber_id)
         elif subscriber is not None:
@@ -101,23 +103,39 @@ def apply_snapshot(snapshot: Snapshot, cause: Cause) -> ApplyResult:
             _supersede(sub, snapshot)
 
         changed = old_status != sub.status  # a new row starts INACTIVE
-        if changed:
-            _record_status_change(sub, old_status, snapshot.observed_at, cause, note)
+        linked = old_subscriber_id is None and sub.subscriber_id is not None and not created
+        if changed or linked:
+            # An orphan getting its user is published too: for that user, access just changed.
+            _record_status_change(sub, old_status, snapshot.observed_at, cause, _join(
+                note, claim_note, f"linked to user {sub.subscriber.external_id}" if linked else ""))
+        elif claim_note and not sub.status_changes.filter(note__contains=claim_note).exists():
+            # No status change, but support must see the conflicting claim once (not on every event).
+            StatusChange.objects.create(subscription=sub, old_status=old_status, new_status=sub.status,
+                                        occurred_at=snapshot.observed_at, cause=cause.kind, cause_ref=cause.ref,
+                                        staff_user_id=cause.staff_user_id, note=_join(note, claim_note))
         _after_commit(sub.subscriber_id, old_subscriber_id)
         outcome = "created" if created else ("updated" if changed else "unchanged")
         return ApplyResult(sub.pk, outcome, old_status, sub.status, added)
 
 
 def subscription_link_subscriber(*, subscription_id: int, subscriber: Subscriber, cause: Cause) -> Subscription:
-    """Staff links an orphan (or moves a subscription) to a subscriber and the user's status is published."""
+    """Staff links an orphan (or moves a subscription) to a subscriber. The new owner's state is
+    published on the stream; a previous owner gets an event too (their access may just have ended)."""
+    if subscriber is None:
+        raise ValueError("a subscriber is required")
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription_id)
-        previous = sub.subscriber_id
+        previous = sub.subscriber
+        if previous is not None and previous.pk == subscriber.pk:
+            return sub
         sub.subscriber = subscriber
         sub.save(update_fields=["subscriber", "updated_at"])
+        moved = f" (was {previous.external_id})" if previous is not None else ""
         _record_status_change(sub, sub.status, timezone.now(), cause,
-                              _join(f"linked to user {subscriber.external_id}", cause.note))
-        _after_commit(sub.subscriber_id, previous)
+                              _join(f"linked to user {subscriber.external_id}{moved}", cause.note))
+        if previous is not None:
+            _publish(sub, sub.status, timezone.now(), subscriber=previous)
+        _after_commit(sub.subscriber_id, previous.pk if previous is not None else None)
     return sub
 
 
@@ -189,20 +207,30 @@ def _record_transactions(sub: Subscription, snapshot: Snapshot) -> int:
 
 
 def _supersede(sub: Subscription, snapshot: Snapshot) -> None:
-    Subscription.objects.filter(provider=snapshot.provider, provider_subscription_id=snapshot.replaces,
-                                replaced_by__isnull=True).exclude(pk=sub.pk).update(replaced_by=sub,
-                                                                                    updated_at=timezone.now())
+    old = list(Subscription.objects.select_for_update().filter(
+        provider=snapshot.provider, provider_subscription_id=snapshot.replaces, replaced_by__isnull=True)
+        .exclude(pk=sub.pk).values_list("pk", "subscriber_id"))
+    if not old:
+        return
+    Subscription.objects.filter(pk__in=[pk for pk, _ in old]).update(replaced_by=sub, updated_at=timezone.now())
+    _after_commit(*(owner for _, owner in old))
 
 
 def _record_status_change(sub: Subscription, old_status: str, occurred_at: datetime, cause: Cause, note: str) -> None:
-    """A history row and an outbox row (orphans too: userId null, so consumers can alert on them)."""
+    """A history row, and an outbox row when the subscription has a user. An orphan's changes are not
+    published (consumers key everything on userId); linking it later publishes its state."""
     StatusChange.objects.create(subscription=sub, old_status=old_status, new_status=sub.status,
                                 occurred_at=occurred_at, cause=cause.kind, cause_ref=cause.ref,
                                 staff_user_id=cause.staff_user_id, note=note)
-    row = Outbox.objects.create(subscription=sub, payload={})
-    row.payload = outbox.event_payload(event_id=str(row.event_id), subscription=sub, old_status=old_status,
-                                       occurred_at=occurred_at)
-    row.save(update_fields=["payload"])
+    if sub.subscriber_id is not None:
+        _publish(sub, old_status, occurred_at)
+
+
+def _publish(sub: Subscription, old_status: str, occurred_at: datetime, *, subscriber=None) -> None:
+    event_id = uuid.uuid4()
+    payload = outbox.event_payload(event_id=str(event_id), subscription=sub, old_status=old_status,
+                                   occurred_at=occurred_at, subscriber=subscriber)
+    row = Outbox.objects.create(event_id=event_id, subscription=sub, payload=payload)
     transaction.on_commit(partial(outbox.publish_pending_after_commit, [row.pk]))
 
 

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally (works offline)
     "django_celery_beat",
     "djstripe",
     "accounts",
@@ -39,6 +40,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Answers GET /api/subscriptions/check/<id> before the browser-oriented middleware below (hot path).
+    "billing.api.check.CheckFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -122,7 +125,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # One entry per job, each added by the module that owns the task.
 CELERY_BEAT_SCHEDULE = {
     # --- billing ---
+    "billing-relay-outbox": {"task": "billing.tasks.relay_outbox", "schedule": 30.0},
+    "billing-expire-lapsed": {"task": "billing.tasks.expire_lapsed", "schedule": 60.0},
+    "billing-repoll-subscriptions": {"task": "billing.tasks.repoll_subscriptions", "schedule": 15 * 60.0},
     # --- webhooks ---
+    # Re-enqueue events the broker lost (or that arrived while it was down) and retries that are due.
+    "webhooks-sweep": {"task": "webhooks.tasks.sweep_events", "schedule": 60.0},
     # --- providers ---
 }
 CELERY_TIMEZONE = "UTC"
@@ -147,9 +155,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CHECK_API_TRUSTED_NETWORKS = env.list("CHECK_API_TRUSTED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+# API keys are cached per process this long: a revoked key stops working everywhere within it.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
 JWT_ALGORITHMS = env.list("JWT_ALGORITHMS", default=["HS256"])
 JWT_SECRET = env.str("JWT_SECRET", default="")
@@ -161,6 +174,11 @@ JWT_USER_CLAIM = env.str("JWT_USER_CLAIM", default="sub")
 # --- Webhook ingestion ------------------------------------------------------------------------
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+# Retry backoff: base * 2**(attempt-1), capped, with full jitter; the sweeper re-enqueues events still
+# `received` this long after arrival (a lost or undelivered task).
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
+WEBHOOK_SWEEP_AFTER_SECONDS = env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BODY_BYTES + 1)
 
 # --- Stripe (and dj-stripe) -------------------------------------------------------------------

@@ -1,1 +1,30 @@
-urlpatterns: list = []
+"""The REST API, included at the site root. (Stripe's own endpoints: stripe_urls.py.)"""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from . import schema  # noqa: F401  (registers the OpenAPI extensions for our authentication)
+from .check import CheckSubscriptionView
+from .health import HealthApi
+from .views import (
+    CancelSubscriptionApi,
+    ChangePlanApi,
+    MySubscriptionListApi,
+    UserSubscriptionListApi,
+    VerifyPurchaseApi,
+)
+
+urlpatterns = [
+    path("health", HealthApi.as_view(), name="health"),
+    path("api/subscriptions/check/<str:user_id>", CheckSubscriptionView.as_view(), name="subscriptions-check"),
+    path("api/subscriptions/verify", VerifyPurchaseApi.as_view(), name="subscriptions-verify"),
+    path("api/subscriptions/<str:subscription_id>/cancel", CancelSubscriptionApi.as_view(),
+         name="subscriptions-cancel"),
+    path("api/subscriptions/<str:subscription_id>/change-plan", ChangePlanApi.as_view(),
+         name="subscriptions-change-plan"),
+    path("api/users/<str:user_id>/subscriptions", UserSubscriptionListApi.as_view(), name="users-subscriptions"),
+    path("api/me/subscriptions", MySubscriptionListApi.as_view(), name="me-subscriptions"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]

@@ -1,7 +1,10 @@
 """Provider name (as in /webhooks/<provider>) → adapter. Adapters load lazily: a deployment that uses
 one store does not import the others' libraries at start-up."""
 
+import os
 from importlib import import_module
+
+from django.conf import settings
 
 from .base import ProviderAdapter
 
@@ -28,8 +31,18 @@ def unregister(name: str) -> None:
     _instances.pop(name, None)
 
 
+def _extra_paths() -> dict[str, str]:
+    """Test-only adapters for other processes (a Celery worker, a server started by a test):
+    BILLING_EXTRA_ADAPTERS="name=package.module:Class,..." is honoured only when BILLING_TESTING is set."""
+    raw = os.environ.get("BILLING_EXTRA_ADAPTERS", "")
+    if not raw or not settings.TESTING:
+        return {}
+    pairs = (item.split("=", 1) for item in raw.split(",") if "=" in item)
+    return {name.strip(): path.strip() for name, path in pairs}
+
+
 def names() -> list[str]:
-    return sorted(set(_PATHS) | set(_instances))
+    return sorted(set(_PATHS) | set(_instances) | set(_extra_paths()))
 
 
 def store_names() -> list[str]:
@@ -41,7 +54,7 @@ def get_adapter(name: str) -> ProviderAdapter:
     adapter = _instances.get(name)
     if adapter is not None:
         return adapter
-    path = _PATHS.get(name)
+    path = _PATHS.get(name) or _extra_paths().get(name)
     if path is None:
         raise UnknownProvider(name)
     module_name, _, class_name = path.partition(":")

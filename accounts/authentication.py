@@ -1,0 +1,242 @@
+"""Authentication of API callers: `Authorization: Api-Key <key>` for services, `Authorization: Bearer
+<JWT>` for the apps' end users, and (check API only) anonymous calls from trusted networks.
+
+The functions here are shared by the DRF authentication classes and by the check API's lean view,
+so both paths accept and refuse exactly the same credentials."""
+
+import hmac
+import ipaddress
+import logging
+import threading
+import time
+from datetime import timedelta
+
+import jwt
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from .models import ApiKey
+from .principals import Principal
+
+logger = logging.getLogger(__name__)
+
+# last_used_at is written at most this often per key: the hot path must not write on every call.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+_MAX_CACHED_KEYS = 10_000
+
+
+class AuthFailed(Exception):
+    """Credentials were given but are not valid (401)."""
+
+    def __init__(self, message: str, code: str = "authentication_failed"):
+        self.message = message
+        self.code = code
+        super().__init__(message)
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+# sha256(raw key) -> (valid until, monotonic; Principal or None for an unknown/revoked key).
+# A revoked key keeps working in *other* processes for at most API_KEY_CACHE_SECONDS.
+_key_cache: dict[str, tuple[float, Principal | None]] = {}
+_key_cache_lock = threading.Lock()
+
+
+def clear_api_key_cache() -> None:
+    with _key_cache_lock:
+        _key_cache.clear()
+
+
+def _principal_for_key(raw_key: str, hashed: str) -> Principal | None:
+    prefix = ApiKey.prefix_of(raw_key)
+    if prefix is None:
+        return None
+    key = ApiKey.objects.filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.hashed_key, hashed) or not key.is_active:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return Principal(kind=Principal.SERVICE, name=key.name, scopes=frozenset(key.scopes or ()),
+                     api_key_id=key.pk)
+
+
+def authenticate_api_key(raw_key: str) -> Principal:
+    """The service behind a raw key, from a short in-process cache or the database. Raises AuthFailed."""
+    raw_key = raw_key.strip()
+    hashed = ApiKey.hash(raw_key)
+    now = time.monotonic()
+    cached = _key_cache.get(hashed)
+    if cached is not None and cached[0] > now:
+        principal = cached[1]
+    else:
+        principal = _principal_for_key(raw_key, hashed)
+        with _key_cache_lock:
+            if len(_key_cache) >= _MAX_CACHED_KEYS:  # bounded: random bad keys cannot grow it
+                _key_cache.clear()
+            _key_cache[hashed] = (now + settings.API_KEY_CACHE_SECONDS, principal)
+    if principal is None:
+        raise AuthFailed("Invalid or revoked API key.", "invalid_api_key")
+    return principal
+
+
+# --- End-user JWTs ----------------------------------------------------------------------------
+
+def _jwt_key(algorithm: str) -> str:
+    if algorithm.startswith("HS"):
+        return settings.JWT_SECRET
+    # PEM in an environment variable often arrives with literal "\n".
+    return settings.JWT_PUBLIC_KEY.replace("\\n", "\n")
+
+
+def authenticate_jwt(token: str) -> Principal:
+    """The end user named by a token signed per the JWT_* settings. Raises AuthFailed with a clear reason."""
+    if not (settings.JWT_SECRET or settings.JWT_PUBLIC_KEY):
+        raise AuthFailed("End-user tokens are not accepted here: JWT_SECRET or JWT_PUBLIC_KEY is not set.",
+                         "jwt_not_configured")
+    try:
+        algorithm = jwt.get_unverified_header(token).get("alg", "")
+    except jwt.DecodeError:
+        raise AuthFailed("Malformed bearer token.", "invalid_token") from None
+    if algorithm not in settings.JWT_ALGORITHMS:
+        raise AuthFailed(f"Token algorithm {algorithm!r} is not accepted (allowed: "
+                         f"{', '.join(settings.JWT_ALGORITHMS)}).", "invalid_token")
+    key = _jwt_key(algorithm)
+    if not key:
+        raise AuthFailed(f"No key is configured for {algorithm} tokens.", "invalid_token")
+    claim = settings.JWT_USER_CLAIM
+    try:
+        payload = jwt.decode(
+            token, key, algorithms=settings.JWT_ALGORITHMS,
+            audience=settings.JWT_AUDIENCE or None, issuer=settings.JWT_ISSUER or None,
+            leeway=10,  # seconds of clock skew between the apps' auth server and us
+            options={"require": ["exp", claim], "verify_aud": bool(settings.JWT_AUDIENCE)})
+    except jwt.ExpiredSignatureError:
+        raise AuthFailed("The bearer token has expired.", "token_expired") from None
+    except jwt.InvalidSignatureError:
+        raise AuthFailed("The bearer token's signature is not valid.", "invalid_token") from None
+    except jwt.InvalidAudienceError:
+        raise AuthFailed(f"The bearer token is not for this audience (expected {settings.JWT_AUDIENCE}).",
+                         "invalid_token") from None
+    except jwt.InvalidIssuerError:
+        raise AuthFailed(f"The bearer token is not from the expected issuer ({settings.JWT_ISSUER}).",
+                         "invalid_token") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthFailed(f"The bearer token lacks the {exc.claim!r} claim.", "invalid_token") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthFailed(f"Invalid bearer token: {exc}.", "invalid_token") from None
+    user_id = payload.get(claim)
+    if user_id in (None, "") or isinstance(user_id, (dict, list, bool)):
+        raise AuthFailed(f"The bearer token's {claim!r} claim is not a user id.", "invalid_token")
+    user_id = str(user_id)
+    return Principal(kind=Principal.END_USER, name=f"user {user_id}", user_id=user_id)
+
+
+# --- The Authorization header -----------------------------------------------------------------
+
+def authenticate_header(header: str) -> Principal | None:
+    """The principal for an `Authorization` header value; None when there is no header. Raises AuthFailed."""
+    if not header:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    scheme = scheme.lower()
+    credentials = credentials.strip()
+    if scheme == "api-key":
+        if not credentials:
+            raise AuthFailed("Empty API key.", "invalid_api_key")
+        return authenticate_api_key(credentials)
+    if scheme == "bearer":
+        if not credentials:
+            raise AuthFailed("Empty bearer token.", "invalid_token")
+        return authenticate_jwt(credentials)
+    raise AuthFailed("Unsupported Authorization scheme: use 'Api-Key <key>' or 'Bearer <token>'.",
+                     "unsupported_authorization")
+
+
+# --- Trusted networks (check API) -------------------------------------------------------------
+
+_networks: list | None = None
+_address_verdicts: dict[str, bool] = {}
+
+
+def _trusted_networks() -> list:
+    global _networks
+    if _networks is None:
+        _networks = [ipaddress.ip_network(n.strip(), strict=False)
+                     for n in settings.CHECK_API_TRUSTED_NETWORKS if n.strip()]
+    return _networks
+
+
+def is_trusted_address(remote_addr: str) -> bool:
+    """Whether REMOTE_ADDR is inside CHECK_API_TRUSTED_NETWORKS. Only the socket's address counts:
+    X-Forwarded-For is set by the client and is never trusted (behind a proxy, list the proxy's view)."""
+    verdict = _address_verdicts.get(remote_addr)
+    if verdict is None:
+        try:
+            address = ipaddress.ip_address(remote_addr.split("%", 1)[0])
+        except ValueError:
+            return False
+        if getattr(address, "ipv4_mapped", None) is not None:
+            address = address.ipv4_mapped
+        verdict = any(address in network for network in _trusted_networks())
+        if len(_address_verdicts) > 4096:
+            _address_verdicts.clear()
+        _address_verdicts[remote_addr] = verdict
+    return verdict
+
+
+@receiver(setting_changed)
+def _reset_on_setting_change(setting, **kwargs):
+    global _networks
+    if setting == "CHECK_API_TRUSTED_NETWORKS":
+        _networks = None
+        _address_verdicts.clear()
+    elif setting in ("API_KEY_CACHE_SECONDS",):
+        clear_api_key_cache()
+
+
+# --- DRF --------------------------------------------------------------------------------------
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Api-Key <key>` (keys from ApiKey.generate(), stored hashed, scoped)."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "api-key":
+            return None
+        try:
+            principal = authenticate_api_key(credentials) if credentials.strip() else None
+        except AuthFailed as exc:
+            raise exceptions.AuthenticationFailed(exc.message, exc.code) from None
+        if principal is None:
+            raise exceptions.AuthenticationFailed("Empty API key.", "invalid_api_key")
+        return principal, principal
+
+    def authenticate_header(self, request):
+        return 'Api-Key realm="billing"'
+
+
+class JWTAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <JWT>` issued by the apps' own auth (settings JWT_*)."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        try:
+            principal = authenticate_jwt(credentials.strip())
+        except AuthFailed as exc:
+            raise exceptions.AuthenticationFailed(exc.message, exc.code) from None
+        return principal, principal
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="billing"'

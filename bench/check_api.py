@@ -1,0 +1,271 @@
+"""Benchmark of GET /api/subscriptions/check/<user_id> under gunicorn, beside a bare Django JSON view.
+
+    .venv/bin/python bench/check_api.py            # needs PostgreSQL, Redis and wrk (apt-get install wrk)
+
+Seeds a separate PostgreSQL database (BENCH_DATABASE_URL, default .../billing_bench; created, reused on
+later runs) with 10k, then 1M subscribers with one subscription each, serves the app and the bare view
+with the same gunicorn settings (sync workers), and measures with wrk: requests/s at 32 connections and
+p50/p99 latency at 8 connections. Callers are anonymous from 127.0.0.1 (a trusted network), as an
+internal service calls it; one row adds an API key. User ids are drawn at random from a hot set of 10k
+users spread over the whole table, whose cache entries are warmed first; one row runs with no Redis at
+all (every answer from PostgreSQL, ids drawn from all users). CPU µs/request = utime+stime of the
+gunicorn workers, the bench database's PostgreSQL backends and redis-server (shared with anything else
+running on the machine) over the requests served.
+"""
+
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/billing_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+PORT = int(os.environ.get("BENCH_PORT", "18090"))
+HOT_SET = 10_000
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- database -----------------------------------------------------------------------------------
+
+def admin_url() -> str:
+    return DB_URL.rsplit("/", 1)[0] + "/postgres"
+
+
+def ensure_database() -> None:
+    name = DB_URL.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(DB_URL) as conn:
+        exists = conn.execute("SELECT to_regclass('billing_subscription')").fetchone()[0]
+    if not exists:
+        print("building the schema from the models ...", flush=True)
+        subprocess.run([PY, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0",
+                        "--settings", "bench.settings_syncdb"], cwd=ROOT, env=server_env(), check=True)
+
+
+def seed(total: int) -> None:
+    """Subscribers "1".."total", one subscription each (80% active, 20% expired), via COPY."""
+    with psycopg.connect(DB_URL) as conn:
+        have = conn.execute("SELECT count(*) FROM accounts_subscriber").fetchone()[0]
+        if have >= total:
+            return
+        t0 = time.monotonic()
+        product_id = conn.execute(
+            "INSERT INTO billing_product (provider, store_product_id, label, period_unit, period_value, price_minor,"
+            " currency, created_at, updated_at) VALUES ('stripe', 'price_bench', 'Bench monthly', 'month', 1, 999,"
+            " 'USD', now(), now()) ON CONFLICT (provider, store_product_id) DO UPDATE SET label = excluded.label"
+            " RETURNING id").fetchone()[0]
+        ent_id = conn.execute(
+            "INSERT INTO billing_entitlement (name, description) VALUES ('premium', '') ON CONFLICT (name)"
+            " DO UPDATE SET description = excluded.description RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO billing_product_entitlements (product_id, entitlement_id) VALUES (%s, %s)"
+                     " ON CONFLICT DO NOTHING", (product_id, ent_id))
+        first = conn.execute("SELECT coalesce(max(id), 0) FROM accounts_subscriber").fetchone()[0] + 1
+        with conn.cursor().copy("COPY accounts_subscriber (id, external_id, email, created_at, updated_at)"
+                                " FROM STDIN") as copy:
+            for i in range(have + 1, total + 1):
+                copy.write_row((first + i - have - 1, str(i), "", "2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z"))
+        columns = ("provider, provider_subscription_id, subscriber_id, product_id, store_product_id, status,"
+                   " period_unit, period_value, amount_minor, currency, auto_renew, started_at, expires_at,"
+                   " environment, created_at, updated_at, raw_snapshot, last_verified_at")
+        with conn.cursor().copy(f"COPY billing_subscription ({columns}) FROM STDIN") as copy:
+            for i in range(have + 1, total + 1):
+                active = i % 5 != 0
+                copy.write_row(("stripe", f"sub_bench_{i}", first + i - have - 1, product_id, "price_bench",
+                                "ACTIVE" if active else "EXPIRED", "month", 1, 999, "USD", active,
+                                "2025-01-01T00:00:00Z", "2030-01-01T00:00:00Z" if active else "2025-02-01T00:00:00Z",
+                                "production", "2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z", "{}",
+                                "2025-06-01T00:00:00Z"))
+        conn.execute("SELECT setval(pg_get_serial_sequence('accounts_subscriber', 'id'),"
+                     " (SELECT max(id) FROM accounts_subscriber))")
+        conn.commit()
+        conn.execute("ANALYZE accounts_subscriber")
+        conn.execute("ANALYZE billing_subscription")
+        conn.commit()
+        print(f"seeded {total - have:,} subscribers + subscriptions in {time.monotonic() - t0:.0f} s", flush=True)
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+def server_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
+    env.update({"DATABASE_URL": DB_URL, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench-only", "DEBUG": "0",
+                "BILLING_TESTING": "0", "LOG_LEVEL": "WARNING", "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "CELERY_TASK_ALWAYS_EAGER": "1"})
+    env.update(extra)
+    return env
+
+
+class Server:
+    def __init__(self, app: str, **env):
+        self.proc = subprocess.Popen(
+            [GUNICORN, app, "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{PORT}", "--log-level", "warning",
+             "--timeout", "60"], cwd=ROOT, env=server_env(**env))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urlopen(f"http://127.0.0.1:{PORT}/api/subscriptions/check/1", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"{app} did not start") from None
+                time.sleep(0.3)
+
+    def workers(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+def cpu_ticks(pids) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (FileNotFoundError, IndexError):
+            pass
+    return total
+
+
+def backend_pids() -> list[int]:
+    name = DB_URL.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url()) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (name,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def redis_pid() -> list[int]:
+    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def lua_script(ids: list[str], api_key: str | None) -> str:
+    header = f'wrk.headers["Authorization"] = "Api-Key {api_key}"\n' if api_key else ""
+    return (header + "local ids = {" + ",".join(f'"{i}"' for i in ids) + "}\n"
+            "request = function()\n"
+            "  return wrk.format('GET', '/api/subscriptions/check/' .. ids[math.random(#ids)])\n"
+            "end\n")
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(script: str, connections: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    try:
+        out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{DURATION}s", "--latency", "-s",
+                              f.name, f"http://127.0.0.1:{PORT}"], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+              "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+              "errors": int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0}
+    for pct in ("50", "99"):
+        result[f"p{pct}"] = _ms(re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M).group(1))
+    return result
+
+
+def measure(label: str, app: str, ids: list[str], *, api_key: str | None = None, **env) -> dict:
+    server = Server(app, **env)
+    try:
+        script = lua_script(ids, api_key)
+        wrk(script, 8)  # warm-up: connections, imports, caches
+        pids = server.workers()
+        backends, redis = backend_pids(), redis_pid()
+        before = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
+        throughput = wrk(script, 32)
+        after = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
+        latency = wrk(script, 8)
+    finally:
+        server.stop()
+    cpu = [(a - b) / TICKS * 1e6 / max(throughput["requests"], 1) for a, b in zip(after, before, strict=True)]
+    row = {"label": label, "rps": throughput["rps"], "p50": latency["p50"], "p99": latency["p99"],
+           "cpu_app": cpu[0], "cpu_db": cpu[1], "cpu_redis": cpu[2],
+           "errors": throughput["errors"] + latency["errors"]}
+    print(f"  {label}: {row['rps']:,.0f} req/s, p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms", flush=True)
+    return row
+
+
+def warm_cache(ids: list[str]) -> None:
+    """Fill the entitlement cache for the hot set, through the project's own read path."""
+    code = ("import sys, django; django.setup()\n"
+            "from billing import entitlement_cache\n"
+            "from billing.selectors import entries_for_user\n"
+            "from billing.redis_client import get_redis\n"
+            "r = get_redis()\n"
+            "for uid in sys.stdin.read().split():\n"
+            "    r.delete(entitlement_cache.key_for(uid)); entries_for_user(uid)\n")
+    subprocess.run([PY, "-c", code], input="\n".join(ids), text=True, cwd=ROOT, check=True,
+                   env=server_env(DJANGO_SETTINGS_MODULE="config.settings"))
+
+
+def create_key() -> str:
+    out = subprocess.run([PY, "manage.py", "create_api_key", "--name", "bench", "--scopes", "check"], cwd=ROOT,
+                         env=server_env(), capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def main() -> int:
+    if not GUNICORN.exists() or subprocess.run(["which", "wrk"], capture_output=True).returncode:
+        print("needs .venv (make install) and wrk (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    rng = random.Random(42)
+    ensure_database()
+    rows = []
+    ids_10k = [str(i) for i in range(1, 10_001)]
+    bare = measure("bare Django JSON view", "bench.bare_wsgi:application", ids_10k)
+    rows.append(bare)
+
+    seed(10_000)
+    warm_cache(ids_10k)
+    rows.append(measure("check API, 10k subscriptions", "config.wsgi:application", ids_10k))
+
+    seed(1_000_000)
+    hot = [str(rng.randint(1, 1_000_000)) for _ in range(HOT_SET)]
+    warm_cache(hot)
+    rows.append(measure("check API, 1M subscriptions", "config.wsgi:application", hot))
+    rows.append(measure("check API, 1M, with Api-Key", "config.wsgi:application", hot, api_key=create_key()))
+    everyone = [str(rng.randint(1, 1_000_000)) for _ in range(HOT_SET)]
+    rows.append(measure("check API, 1M, no Redis (DB only)", "config.wsgi:application", everyone, REDIS_URL=""))
+
+    print(f"\n{WORKERS} sync gunicorn workers, wrk {DURATION}s per figure; "
+          f"throughput at 32 connections, latency at 8 (run took {time.monotonic() - started:.0f} s)\n")
+    print(f"{'':36} {'req/s':>8} {'x bare':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req: app':>16} "
+          f"{'+pg':>6} {'+redis':>7} {'errors':>7}")
+    for r in rows:
+        print(f"{r['label']:36} {r['rps']:8,.0f} {r['rps'] / bare['rps']:7.2f} {r['p50']:7.2f} {r['p99']:7.2f} "
+              f"{r['cpu_app']:16.0f} {r['cpu_db']:6.0f} {r['cpu_redis']:7.0f} {r['errors']:7d}")
+    ten_k, one_m = rows[1], rows[2]
+    print(f"\ntargets: check ≥ 0.60 x bare: {ten_k['rps'] / bare['rps']:.2f} (10k), "
+          f"{one_m['rps'] / bare['rps']:.2f} (1M);"
+          f" p99 < 25 ms: {max(ten_k['p99'], one_m['p99']):.1f} ms;"
+          f" 1M within 20% of 10k: {one_m['rps'] / ten_k['rps']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

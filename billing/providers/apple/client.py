@@ -1,0 +1,95 @@
+"""The ONE place the App Store Server API client is built, and where its errors become ours.
+
+The library hard-codes Apple's base URLs; APPLE_API_BASE_URL (a local fake in tests, a proxy) replaces
+them through a small subclass. Each request carries an ES256 JWT signed with the In-App Purchase key
+(APPLE_KEY_ID, APPLE_ISSUER_ID, APPLE_PRIVATE_KEY_FILE)."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import requests
+from appstoreserverlibrary.api_client import APIError, APIException, AppStoreServerAPIClient
+from appstoreserverlibrary.models.Environment import Environment as AppleEnvironment
+from django.conf import settings
+
+from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_SECONDS = 15
+API_SETTINGS = ("APPLE_KEY_ID", "APPLE_ISSUER_ID", "APPLE_PRIVATE_KEY_FILE", "APPLE_BUNDLE_ID")
+
+# Apple's "not found yet, try again" errors and its general retryable error.
+_RETRYABLE = {APIError.ACCOUNT_NOT_FOUND_RETRYABLE, APIError.APP_NOT_FOUND_RETRYABLE,
+              APIError.ORIGINAL_TRANSACTION_ID_NOT_FOUND_RETRYABLE, APIError.GENERAL_INTERNAL_RETRYABLE}
+_NOT_FOUND = {APIError.TRANSACTION_ID_NOT_FOUND, APIError.ORIGINAL_TRANSACTION_ID_NOT_FOUND,
+              APIError.INVALID_TRANSACTION_ID, APIError.INVALID_ORIGINAL_TRANSACTION_ID}
+
+
+class TransactionNotFound(PermanentError):
+    """The App Store knows no such transaction (in that environment)."""
+
+
+class _Client(AppStoreServerAPIClient):
+    def __init__(self, *, base_url: str, **kwargs):
+        super().__init__(**kwargs)
+        if base_url:
+            self._base_url = base_url.rstrip("/")
+
+    def _execute_request(self, method, url, params, headers, json, data):
+        # The library waits 30 s; a webhook retry or the app's retry is better than a stuck worker.
+        return requests.request(method, url, params=params, headers=headers, json=json, data=data,
+                                timeout=REQUEST_TIMEOUT_SECONDS)
+
+
+@lru_cache(maxsize=8)
+def _build(apple_environment: str, key_id: str, issuer_id: str, key_file: str, bundle_id: str,
+           base_url: str) -> AppStoreServerAPIClient:
+    try:
+        key = Path(key_file).read_bytes()
+    except OSError as exc:
+        raise NotConfigured("apple", ["APPLE_PRIVATE_KEY_FILE"]) from exc
+    env = {"Production": AppleEnvironment.PRODUCTION, "Sandbox": AppleEnvironment.SANDBOX,
+           "LocalTesting": AppleEnvironment.LOCAL_TESTING}[apple_environment]
+    return _Client(base_url=base_url, signing_key=key, key_id=key_id, issuer_id=issuer_id, bundle_id=bundle_id,
+                   environment=env)
+
+
+def api_client(apple_environment: str) -> AppStoreServerAPIClient:
+    """The client for "Production" or "Sandbox" (or "LocalTesting" when unsigned data is allowed)."""
+    missing = [name for name in API_SETTINGS if not getattr(settings, name, "")]
+    if missing:
+        raise NotConfigured("apple", missing)
+    if apple_environment == "LocalTesting" and not settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS:
+        raise NotConfigured("apple", ["APPLE_ALLOW_UNSIGNED_ENVIRONMENTS"])
+    if apple_environment not in ("Production", "Sandbox", "LocalTesting"):
+        raise PermanentError(f"The App Store Server API has no {apple_environment} environment.")
+    return _build(apple_environment, settings.APPLE_KEY_ID, settings.APPLE_ISSUER_ID,
+                  settings.APPLE_PRIVATE_KEY_FILE, settings.APPLE_BUNDLE_ID, settings.APPLE_API_BASE_URL)
+
+
+def api_call(apple_environment: str, method: str, *args, **kwargs):
+    """Call one client method; the store's failures become TransactionNotFound (the id is unknown
+    there), StoreUnavailable (retry: network, 429, 5xx, Apple's retryable errors, our credentials
+    refused) or PermanentError (a request Apple will never accept)."""
+    client = api_client(apple_environment)
+    try:
+        return getattr(client, method)(*args, **kwargs)
+    except requests.RequestException as exc:
+        raise StoreUnavailable(f"App Store Server API ({apple_environment}) unreachable: {exc}") from exc
+    except APIException as exc:
+        status, code = exc.http_status_code, exc.api_error
+        detail = f"HTTP {status}" + (f", error {exc.raw_api_error}" if exc.raw_api_error else "") + (
+            f": {exc.error_message}" if exc.error_message else "")
+        if code in _NOT_FOUND or (status == 404 and code not in _RETRYABLE):
+            raise TransactionNotFound(f"App Store ({apple_environment}): {detail}") from exc
+        if status == 401:
+            logger.error("App Store Server API refused our credentials: check APPLE_KEY_ID, APPLE_ISSUER_ID, "
+                         "APPLE_PRIVATE_KEY_FILE, APPLE_BUNDLE_ID (%s)", detail)
+            raise StoreUnavailable(f"App Store Server API refused our credentials ({detail})") from exc
+        if code in _RETRYABLE or status == 429 or status >= 500:
+            raise StoreUnavailable(f"App Store Server API ({apple_environment}) failed: {detail}") from exc
+        raise PermanentError(f"App Store Server API ({apple_environment}) refused the request: {detail}") from exc

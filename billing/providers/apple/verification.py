@@ -1,0 +1,211 @@
+"""Apple's signed data (JWS) → verified, decoded claims.
+
+One `SignedDataVerifier` per environment (sandbox and production notifications arrive at the same URL):
+the unverified environment is only peeked at to pick the verifier, which then checks the signature, the
+certificate chain up to the configured roots, the bundle id, the app Apple id (production) and that the
+environment really is that one. Xcode and LocalTesting data carry no App Store signature (the library
+skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENTS is on (development).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jwt
+from appstoreserverlibrary.models.Environment import Environment as AppleEnvironment
+from appstoreserverlibrary.signed_data_verifier import (
+    SignedDataVerifier,
+    VerificationException,
+    VerificationStatus,
+)
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from billing.providers.base import NotConfigured
+from billing.snapshots import Environment
+
+# SHA-256 of Apple Root CA - G3, the root of every App Store signature (pinned; checked by a test).
+APPLE_ROOT_CA_G3_SHA256 = (
+    "63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:7C:4F:5C:75:6F:30:17:B3:A8:C4:88:C3:65:3E:91:79")
+
+SIGNED_ENVIRONMENTS = {"Production": AppleEnvironment.PRODUCTION, "Sandbox": AppleEnvironment.SANDBOX}
+UNSIGNED_ENVIRONMENTS = {"Xcode": AppleEnvironment.XCODE, "LocalTesting": AppleEnvironment.LOCAL_TESTING}
+
+_EXPLANATIONS = {
+    VerificationStatus.VERIFICATION_FAILURE: "the signature or its certificate chain is not valid (not rooted in "
+                                             "the configured Apple roots, tampered with, or signed outside the "
+                                             "certificates' validity)",
+    VerificationStatus.INVALID_APP_IDENTIFIER: "it is for another app (the bundle id or app Apple id is not "
+                                               "APPLE_BUNDLE_ID / APPLE_APP_APPLE_ID)",
+    VerificationStatus.INVALID_CERTIFICATE: "a certificate of its chain (or a configured root) cannot be read",
+    VerificationStatus.INVALID_CHAIN_LENGTH: "its x5c header does not hold exactly three certificates",
+    VerificationStatus.INVALID_CHAIN: "its certificate chain is not valid",
+    VerificationStatus.INVALID_ENVIRONMENT: "its environment does not match the environment it claims",
+    VerificationStatus.RETRYABLE_VERIFICATION_FAILURE: "the certificate revocation check (OCSP) could not reach "
+                                                       "Apple",
+}
+
+
+class NotTrusted(Exception):
+    """Signed data that is not authentic, not ours, or not acceptable here. A retry cannot fix it."""
+
+    def __init__(self, message: str, *, code: str):
+        self.code = code
+        super().__init__(message)
+
+
+class RetryLater(Exception):
+    """Verification could not complete (the OCSP responder did not answer): retry later."""
+
+
+@dataclass(frozen=True)
+class VerifiedNotification:
+    claims: dict  # the notification, without the nested JWS strings (their decoded content is below)
+    transaction: dict | None
+    renewal: dict | None
+    apple_environment: str  # "Production", "Sandbox", "Xcode", "LocalTesting"
+
+    @property
+    def environment(self) -> str:
+        return environment_of(self.apple_environment)
+
+
+def environment_of(apple_environment: str | None) -> str:
+    """Our two environments: everything that is not Apple's production is a sandbox."""
+    return Environment.PRODUCTION if apple_environment == "Production" else Environment.SANDBOX
+
+
+def sandbox_grants_access() -> bool:
+    """Sandbox purchases grant access unless this is a production deployment that forbids it."""
+    return settings.APPLE_ALLOW_SANDBOX or settings.APPLE_ENVIRONMENT != "Production"
+
+
+# --- Roots and verifiers ----------------------------------------------------------------------
+
+def load_root_certificates(paths) -> list[bytes]:
+    """The configured root files as DER bytes (the library rejects PEM: convert it here)."""
+    roots: list[bytes] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"APPLE_ROOT_CERTIFICATES: cannot read {path}: {exc}") from exc
+        try:
+            if b"-----BEGIN" in data:
+                roots.extend(c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(data))
+            else:
+                roots.append(x509.load_der_x509_certificate(data).public_bytes(Encoding.DER))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"APPLE_ROOT_CERTIFICATES: {path} is not a DER or PEM certificate") from exc
+    return roots
+
+
+def sha256_fingerprint(der: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+@lru_cache(maxsize=16)
+def _verifier(apple_environment: str, roots: tuple[str, ...], bundle_id: str, app_apple_id: int | None,
+              online_checks: bool) -> SignedDataVerifier:
+    # Cached: a verifier with online checks caches the keys it verified by OCSP for 15 minutes.
+    env = {**SIGNED_ENVIRONMENTS, **UNSIGNED_ENVIRONMENTS}[apple_environment]
+    return SignedDataVerifier(load_root_certificates(roots), online_checks, env, bundle_id,
+                              app_apple_id if env == AppleEnvironment.PRODUCTION else None)
+
+
+def verifier_for(apple_environment: str | None) -> SignedDataVerifier:
+    """The verifier for data that says it is from `apple_environment` (raises NotTrusted if that
+    environment is not accepted here, NotConfigured if it cannot be verified with this configuration)."""
+    if apple_environment in UNSIGNED_ENVIRONMENTS:
+        if not settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS:
+            raise NotTrusted(f"Apple environment {apple_environment} is not accepted: its data carries no App Store "
+                             "signature (set APPLE_ALLOW_UNSIGNED_ENVIRONMENTS=true on a development machine only).",
+                             code="unsigned_environment")
+    elif apple_environment not in SIGNED_ENVIRONMENTS:
+        raise NotTrusted(f"Unknown Apple environment {apple_environment!r}.", code="unknown_environment")
+    if not settings.APPLE_BUNDLE_ID:
+        raise NotConfigured("apple", ["APPLE_BUNDLE_ID"])
+    if apple_environment == "Production" and settings.APPLE_APP_APPLE_ID is None:
+        raise NotConfigured("apple", ["APPLE_APP_APPLE_ID"])
+    return _verifier(apple_environment, tuple(settings.APPLE_ROOT_CERTIFICATES), settings.APPLE_BUNDLE_ID,
+                     settings.APPLE_APP_APPLE_ID, bool(settings.APPLE_ONLINE_CHECKS))
+
+
+# --- Verifying --------------------------------------------------------------------------------
+
+def peek(jws: str, *, what: str) -> dict:
+    """The claims of a JWS WITHOUT verifying it: only to choose the verifier, or after verification."""
+    if not isinstance(jws, str) or not jws:
+        raise NotTrusted(f"The {what} is missing or not a string.", code="malformed")
+    try:
+        claims = jwt.decode(jws, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise NotTrusted(f"The {what} is not a JWS: {exc}", code="malformed") from exc
+    if not isinstance(claims, dict):
+        raise NotTrusted(f"The {what} does not hold a JSON object.", code="malformed")
+    return claims
+
+
+def _checked(call, jws: str, *, what: str):
+    try:
+        return call(jws)
+    except VerificationException as exc:
+        explanation = _EXPLANATIONS.get(exc.status, "it could not be verified")
+        if exc.status == VerificationStatus.RETRYABLE_VERIFICATION_FAILURE:
+            raise RetryLater(f"Apple {what} not verified yet ({exc.status.name}): {explanation}") from exc
+        raise NotTrusted(f"Apple {what} rejected ({exc.status.name}): {explanation}.",
+                         code=exc.status.name.lower()) from exc
+
+
+def notification_environment(claims: dict) -> str | None:
+    for part in ("data", "summary", "appData"):
+        if isinstance(claims.get(part), dict):
+            return claims[part].get("environment")
+    token = claims.get("externalPurchaseToken")
+    if isinstance(token, dict):
+        return "Sandbox" if str(token.get("externalPurchaseId") or "").startswith("SANDBOX") else "Production"
+    return None
+
+
+def verify_notification(signed_payload: str) -> VerifiedNotification:
+    """Verify a notification's signedPayload and its nested signed transaction and renewal info."""
+    claims = peek(signed_payload, what="signedPayload")
+    apple_environment = notification_environment(claims)
+    verifier = verifier_for(apple_environment)
+    _checked(verifier.verify_and_decode_notification, signed_payload, what="notification")
+    data = claims.get("data") if isinstance(claims.get("data"), dict) else None
+    transaction = renewal = None
+    if data is not None:
+        if data.get("signedTransactionInfo"):
+            transaction = _verified(verifier, data["signedTransactionInfo"], renewal=False)
+        if data.get("signedRenewalInfo"):
+            renewal = _verified(verifier, data["signedRenewalInfo"], renewal=True)
+        claims = {**claims, "data": {k: v for k, v in data.items()
+                                     if k not in ("signedTransactionInfo", "signedRenewalInfo")}}
+    return VerifiedNotification(claims=claims, transaction=transaction, renewal=renewal,
+                                apple_environment=apple_environment)
+
+
+def _verified(verifier: SignedDataVerifier, jws: str, *, renewal: bool) -> dict:
+    what = "signedRenewalInfo" if renewal else "signedTransactionInfo"
+    call = verifier.verify_and_decode_renewal_info if renewal else verifier.verify_and_decode_signed_transaction
+    _checked(call, jws, what=what)
+    # The raw claims (JSON-able, every field, even ones the library does not model yet) of the JWS
+    # that was just verified.
+    return peek(jws, what=what)
+
+
+def verify_transaction(signed_transaction: str, *, apple_environment: str | None = None) -> dict:
+    """A StoreKit 2 signed transaction (from an app or from the API), verified; its claims."""
+    if apple_environment is None:
+        apple_environment = peek(signed_transaction, what="signed transaction").get("environment")
+    return _verified(verifier_for(apple_environment), signed_transaction, renewal=False)
+
+
+def verify_renewal(signed_renewal: str, *, apple_environment: str) -> dict:
+    return _verified(verifier_for(apple_environment), signed_renewal, renewal=True)

@@ -1,0 +1,165 @@
+"""The ONE place the Play Developer API is called: service-account credentials (google-auth; the
+library refreshes the access token), the discovery document shipped inside google-api-python-client
+(no network for it), timeouts, the shared per-minute quota, and errors mapped to ours.
+
+The service object (and its httplib2 connection) is not thread-safe: a new one is built per call
+(about 15 ms); the credentials are shared per process so the access token is reused."""
+
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+
+import google_auth_httplib2
+import httplib2
+import redis
+from django.conf import settings
+from google.auth import exceptions as google_exceptions
+from google.oauth2 import service_account
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+from billing.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+SCOPES = ["https://www.googleapis.com/auth/androidpublisher"]
+TIMEOUT_SECONDS = 20
+QUOTA_KEY = "google:play:quota:{minute}"
+
+_lock = threading.Lock()
+_credentials: dict[tuple, service_account.Credentials] = {}
+
+
+class TokenNotFound(PermanentError):
+    """404/410: the purchase token is unknown to Google, or too old (60 days after expiry)."""
+
+    def __init__(self, message: str, *, status: int):
+        self.status = status
+        super().__init__(message)
+
+
+class QuotaExceeded(StoreUnavailable):
+    """Our own per-minute budget (GOOGLE_PLAY_QUOTA_PER_MINUTE) is spent: try again next minute."""
+
+
+def _credentials_for(path: str) -> service_account.Credentials:
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError as exc:
+        raise NotConfigured("google", ["GOOGLE_SERVICE_ACCOUNT_FILE (unreadable: %s)" % exc]) from exc
+    key = (path, stamp)
+    with _lock:
+        creds = _credentials.get(key)
+        if creds is None:
+            try:
+                with open(path) as fh:
+                    info = json.load(fh)
+                creds = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+            except (ValueError, KeyError) as exc:
+                raise NotConfigured("google", ["GOOGLE_SERVICE_ACCOUNT_FILE (not a service-account key: %s)"
+                                               % exc]) from exc
+            _credentials.clear()
+            _credentials[key] = creds
+    return creds
+
+
+def service():
+    """A fresh androidpublisher v3 service object for this call."""
+    path = settings.GOOGLE_SERVICE_ACCOUNT_FILE
+    if not path:
+        raise NotConfigured("google", ["GOOGLE_SERVICE_ACCOUNT_FILE"])
+    http = google_auth_httplib2.AuthorizedHttp(_credentials_for(path), http=httplib2.Http(timeout=TIMEOUT_SECONDS))
+    options = {"api_endpoint": settings.GOOGLE_PLAY_API_ENDPOINT} if settings.GOOGLE_PLAY_API_ENDPOINT else None
+    return build("androidpublisher", "v3", http=http, static_discovery=True, cache_discovery=False,
+                 client_options=options)
+
+
+def take_quota() -> None:
+    """One call against the per-minute budget shared by every process (a Redis fixed window). Over
+    budget → QuotaExceeded (transient: webhooks and re-polls retry later, verify answers 502).
+    Without Redis the budget is not enforced (logged), rather than stopping all calls."""
+    limit = settings.GOOGLE_PLAY_QUOTA_PER_MINUTE
+    client = get_redis()
+    if not limit or client is None:
+        return
+    key = QUOTA_KEY.format(minute=int(time.time() // 60))
+    try:
+        pipe = client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        used = pipe.execute()[0]
+    except redis.RedisError as exc:
+        logger.warning("Google Play quota counter unavailable, not enforced: %s", exc)
+        return
+    if used > limit:
+        raise QuotaExceeded(f"Google Play API budget of {limit} calls/minute is spent; retry next minute")
+
+
+def execute(request, what: str):
+    """Run a prepared API request: quota first, then the call, errors mapped."""
+    take_quota()
+    try:
+        return request.execute(num_retries=0)
+    except HttpError as exc:
+        status = exc.status_code or getattr(exc.resp, "status", 0)
+        reason = exc.reason or str(exc)
+        if status in (404, 410):
+            raise TokenNotFound(f"{what}: Google answered {status} ({reason})", status=status) from exc
+        if status in (429,) or status >= 500:
+            raise StoreUnavailable(f"{what}: Google answered {status} ({reason})") from exc
+        if status in (401, 403):
+            # Our service account lacks access: fixable by an operator, so retried meanwhile.
+            raise StoreUnavailable(f"{what}: Google refused our service account ({status}: {reason}); check its "
+                                   "permissions in the Play Console (docs/providers/google.md)") from exc
+        raise PermanentError(f"{what}: Google answered {status} ({reason})") from exc
+    except (TimeoutError, socket.timeout, ConnectionError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as exc:
+        raise StoreUnavailable(f"{what}: Google Play API unreachable ({type(exc).__name__}: {exc})") from exc
+    except google_exceptions.TransportError as exc:
+        raise StoreUnavailable(f"{what}: token endpoint unreachable ({exc})") from exc
+    except google_exceptions.RefreshError as exc:
+        raise StoreUnavailable(f"{what}: the service account could not get an access token ({exc})") from exc
+
+
+def _package() -> str:
+    if not settings.GOOGLE_PLAY_PACKAGE_NAME:
+        raise NotConfigured("google", ["GOOGLE_PLAY_PACKAGE_NAME"])
+    return settings.GOOGLE_PLAY_PACKAGE_NAME
+
+
+# --- the calls we make --------------------------------------------------------------------------
+
+def subscription_get(token: str) -> dict:
+    return execute(service().purchases().subscriptionsv2().get(packageName=_package(), token=token),
+                   "subscriptionsv2.get")
+
+
+def subscription_acknowledge(token: str, product_id: str) -> None:
+    # subscriptionId is still a required path parameter in this client (PROVIDERS.md §2.4)
+    execute(service().purchases().subscriptions().acknowledge(packageName=_package(), subscriptionId=product_id,
+                                                               token=token, body={}),
+            "subscriptions.acknowledge")
+
+
+def subscription_cancel(token: str) -> None:
+    body = {"cancellationContext": {"cancellationType": "USER_REQUESTED_STOP_RENEWALS"}}
+    execute(service().purchases().subscriptionsv2().cancel(packageName=_package(), token=token, body=body),
+            "subscriptionsv2.cancel")
+
+
+def subscription_revoke(token: str, *, refund: str) -> None:
+    """refund: "full" or "prorated"."""
+    context = {"full": {"fullRefund": {}}, "prorated": {"proratedRefund": {}}}[refund]
+    execute(service().purchases().subscriptionsv2().revoke(packageName=_package(), token=token,
+                                                           body={"revocationContext": context}),
+            "subscriptionsv2.revoke")
+
+
+def subscription_defer(token: str, *, seconds: int, etag: str) -> dict:
+    body = {"deferralContext": {"deferDuration": f"{int(seconds)}s", "etag": etag, "validateOnly": False}}
+    return execute(service().purchases().subscriptionsv2().defer(packageName=_package(), token=token, body=body),
+                   "subscriptionsv2.defer")

@@ -1,0 +1,158 @@
+"""Authenticating Pub/Sub push requests: the OIDC token Pub/Sub signs (preferred), or a shared token
+in the push URL. No store API call; the signing certificates are cached in-process.
+
+google-auth checks the signature, `exp`/`iat` (with our clock skew) and the audience we pass; it does
+NOT check `iss` in `verify_token`, nor `email` ever, so both are checked here. `audience=None` would
+accept any audience, so it is always passed."""
+
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+from google.auth import exceptions as google_exceptions
+from google.auth import jwt as google_jwt
+from google.oauth2 import id_token
+
+from billing.providers.base import Rejected, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+CLOCK_SKEW_SECONDS = 10
+CERTS_TIMEOUT_SECONDS = 5
+# Without a Cache-Control max-age, certificates are kept this long (Google rotates keys over days).
+DEFAULT_CERTS_MAX_AGE = 3600
+# A token signed by a key id we do not hold may mean Google rotated keys early: refetch, but at most
+# this often (a forger sending random key ids must not make us hammer the endpoint).
+MIN_REFETCH_INTERVAL = 60.0
+
+_MAX_AGE = re.compile(r"max-age=(\d+)")
+
+
+@dataclass
+class _Cached:
+    data: bytes
+    expires: float  # time.monotonic()
+    fetched: float
+
+
+class _Response:
+    """What google-auth's `_fetch_certs` reads from a transport response."""
+
+    def __init__(self, data: bytes):
+        self.status = 200
+        self.data = data
+        self.headers = {}
+
+
+class CertificateCache:
+    """A google-auth `Request` callable for the certificates URL that answers from memory until the
+    response's Cache-Control max-age runs out. One per process, shared by threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Cached] = {}
+        self._session = requests.Session()
+        self.fetches = 0  # observable for tests and the health of the cache
+
+    def __call__(self, url, method="GET", **kwargs):
+        return _Response(self.get(url))
+
+    def get(self, url: str, *, force: bool = False) -> bytes:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(url)
+            if entry is not None and entry.expires > now and not force:
+                return entry.data
+            if entry is not None and force and now - entry.fetched < MIN_REFETCH_INTERVAL:
+                return entry.data
+            try:
+                response = self._session.get(url, timeout=CERTS_TIMEOUT_SECONDS)
+            except requests.RequestException as exc:
+                if entry is not None:  # stale keys beat no keys while Google's endpoint is down
+                    logger.warning("Google certificates unavailable (%s); using the cached copy", exc)
+                    return entry.data
+                raise StoreUnavailable(f"Google signing certificates unavailable: {exc}") from exc
+            self.fetches += 1
+            if response.status_code != 200:
+                if entry is not None:
+                    return entry.data
+                raise StoreUnavailable(f"Google signing certificates: HTTP {response.status_code} from {url}")
+            match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))
+            max_age = int(match.group(1)) if match else DEFAULT_CERTS_MAX_AGE
+            self._entries[url] = _Cached(response.content, now + max_age, now)
+            return response.content
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+certificates = CertificateCache()
+
+
+def _key_ids(url: str) -> set[str]:
+    try:
+        return set(json.loads(certificates.get(url)))
+    except (ValueError, TypeError):
+        return set()
+
+
+def _verify_oidc(token: str) -> Mapping:
+    url = settings.GOOGLE_PUBSUB_CERTS_URL
+    audience = settings.GOOGLE_PUBSUB_AUDIENCE
+    if not audience:  # never verify without an audience: google-auth would accept any
+        raise Rejected("Push authentication is not configured (GOOGLE_PUBSUB_AUDIENCE).", status=401,
+                       code="unauthenticated")
+    try:
+        kid = google_jwt.decode_header(token).get("kid")  # header only; nothing trusted yet
+    except Exception as exc:
+        raise Rejected("The bearer token is not a JWT.", status=401, code="invalid_token") from exc
+    if kid and kid not in _key_ids(url):
+        certificates.get(url, force=True)  # a rotation we have not seen yet (rate-limited)
+    try:
+        claims = id_token.verify_token(token, certificates, audience=audience, certs_url=url,
+                                       clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+    except google_exceptions.TransportError as exc:
+        raise StoreUnavailable(f"Google signing certificates unavailable: {exc}") from exc
+    except (ValueError, google_exceptions.GoogleAuthError) as exc:
+        # wrong signature / unknown key, expired, wrong audience: google-auth says which
+        raise Rejected(f"The push token is not valid: {exc}", status=401, code="invalid_token") from exc
+    if claims.get("iss") not in GOOGLE_ISSUERS:
+        raise Rejected(f"The push token's issuer {claims.get('iss')!r} is not Google.", status=401,
+                       code="invalid_token")
+    expected = settings.GOOGLE_PUBSUB_SERVICE_ACCOUNT
+    if not expected or claims.get("email") != expected:
+        raise Rejected(f"The push token was issued to {claims.get('email')!r}, not to the configured push "
+                       "service account.", status=403, code="forbidden")
+    if claims.get("email_verified") is not True:
+        raise Rejected("The push token's email is not verified.", status=403, code="forbidden")
+    return claims
+
+
+def authenticate_push(headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+    """Raise Rejected unless the push carries every configured credential: the OIDC token (when an
+    audience is configured) and the shared URL token (when one is configured)."""
+    if settings.GOOGLE_PUBSUB_AUDIENCE:
+        value = headers.get("Authorization") or headers.get("authorization") or ""
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Rejected("Missing the Pub/Sub OIDC token (Authorization: Bearer).", status=401,
+                           code="unauthenticated")
+        _verify_oidc(token.strip())
+    expected = settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN
+    if expected:
+        given = query.get("token") or ""
+        if not given:
+            raise Rejected("Missing the push verification token (?token=).", status=401, code="unauthenticated")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Rejected("The push verification token does not match.", status=403, code="forbidden")
+    if not settings.GOOGLE_PUBSUB_AUDIENCE and not expected:
+        raise Rejected("Push authentication is not configured.", status=401, code="unauthenticated")

@@ -1,0 +1,96 @@
+"""The one place the Xsolla subscriptions API (server side, merchant v2) is called.
+
+HTTP Basic auth `XSOLLA_MERCHANT_ID : XSOLLA_API_KEY` against `XSOLLA_API_BASE` (tests point it at a
+local fake). Xsolla not answering, answering 5xx or rate-limiting us (429) is a StoreUnavailable (a
+retry may fix it); a 4xx is a PermanentError carrying Xsolla's own message."""
+
+import logging
+import threading
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+
+from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = (5, 15)  # (connect, read): a webhook task or an API call must not hang on Xsolla
+_API_SETTINGS = ("XSOLLA_PROJECT_ID", "XSOLLA_MERCHANT_ID", "XSOLLA_API_KEY")
+
+_local = threading.local()
+
+
+class SubscriptionNotFound(PermanentError):
+    """Xsolla does not know the subscription (404)."""
+
+
+def is_configured() -> bool:
+    return all(getattr(settings, name, "") for name in _API_SETTINGS)
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per thread (requests.Session is not guaranteed thread-safe), rebuilt
+    when the credentials change (tests switch them)."""
+    auth = (str(settings.XSOLLA_MERCHANT_ID), settings.XSOLLA_API_KEY)
+    session = getattr(_local, "session", None)
+    if session is None or session.auth != auth:
+        session = requests.Session()
+        session.auth = auth
+        session.headers.update({"Accept": "application/json", "User-Agent": "billing-service"})
+        _local.session = session
+    return session
+
+
+def _url(path: str) -> str:
+    return f"{settings.XSOLLA_API_BASE.rstrip('/')}/{path.lstrip('/')}"
+
+
+def _request(method: str, path: str, *, json_body: dict | None = None) -> dict:
+    missing = [name for name in _API_SETTINGS if not getattr(settings, name, "")]
+    if missing:
+        raise NotConfigured("xsolla", missing)
+    try:
+        response = _session().request(method, _url(path), json=json_body, timeout=TIMEOUT_SECONDS)
+    except requests.RequestException as exc:  # connection refused, DNS, timeouts
+        raise StoreUnavailable(f"Xsolla did not answer: {exc}") from exc
+    if response.status_code >= 500 or response.status_code == 429:
+        raise StoreUnavailable(f"Xsolla answered {response.status_code} to {method} {path}")
+    if response.status_code >= 400:
+        message = _error_message(response)
+        if response.status_code == 404:
+            raise SubscriptionNotFound(f"Xsolla: {method} {path}: not found ({message})")
+        raise PermanentError(f"Xsolla answered {response.status_code} to {method} {path}: {message}")
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise StoreUnavailable(f"Xsolla answered {method} {path} with a body that is not JSON") from exc
+    if not isinstance(data, dict):
+        raise StoreUnavailable(f"Xsolla answered {method} {path} with unexpected JSON")
+    return data
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(data, dict):
+        error = data.get("error") if isinstance(data.get("error"), dict) else data
+        return str(error.get("message") or error.get("code") or data)[:200]
+    return str(data)[:200]
+
+
+def get_subscription(subscription_id: str) -> dict:
+    """`GET /projects/{project_id}/subscriptions/{subscription_id}`: the subscription's current state."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    return _request("GET", f"projects/{project}/subscriptions/{quote(str(subscription_id), safe='')}")
+
+
+def set_subscription_status(*, user_id: str, subscription_id: str, status: str) -> dict:
+    """`PUT /projects/{project_id}/users/{user_id}/subscriptions/{subscription_id}` `{"status": ...}`
+    (active, canceled or non_renewing): the subscription as it is afterwards."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
+            f"{quote(str(subscription_id), safe='')}")
+    return _request("PUT", path, json_body={"status": status})

@@ -1,0 +1,69 @@
+"""Purchase verification: an app sends a store purchase, we confirm it with the store (server to
+server) and apply what the store says, linked to the user, before anything is granted."""
+
+import dataclasses
+import logging
+
+from django.db import transaction
+
+from accounts.services import subscriber_get_or_create
+
+from .models import Subscription
+from .providers import get_adapter
+from .providers.base import ParseResult
+from .services import ApplyResult, apply_snapshot
+from .snapshots import Cause, CauseKind
+
+
+class PurchaseOwnedByAnotherUser(Exception):
+    def __init__(self, subscription: Subscription):
+        self.subscription = subscription
+        super().__init__(f"{subscription.provider} subscription {subscription.provider_subscription_id} "
+                         f"(id {subscription.pk}) belongs to another user")
+
+
+class NothingToVerify(Exception):
+    """The store answered, but the purchase holds no subscription (e.g. a consumable)."""
+
+
+logger = logging.getLogger(__name__)
+
+
+def _owner_conflict(provider: str, provider_subscription_id: str, subscriber_id: int) -> Subscription | None:
+    existing = (Subscription.objects.filter(provider=provider, provider_subscription_id=provider_subscription_id)
+                .only("pk", "provider", "provider_subscription_id", "subscriber_id").first())
+    if existing is not None and existing.subscriber_id not in (None, subscriber_id):
+        return existing
+    return None
+
+
+def purchase_verify(*, provider: str, purchase: dict, user_id: str, ref: str = "") -> list[ApplyResult]:
+    """Verify `purchase` with the store and apply its subscriptions to `user_id`, all or nothing.
+
+    Raises the adapter's errors (InvalidPurchase, StoreUnavailable, NotConfigured, NotSupported),
+    PurchaseOwnedByAnotherUser (nothing applied) or NothingToVerify. The adapter's follow-up work
+    (e.g. acknowledging a Google purchase) runs after commit; its failures are logged, not fatal."""
+    adapter = get_adapter(provider)
+    result: ParseResult = adapter.verify(purchase, user_id=user_id)  # network call: outside any transaction
+    if not result.snapshots:
+        raise NothingToVerify(result.ignored_reason or "The store holds no subscription for this purchase.")
+    cause = Cause(CauseKind.VERIFICATION, ref=ref or f"verify by user {user_id}")
+    with transaction.atomic():
+        subscriber = subscriber_get_or_create(external_id=user_id)
+        for snap in result.snapshots:
+            conflict = _owner_conflict(snap.provider, snap.provider_subscription_id, subscriber.pk)
+            if conflict is not None:
+                raise PurchaseOwnedByAnotherUser(conflict)
+        results = [apply_snapshot(dataclasses.replace(snap, user_id=user_id), cause) for snap in result.snapshots]
+        # A concurrent verification by another user may have linked it between our check and our lock:
+        # apply_snapshot keeps the first owner, so look again and roll everything back if it is not us.
+        for applied in results:
+            owner = Subscription.objects.filter(pk=applied.subscription_id).values_list("subscriber_id", flat=True)
+            if owner[0] != subscriber.pk:
+                raise PurchaseOwnedByAnotherUser(Subscription.objects.get(pk=applied.subscription_id))
+    for follow_up in result.after_apply:
+        try:
+            follow_up(results)
+        except Exception:  # committed already; the store's own retries (or the re-poll) cover it
+            logger.exception("after-verification step failed for %s purchase of user %s", provider, user_id)
+    return results

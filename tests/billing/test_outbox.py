@@ -1,0 +1,171 @@
+"""Status changes reach the Redis stream: right after commit, and from the beat relay for anything
+left behind; a consumer written as in the integration guide of the service we replace works."""
+
+import json
+import socket
+import threading
+from datetime import timedelta
+
+import pytest
+import redis
+from django.db import connection
+from django.utils import timezone
+
+from billing import entitlement_cache, outbox
+from billing.models import Outbox, Subscription
+from billing.services import apply_snapshot
+from billing.snapshots import Cause, CauseKind, Snapshot
+from billing.statuses import Status
+from billing.tasks import relay_outbox
+from tests.factories import ProductFactory
+
+T0 = timezone.now() - timedelta(hours=1)
+WEBHOOK = Cause(CauseKind.WEBHOOK, ref="evt")
+
+
+def snap(status, minutes=0, sub_id="sub_1", user_id="1001", **kw):
+    return Snapshot(provider="stripe", provider_subscription_id=sub_id, status=status,
+                    observed_at=T0 + timedelta(minutes=minutes), store_product_id="price_m", user_id=user_id,
+                    expires_at=T0 + timedelta(days=30), **kw)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.django_db
+def test_consumer_from_the_integration_guide(django_capture_on_commit_callbacks, settings):
+    ProductFactory(store_product_id="price_m")
+    r = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    r.xgroup_create("billing:events", "my-service-consumers", id='0', mkstream=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        apply_snapshot(snap(Status.ACTIVE), WEBHOOK)
+    with django_capture_on_commit_callbacks(execute=True):
+        apply_snapshot(snap(Status.CANCELED, 1), WEBHOOK)
+
+    seen = []
+    messages = r.xreadgroup("my-service-consumers", "consumer-1", {"billing:events": '>'}, count=10, block=5000)
+    for _stream, entries in messages:
+        for message_id, data in entries:
+            event = json.loads(data['event'])
+            seen.append((int(event['userId']), event['oldStatus'], event['newStatus'], event['isSubscribed']))
+            r.xack("billing:events", "my-service-consumers", message_id)
+    assert seen == [(1001, "INACTIVE", "ACTIVE", True), (1001, "ACTIVE", "CANCELED", True)]
+    assert r.xpending("billing:events", "my-service-consumers")["pending"] == 0
+    assert not Outbox.objects.filter(published_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_payload_carries_the_contract_fields(django_capture_on_commit_callbacks, redis_client, settings):
+    ProductFactory(store_product_id="price_m", entitlements=["premium"])
+    with django_capture_on_commit_callbacks(execute=True):
+        apply_snapshot(snap(Status.ACTIVE), WEBHOOK)
+    [(_, fields)] = redis_client.xrange(settings.BILLING_EVENTS_STREAM)
+    event = json.loads(fields["event"])
+    row = Outbox.objects.get()
+    sub = Subscription.objects.get()
+    assert event == {
+        "eventId": str(row.event_id),
+        "userId": "1001",
+        "oldStatus": "INACTIVE",
+        "newStatus": "ACTIVE",
+        "provider": "stripe",
+        "subscriptionId": "sub_1",
+        "billingSubscriptionId": str(sub.pk),
+        "productId": "price_m",
+        "entitlements": ["premium"],
+        "expiresAt": event["expiresAt"],
+        "accessEndsAt": event["expiresAt"],
+        "isSubscribed": True,
+        "environment": "production",
+        "occurredAt": T0.isoformat().replace("+00:00", "Z"),
+    }
+    assert event["expiresAt"].endswith("Z") and event["expiresAt"].startswith(str((T0 + timedelta(days=30)).date()))
+
+
+@pytest.mark.django_db
+def test_is_subscribed_counts_the_users_other_subscriptions(django_capture_on_commit_callbacks):
+    apply_snapshot(snap(Status.ACTIVE, sub_id="sub_a"), WEBHOOK)
+    apply_snapshot(snap(Status.ACTIVE, sub_id="sub_b"), WEBHOOK)
+    apply_snapshot(snap(Status.REVOKED, 1, sub_id="sub_a"), WEBHOOK)
+    last = Outbox.objects.order_by("id").last().payload
+    assert (last["subscriptionId"], last["newStatus"], last["isSubscribed"]) == ("sub_a", "REVOKED", True)
+    apply_snapshot(snap(Status.EXPIRED, 1, sub_id="sub_b"), WEBHOOK)
+    assert Outbox.objects.order_by("id").last().payload["isSubscribed"] is False
+
+
+@pytest.mark.django_db
+def test_relay_when_redis_was_down(django_capture_on_commit_callbacks, redis_client, settings):
+    with django_capture_on_commit_callbacks(execute=True):
+        apply_snapshot(snap(Status.ACTIVE), WEBHOOK)
+    assert entitlement_cache.get("1001")[0]["status"] == "ACTIVE"
+    up_url = settings.REDIS_URL
+
+    settings.REDIS_URL = closed_port_url()  # Redis goes down
+    with django_capture_on_commit_callbacks(execute=True):
+        result = apply_snapshot(snap(Status.REVOKED, 1), WEBHOOK)  # the write itself must not fail
+    assert result.new_status == Status.REVOKED
+    assert relay_outbox() == 0  # the beat relay cannot reach Redis either
+    settings.REDIS_URL = up_url  # Redis is back
+
+    assert Subscription.objects.get().status == Status.REVOKED  # committed state intact
+    row = Outbox.objects.get(payload__newStatus="REVOKED")
+    assert row.published_at is None and row.attempts == 2 and "Error" in row.last_error
+    assert redis_client.xlen(settings.BILLING_EVENTS_STREAM) == 1
+    assert entitlement_cache.get("1001")[0]["status"] == "ACTIVE"  # stale: the refresh could not run
+
+    assert relay_outbox() == 1  # Redis is back
+    assert relay_outbox() == 0  # and only once
+    row.refresh_from_db()
+    assert row.published_at is not None and row.last_error == ""
+    events = [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
+    assert [e["newStatus"] for e in events] == ["ACTIVE", "REVOKED"]
+    assert events[1]["eventId"] == str(row.event_id)
+    # the relay also repaired the user's cached entitlements
+    assert entitlement_cache.get("1001")[0]["status"] == "REVOKED"
+
+
+@pytest.mark.django_db
+def test_stream_length_is_capped(redis_client, settings):
+    settings.BILLING_EVENTS_STREAM_MAXLEN = 10
+    statuses = [Status.ACTIVE, Status.CANCELED]
+    for i in range(150):  # after-commit hooks do not run here: the rows wait for the relay
+        apply_snapshot(snap(statuses[i % 2], i), WEBHOOK)
+    assert relay_outbox() == 150
+    # MAXLEN ~ trims whole stream nodes (100 entries by default): bounded, not exact
+    assert 10 <= redis_client.xlen(settings.BILLING_EVENTS_STREAM) <= 110 < 150
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["accounts", "billing", "webhooks"])
+def test_two_relays_at_once_publish_each_event_exactly_once(redis_client, settings):
+    up_url = settings.REDIS_URL
+    settings.REDIS_URL = closed_port_url()  # the after-commit relay fails: everything waits
+    for i in range(60):
+        apply_snapshot(snap(Status.ACTIVE, sub_id=f"sub_{i}", user_id=str(2000 + i)), WEBHOOK)
+    settings.REDIS_URL = up_url
+    assert Outbox.objects.filter(published_at__isnull=True).count() == 60
+
+    barrier = threading.Barrier(2)
+    counts, errors = [], []
+
+    def relay():
+        try:
+            barrier.wait(5)
+            counts.append(outbox.publish_pending(limit=4))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=relay) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and sum(counts) == 60
+    events = [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
+    assert len(events) == 60 and len({e["eventId"] for e in events}) == 60
+    assert not Outbox.objects.filter(published_at__isnull=True).exists()

@@ -1,0 +1,171 @@
+"""Processing stored events: outcomes, retries, dead-lettering, the sweeper and replay (tasks in-process)."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from billing.models import StatusChange, Subscription
+from billing.statuses import Status
+from webhooks import services, tasks
+from webhooks.models import WebhookEvent
+
+from .adapter import BROKEN_KEY, event_body
+from .helpers import post, stream_events
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def send(client, django_capture_on_commit_callbacks):
+    def send(body, **kw):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post(client, body, **kw)
+        assert response.status_code == 200, response.content
+        return WebhookEvent.objects.get(dedupe_key=json.loads(body)["id"])
+    return send
+
+
+@pytest.fixture
+def run_hooks(django_capture_on_commit_callbacks):
+    """Run a callable with its commit hooks executed (outbox relay, queue)."""
+    def run(fn, *args, **kw):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kw)
+    return run
+
+
+@pytest.fixture
+def fast_retries(settings):
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 0
+    settings.WEBHOOK_SWEEP_AFTER_SECONDS = 0
+
+
+def test_out_of_order_delivery_does_not_regress_and_the_stale_event_is_visible(send, redis_client):
+    newer = send(event_body("evt_new", subscription_id="sub_O", status="CANCELED", time="2026-11-02T10:00:00+00:00"))
+    older = send(event_body("evt_old", subscription_id="sub_O", status="ACTIVE", time="2026-11-01T10:00:00+00:00"))
+
+    assert Subscription.objects.get().status == Status.CANCELED
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert newer.status == WebhookEvent.Status.PROCESSED
+    assert older.status == WebhookEvent.Status.IGNORED
+    assert older.outcome.startswith("ignored: stale")
+    assert "ACTIVE ignored, kept CANCELED" in older.outcome
+    assert StatusChange.objects.filter(ignored=True, cause_ref=str(older.pk)).exists()
+    assert [e["newStatus"] for e in stream_events(redis_client)] == ["CANCELED"]
+
+
+def test_permanent_failure_is_failed_with_error_and_traceback(send, admin_client):
+    event = send(event_body("evt_perm", type="permanent"))
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.FAILED
+    assert "PermanentError: the store says this purchase does not exist" in event.error
+    assert "Traceback" in event.traceback and "raise PermanentError" in event.traceback
+    assert not Subscription.objects.exists()
+    # visible to support: in the failed filter of the admin, with the error on the event's page
+    listing = admin_client.get("/admin/webhooks/webhookevent/?status__exact=failed")
+    assert "evt_perm" in listing.content.decode()
+    page = admin_client.get(f"/admin/webhooks/webhookevent/{event.pk}/change/")
+    assert "the store says this purchase does not exist" in page.content.decode()
+
+
+def test_five_transient_failures_then_success_is_processed(send, run_hooks, fast_retries, redis_client):
+    event = send(event_body("evt_flaky", type="flaky", fail_times=5, subscription_id="sub_F"))
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.RECEIVED and event.attempts == 1
+    assert "TransientError: store answered 503" in event.error and event.next_attempt_at is not None
+
+    run_hooks(tasks.sweep_events)  # the sweeper finds the due retry; in-process, the drain runs here
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert event.attempts == 6
+    assert event.error == ""
+    assert Subscription.objects.get().status == Status.ACTIVE
+    assert len(stream_events(redis_client)) == 1
+
+
+def test_backoff_grows_exponentially_with_jitter(settings):
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 10
+    settings.WEBHOOK_RETRY_MAX_SECONDS = 3600
+    for attempt, ceiling in [(1, 10), (2, 20), (3, 40), (6, 320), (12, 3600)]:
+        delays = {services.backoff_seconds(attempt) for _ in range(20)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1  # jitter: retries of many events do not come back in lockstep
+
+
+def test_exhausted_attempts_make_the_event_dead_and_a_replay_after_the_fix_processes_it(
+        send, run_hooks, fast_retries, settings, redis_client):
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    redis_client.set(BROKEN_KEY, "1")
+    event = send(event_body("evt_dead", type="needs_fix", subscription_id="sub_D"))
+    run_hooks(tasks.sweep_events)
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.DEAD
+    assert event.attempts == 3 and event.outcome == "dead after 3 attempts"
+    assert "dependency down" in event.error
+    assert not Subscription.objects.exists()
+
+    redis_client.delete(BROKEN_KEY)  # the cause is fixed
+    run_hooks(call_command, "replay_events", "--status", "dead", "--provider", "hooktest")
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert event.attempts == 1 and event.error == ""
+    assert Subscription.objects.get().status == Status.ACTIVE
+    assert len(stream_events(redis_client)) == 1
+
+
+def test_replay_from_the_admin(send, admin_client, django_capture_on_commit_callbacks, redis_client, settings):
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    redis_client.set(BROKEN_KEY, "1")
+    event = send(event_body("evt_admin", type="needs_fix", subscription_id="sub_R"))
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.DEAD
+    redis_client.delete(BROKEN_KEY)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/webhooks/webhookevent/",
+                                     {"action": "replay_events", "_selected_action": [event.pk]}, follow=True)
+
+    assert "1 event queued for replay" in response.content.decode()
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert Subscription.objects.get(provider_subscription_id="sub_R").status == Status.ACTIVE
+
+
+def test_replay_command_filters(send, run_hooks):
+    failed = send(event_body("evt_f1", type="permanent"))
+    done = send(event_body("evt_ok"))
+
+    out = _call(run_hooks, "replay_events", "--since", "2000-01-01", "--dry-run")
+    assert "1 events would be replayed" in out
+    out = _call(run_hooks, "replay_events", "--status", "dead")
+    assert "No events to replay" in out
+    out = _call(run_hooks, "replay_events", "--id", str(done.pk), "--id", str(failed.pk))
+    assert "Replayed 2 events: 1 failed, 1 processed." in out
+
+
+def _call(run_hooks, *args) -> str:
+    out = StringIO()
+    run_hooks(call_command, *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_a_processed_event_is_not_processed_again(send):
+    event = send(event_body("evt_once"))
+    assert services.event_process(event.pk) == "skipped"
+    event.refresh_from_db()
+    assert event.attempts == 1
+
+
+def test_sweeper_leaves_fresh_events_to_the_queue(settings):
+    settings.WEBHOOK_SWEEP_AFTER_SECONDS = 300
+    WebhookEvent.objects.create(provider="hooktest", dedupe_key="evt_fresh", body=b"{}")
+    assert services.events_stuck().count() == 0
+    settings.WEBHOOK_SWEEP_AFTER_SECONDS = 0
+    assert services.events_stuck().count() == 1

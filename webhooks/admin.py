@@ -1,0 +1,164 @@
+"""Admin for the raw event audit table: read-only, searchable by the store's own ids, with replay and
+(for events that produced an orphan subscription) linking the subscription to a user."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+
+from accounts.models import Subscriber
+from billing.models import Subscription
+from billing.services import subscription_link_subscriber
+from billing.snapshots import Cause, CauseKind
+
+from . import services
+from .models import WebhookEvent
+
+
+def _pretty(value) -> str:
+    if isinstance(value, (bytes, memoryview)):
+        raw = bytes(value)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", errors="replace")
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _pre(text: str):
+    return format_html('<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}</pre>', text)
+
+
+class OrphanFilter(admin.SimpleListFilter):
+    title = "subscription without user"
+    parameter_name = "orphan"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "produced an orphan subscription")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            orphans = Subscription.objects.filter(webhook_events=OuterRef("pk"), subscriber__isnull=True)
+            return queryset.filter(Exists(orphans))
+        return queryset
+
+
+class LinkSubscriberForm(forms.Form):
+    external_id = forms.CharField(label="User id (the app's)", max_length=255)
+    note = forms.CharField(required=False, max_length=500, label="Why (kept in the history)")
+
+    def clean_external_id(self):
+        value = self.cleaned_data["external_id"].strip()
+        subscriber = Subscriber.objects.filter(external_id=value).first()
+        if subscriber is None:
+            raise forms.ValidationError(f"No user with id {value!r}.")
+        self.subscriber = subscriber
+        return value
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "provider", "event_type", "status", "attempts", "received_at", "processed_at",
+                    "linked_subscriptions", "dedupe_key")
+    list_filter = ("status", "provider", "environment", OrphanFilter, "received_at")
+    # The store's ids (event id, subscription id, purchase token, transaction id) are in store_ids_text.
+    search_fields = ("=dedupe_key", "store_ids_text", "event_type")
+    search_help_text = "An event id, subscription id, purchase token or transaction id of the store"
+    date_hierarchy = "received_at"
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["replay_events", "link_orphans"]
+    fieldsets = [
+        (None, {"fields": ("provider", "event_type", "dedupe_key", "status", "outcome", "linked_subscriptions")}),
+        ("Processing", {"fields": ("attempts", "next_attempt_at", "received_at", "occurred_at", "processed_at",
+                                   "environment", "error", "traceback_text")}),
+        ("Content", {"fields": ("store_ids", "body_pretty", "payload_pretty", "headers_pretty")}),
+    ]
+    readonly_fields = ("provider", "event_type", "dedupe_key", "status", "outcome", "linked_subscriptions",
+                       "attempts", "next_attempt_at", "received_at", "occurred_at", "processed_at", "environment",
+                       "error", "traceback_text", "store_ids", "body_pretty", "payload_pretty", "headers_pretty")
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).prefetch_related("subscriptions")
+        match = request.resolver_match
+        if match is not None and match.url_name.endswith("_changelist"):
+            queryset = queryset.defer("body", "headers", "payload", "traceback")  # the list shows none of them
+        return queryset
+
+    # read-only: events are the audit; they change only through processing and replay
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_replay_permission(self, request):
+        return request.user.has_perm("webhooks.change_webhookevent")
+
+    def has_link_permission(self, request):
+        return request.user.has_perm("billing.change_subscription")
+
+    @admin.display(description="subscriptions")
+    def linked_subscriptions(self, obj):
+        subs = list(obj.subscriptions.all())
+        if not subs:
+            return "—"
+        return format_html_join(", ", "{}", ((self._subscription_link(s),) for s in subs))
+
+    def _subscription_link(self, sub):
+        label = f"{sub.provider}:{sub.provider_subscription_id}" + ("" if sub.subscriber_id else " (no user)")
+        try:
+            url = reverse("admin:billing_subscription_change", args=[sub.pk])
+        except NoReverseMatch:
+            return label
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(description="traceback")
+    def traceback_text(self, obj):
+        return _pre(obj.traceback) if obj.traceback else "—"
+
+    @admin.display(description="raw body")
+    def body_pretty(self, obj):
+        return _pre(_pretty(obj.body))
+
+    @admin.display(description="verified content")
+    def payload_pretty(self, obj):
+        return _pre(_pretty(obj.payload))
+
+    @admin.display(description="headers")
+    def headers_pretty(self, obj):
+        return _pre(_pretty(obj.headers))
+
+    @admin.action(description="Replay the selected events (reset attempts, process again)", permissions=["replay"])
+    def replay_events(self, request, queryset):
+        count = services.events_replay(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} event{'s' if count != 1 else ''} queued for replay.", messages.SUCCESS)
+
+    @admin.action(description="Link their subscriptions without user to a user", permissions=["link"])
+    def link_orphans(self, request, queryset):
+        orphans = list(Subscription.objects.filter(webhook_events__in=queryset, subscriber__isnull=True).distinct())
+        if not orphans:
+            self.message_user(request, "The selected events have no subscription without user.", messages.WARNING)
+            return None
+        form = LinkSubscriberForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            cause = Cause(CauseKind.STAFF, ref="admin: link orphan", staff_user_id=request.user.pk,
+                          note=form.cleaned_data["note"])
+            with transaction.atomic():
+                for sub in orphans:
+                    subscription_link_subscriber(subscription_id=sub.pk, subscriber=form.subscriber, cause=cause)
+            self.message_user(request, f"Linked {len(orphans)} subscription(s) to user {form.subscriber.external_id}; "
+                                       "their status is published.", messages.SUCCESS)
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Link subscriptions to a user", "form": form,
+                   "orphans": orphans, "queryset": queryset, "opts": self.model._meta,
+                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
+        return TemplateResponse(request, "admin/webhooks/webhookevent/link_subscriber.html", context)
