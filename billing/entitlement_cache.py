@@ -63,3 +63,27 @@ def refresh(subscriber_id: int) -> None:
         logger.warning("entitlement cache refresh failed for subscriber %s: %s", subscriber_id, exc)
         with contextlib.suppress(redis.RedisError):
             client.delete(key)
+
+
+def forget_products(product_ids: list[int]) -> int:
+    """The catalogue changed (a product's entitlements, an entitlement renamed): drop the cached
+    entries of every user holding these products, so the next check reads the new mapping."""
+    from .models import Subscription
+
+    client = get_redis()
+    if client is None or not product_ids:
+        return 0
+    external_ids = (Subscription.objects.filter(product_id__in=product_ids, subscriber__isnull=False)
+                    .values_list("subscriber__external_id", flat=True).distinct().iterator(chunk_size=2000))
+    forgotten, batch = 0, []
+    try:
+        for external_id in external_ids:
+            batch.append(key_for(external_id))
+            if len(batch) == 1000:
+                forgotten += client.delete(*batch)
+                batch = []
+        if batch:
+            forgotten += client.delete(*batch)
+    except redis.RedisError as exc:  # the TTL bounds how long an old mapping can be served
+        logger.warning("could not drop cached entitlements after a catalogue change: %s", exc)
+    return forgotten

@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from . import outbox, sweeps
+from . import entitlement_cache, outbox, sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -29,3 +29,9 @@ def repoll_subscriptions() -> dict:
     if report.applied or report.failed:
         logger.info("re-poll: %s, %d skipped, %d failed", report.applied, report.skipped, report.failed)
     return {"applied": report.applied, "skipped": report.skipped, "failed": report.failed}
+
+
+@shared_task(ignore_result=True)
+def forget_cached_entitlements(product_ids: list[int]) -> int:
+    """After staff change what products grant: users of those products re-read their entitlements."""
+    return entitlement_cache.forget_products(product_ids)

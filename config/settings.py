@@ -132,6 +132,8 @@ CELERY_BEAT_SCHEDULE = {
     # Re-enqueue events the broker lost (or that arrived while it was down) and retries that are due.
     "webhooks-sweep": {"task": "webhooks.tasks.sweep_events", "schedule": 60.0},
     # --- providers ---
+    # Google refunds purchases not acknowledged within 3 days: retry every 10 minutes.
+    "google-acknowledge-due": {"task": "billing.providers.google.tasks.acknowledge_due", "schedule": 10 * 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -238,3 +238,7 @@ def test_unknown_scheme_is_refused(client):
 
 def test_only_get(client):
     assert client.post("/api/subscriptions/check/1").status_code == 405
+
+
+def test_host_header_is_still_validated(client):
+    assert check(client, "1", HTTP_HOST="evil.example.com").status_code == 400

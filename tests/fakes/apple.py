@@ -38,7 +38,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool, oid: str | None = None, issuer_public=None,
-          not_before: datetime | None = None) -> x509.Certificate:
+          not_before: datetime | None = None, ocsp_url: str | None = None) -> x509.Certificate:
     start = not_before or datetime.now(UTC) - timedelta(days=30)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -51,6 +51,9 @@ def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool, oid: str | No
     if issuer_public is not None:
         builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),
                                         critical=False)
+    if ocsp_url:
+        builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
     if oid:
         builder = builder.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), b"\x05\x00"),
                                         critical=False)
@@ -60,13 +63,16 @@ def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool, oid: str | No
 class AppleChain:
     """A root → intermediate → leaf chain that signs like the App Store."""
 
-    def __init__(self, *, name: str = "Test", not_before: datetime | None = None):
-        self.root_key, self.intermediate_key, self.leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    def __init__(self, *, name: str = "Test", not_before: datetime | None = None, ocsp_url: str | None = None):
+        keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+        self.root_key, self.intermediate_key, self.leaf_key = keys
         self.root = _cert(f"{name} Root", self.root_key, f"{name} Root", self.root_key, ca=True, not_before=not_before)
         self.intermediate = _cert(f"{name} Intermediate", self.intermediate_key, f"{name} Root", self.root_key, ca=True,
-                                  oid=INTERMEDIATE_OID, issuer_public=self.root_key.public_key(), not_before=not_before)
+                                  oid=INTERMEDIATE_OID, issuer_public=self.root_key.public_key(), not_before=not_before,
+                                  ocsp_url=ocsp_url)
         self.leaf = _cert(f"{name} Leaf", self.leaf_key, f"{name} Intermediate", self.intermediate_key, ca=False,
-                          oid=LEAF_OID, issuer_public=self.intermediate_key.public_key(), not_before=not_before)
+                          oid=LEAF_OID, issuer_public=self.intermediate_key.public_key(), not_before=not_before,
+                          ocsp_url=ocsp_url)
 
     @property
     def root_der(self) -> bytes:
@@ -223,7 +229,8 @@ class FakeAppStoreServer:
         self.script: list[tuple[int, dict | None]] = []
         self.requests: list[dict] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
     @property
     def url(self) -> str:
@@ -307,10 +314,10 @@ class FakeAppStoreServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 self._serve("GET")
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self._serve("POST")
 
             def log_message(self, *args):

@@ -82,6 +82,15 @@ class HookTestAdapter(ProviderAdapter):
         if kind == "sleep" and redis.set(f"hooktest:slept:{event.dedupe_key}", "1", nx=True):
             redis.set(f"hooktest:sleeping:{event.dedupe_key}", "1")
             time.sleep(float(data["seconds"]))  # the first attempt only: the test kills the worker here
-        return ParseResult(snapshots=[Snapshot(
+        after_apply = []
+        if kind == "follow_up":  # e.g. acknowledging a purchase at the store, after the state is committed
+            after_apply.append(lambda results: self._follow_up(event, int(data["fail_times"]), results))
+        return ParseResult(after_apply=after_apply, snapshots=[Snapshot(
             provider=Provider.MANUAL, provider_subscription_id=data["subscription_id"], status=data["status"],
             observed_at=event.occurred_at, user_id=data.get("user_id"), store_product_id="hooktest_monthly")])
+
+    def _follow_up(self, event: InboundEvent, fail_times: int, results) -> None:
+        redis = get_redis()
+        if redis.incr(f"hooktest:follow-up:{event.dedupe_key}") <= fail_times:
+            raise TransientError("acknowledgement endpoint answered 503")
+        redis.set(f"hooktest:acknowledged:{event.dedupe_key}", ",".join(r.new_status for r in results))

@@ -169,3 +169,20 @@ def test_sweeper_leaves_fresh_events_to_the_queue(settings):
     assert services.events_stuck().count() == 0
     settings.WEBHOOK_SWEEP_AFTER_SECONDS = 0
     assert services.events_stuck().count() == 1
+
+
+def test_follow_up_failing_after_commit_retries_the_event_without_a_second_effect(
+        send, run_hooks, fast_retries, redis_client):
+    event = send(event_body("evt_ack", type="follow_up", fail_times=2, subscription_id="sub_ACK"))
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.RECEIVED
+    assert event.error.startswith("follow-up failed: TransientError")
+    assert Subscription.objects.get().status == Status.ACTIVE  # the state itself is committed
+
+    run_hooks(tasks.sweep_events)
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED and event.attempts == 3
+    assert redis_client.get("hooktest:acknowledged:evt_ack") == "ACTIVE"
+    assert StatusChange.objects.count() == 1
+    assert len(stream_events(redis_client)) == 1

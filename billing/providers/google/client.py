@@ -8,8 +8,6 @@ The service object (and its httplib2 connection) is not thread-safe: a new one i
 import json
 import logging
 import os
-import socket
-import ssl
 import threading
 import time
 
@@ -51,7 +49,7 @@ def _credentials_for(path: str) -> service_account.Credentials:
     try:
         stamp = os.stat(path).st_mtime_ns
     except OSError as exc:
-        raise NotConfigured("google", ["GOOGLE_SERVICE_ACCOUNT_FILE (unreadable: %s)" % exc]) from exc
+        raise NotConfigured("google", [f"GOOGLE_SERVICE_ACCOUNT_FILE (unreadable: {exc})"]) from exc
     key = (path, stamp)
     with _lock:
         creds = _credentials.get(key)
@@ -61,8 +59,8 @@ def _credentials_for(path: str) -> service_account.Credentials:
                     info = json.load(fh)
                 creds = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
             except (ValueError, KeyError) as exc:
-                raise NotConfigured("google", ["GOOGLE_SERVICE_ACCOUNT_FILE (not a service-account key: %s)"
-                                               % exc]) from exc
+                missing = f"GOOGLE_SERVICE_ACCOUNT_FILE (not a service-account key: {exc})"
+                raise NotConfigured("google", [missing]) from exc
             _credentials.clear()
             _credentials[key] = creds
     return creds
@@ -117,7 +115,7 @@ def execute(request, what: str):
             raise StoreUnavailable(f"{what}: Google refused our service account ({status}: {reason}); check its "
                                    "permissions in the Play Console (docs/providers/google.md)") from exc
         raise PermanentError(f"{what}: Google answered {status} ({reason})") from exc
-    except (TimeoutError, socket.timeout, ConnectionError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as exc:
+    except (OSError, httplib2.HttpLib2Error) as exc:  # timeouts, refused connections, TLS
         raise StoreUnavailable(f"{what}: Google Play API unreachable ({type(exc).__name__}: {exc})") from exc
     except google_exceptions.TransportError as exc:
         raise StoreUnavailable(f"{what}: token endpoint unreachable ({exc})") from exc

@@ -1,0 +1,379 @@
+"""Benchmark of webhook ingestion (POST /webhooks/<provider>) beside a bare baseline, and the end-to-end
+rate from POST to the status change on the stream with one worker process.
+
+    .venv/bin/python bench/webhook_ingest.py      # needs PostgreSQL, Redis and wrk (apt-get install -y wrk)
+
+Builds a separate database (BENCH_DATABASE_URL, default .../billing_bench_hooks; dropped and created
+each run) from the models. One gunicorn app (this module, sync workers) serves both endpoints, so the
+baseline and the pipeline run with the same middleware and server settings in the same run:
+
+- baseline: `POST /bench/baseline` verifies an HMAC-SHA256 of the body and INSERTs the body (autocommit);
+- pipeline: `POST /webhooks/hooktest`, the test adapter (tests/webhooks/adapter.py: HMAC + JSON), the
+  INSERT … ON CONFLICT of the event, and the enqueue (SET NX of the drain flag; a drain task is
+  published only when none is scheduled). No worker runs during this phase.
+
+Every request carries a unique, pre-signed body (read by the wrk Lua script from a file; a run that
+would wrap around and repeat bodies is reported), so no duplicate takes the fast path by accident.
+Throughput at 32 connections, latency (p50/p99) at 8. CPU µs/request = utime+stime of the gunicorn
+workers, the bench database's PostgreSQL backends and redis-server over the requests served.
+
+End to end: one `celery worker -P solo` process, N new events POSTed by wrk (8 connections), timed
+from the first POST until N entries are on the (bench's own) stream.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.request import urlopen
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PY = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+CELERY = ROOT / ".venv" / "bin" / "celery"
+DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/billing_bench_hooks")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+E2E_EVENTS = int(os.environ.get("BENCH_E2E_EVENTS", "3000"))
+PORT = int(os.environ.get("BENCH_PORT", "18091"))
+BODIES_PER_RUN = int(os.environ.get("BENCH_BODIES", "40000"))
+STREAM = f"bench:events:{uuid.uuid4().hex[:8]}"
+TICKS = os.sysconf("SC_CLK_TCK")
+SIGNATURE_HEADER = "X-Hooktest-Signature"
+
+
+# --- the served app (imported by gunicorn as bench.webhook_ingest:application) ----------------
+
+def _build_application():
+    import hashlib
+    import hmac
+
+    import django
+    from django.conf import settings
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    settings.ROOT_URLCONF = __name__
+
+    from django.db import connection
+    from django.http import JsonResponse
+    from django.urls import include, path
+    from django.views.decorators.csrf import csrf_exempt
+
+    from tests.webhooks.adapter import SECRET
+
+    @csrf_exempt
+    def baseline(request):
+        body = request.body
+        expected = hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""), expected):
+            return JsonResponse({"error": "bad signature"}, status=400)
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO bench_raw_event (body) VALUES (%s)", [body])
+        return JsonResponse({"status": "received"})
+
+    global urlpatterns
+    urlpatterns = [path("bench/baseline", baseline), path("", include("config.urls"))]
+
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+urlpatterns: list = []
+if os.environ.get("BENCH_WEBHOOK_APP") == "1":
+    application = _build_application()
+
+
+# --- set-up -------------------------------------------------------------------------------------
+
+def admin_url() -> str:
+    return DB_URL.rsplit("/", 1)[0] + "/postgres"
+
+
+def env(**extra) -> dict:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_"))}
+    base.update({"DATABASE_URL": DB_URL, "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": REDIS_URL,
+                 "SECRET_KEY": "bench-only", "DEBUG": "0", "LOG_LEVEL": "WARNING",
+                 # BILLING_TESTING only to load the test adapter (BILLING_EXTRA_ADAPTERS is test-only)
+                 "BILLING_TESTING": "1", "BILLING_EXTRA_ADAPTERS": "hooktest=tests.webhooks.adapter:HookTestAdapter",
+                 "ALLOWED_HOSTS": "127.0.0.1,localhost", "CELERY_TASK_ALWAYS_EAGER": "0",
+                 "BILLING_EVENTS_STREAM": STREAM, "BENCH_WEBHOOK_APP": "1", "PYTHONPATH": str(ROOT)})
+    base.update(extra)
+    return base
+
+
+def create_database() -> None:
+    import psycopg
+
+    name = DB_URL.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([PY, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0", "--settings",
+                    "bench.settings_syncdb"], cwd=ROOT, env=env(BENCH_WEBHOOK_APP="0"), check=True)
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_raw_event (id bigserial PRIMARY KEY, body bytea NOT NULL,"
+                     " received_at timestamptz NOT NULL DEFAULT now())")
+
+
+def redis_client():
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL, decode_responses=True)
+
+
+def reset_queue() -> None:
+    import psycopg
+
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute("TRUNCATE webhooks_webhookevent, webhooks_webhookevent_subscriptions, bench_raw_event")
+    redis_client().flushdb()
+
+
+def write_bodies(run: str, count: int) -> str:
+    """`signature<TAB>body` lines, every body unique (event id, subscription, user)."""
+    import hashlib
+    import hmac
+
+    from tests.webhooks.adapter import SECRET
+
+    padding = "x" * 420  # a body of ~650 bytes, like a store's event
+    fd, name = tempfile.mkstemp(suffix=".bodies", prefix=f"webhook-{run}-")
+    with os.fdopen(fd, "w") as f:
+        for i in range(count):
+            body = json.dumps({"id": f"evt_{run}_{i}", "type": "status", "subscription_id": f"sub_{run}_{i}",
+                               "user_id": f"u{i % 500}", "status": "ACTIVE", "time": "2026-11-01T10:00:00+00:00",
+                               "data": {"note": padding}}, separators=(",", ":"))
+            f.write(hmac.new(SECRET, body.encode(), hashlib.sha256).hexdigest() + "\t" + body + "\n")
+    return name
+
+
+LUA = """
+local bodies_file, path, stop_at_end = "%(file)s", "%(path)s", %(stop)s
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  lines, n, wrapped, answered = {}, 0, 0, 0
+  local i = 0
+  for line in io.lines(bodies_file) do
+    if i %% %(threads)d == tid then
+      local tab = line:find("\\t")
+      lines[#lines + 1] = {line:sub(1, tab - 1), line:sub(tab + 1)}
+    end
+    i = i + 1
+  end
+end
+function request()
+  n = n + 1
+  if n > #lines then n = 1; wrapped = wrapped + 1 end
+  local e = lines[n]
+  return wrk.format("POST", path, {["%(header)s"] = e[1], ["Content-Type"] = "application/json"}, e[2])
+end
+function response(status, headers, body)
+  answered = answered + 1
+  if stop_at_end and answered >= #lines then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local wrapped_total = 0
+  for _, t in ipairs(threads) do wrapped_total = wrapped_total + t:get("wrapped") end
+  io.write(string.format('RESULT {"requests": %%d, "seconds": %%f, "non2xx": %%d, "errors": %%d, '
+    .. '"p50": %%f, "p99": %%f, "wrapped": %%d}\\n', summary.requests, summary.duration / 1e6,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(99) / 1000, wrapped_total))
+end
+"""
+
+
+def _wrk_command(path: str, bodies: str, connections: int, seconds: int, stop: bool, threads: int = 2):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(LUA % {"file": bodies, "path": path, "stop": "true" if stop else "false", "threads": threads,
+                       "header": SIGNATURE_HEADER})
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", f.name,
+           f"http://127.0.0.1:{PORT}"]
+    return cmd, f.name
+
+
+def _wrk_result(out: str) -> dict:
+    result = json.loads(re.search(r"^RESULT (.*)$", out, re.M).group(1))
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def wrk(path: str, bodies: str, connections: int, *, seconds: int = DURATION, stop: bool = False) -> dict:
+    cmd, script = _wrk_command(path, bodies, connections, seconds, stop)
+    try:
+        return _wrk_result(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    finally:
+        os.unlink(script)
+
+
+# --- processes and CPU --------------------------------------------------------------------------
+
+class Server:
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [GUNICORN, "bench.webhook_ingest:application", "-w", str(WORKERS), "-k", "sync", "-b",
+             f"127.0.0.1:{PORT}", "--log-level", "warning", "--timeout", "60"], cwd=ROOT, env=env())
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urlopen(f"http://127.0.0.1:{PORT}/webhooks/hooktest", timeout=2).read()
+            except OSError as exc:
+                if getattr(exc, "code", None) == 405:
+                    break
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.3)
+
+    def workers(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def cpu_ticks(pids) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError):
+            pass
+    return total
+
+
+def backend_pids() -> list[int]:
+    import psycopg
+
+    name = DB_URL.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url()) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (name,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def redis_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def measure(label: str, path: str, server: Server) -> dict:
+    run = uuid.uuid4().hex[:8]
+    warm = write_bodies(f"w{run}", 300)
+    throughput_bodies = write_bodies(f"t{run}", BODIES_PER_RUN)
+    latency_bodies = write_bodies(f"l{run}", BODIES_PER_RUN)
+    try:
+        wrk(path, warm, 8, seconds=2, stop=True)  # connections, imports
+        pids, backends, redis = server.workers(), backend_pids(), redis_pids()
+        before = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
+        throughput = wrk(path, throughput_bodies, 32)
+        after = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
+        latency = wrk(path, latency_bodies, 8)
+    finally:
+        for name in (warm, throughput_bodies, latency_bodies):
+            os.unlink(name)
+    cpu = [(a - b) / TICKS * 1e6 / max(throughput["requests"], 1) for a, b in zip(after, before, strict=True)]
+    row = {"label": label, "rps": throughput["rps"], "p50": latency["p50"], "p99": latency["p99"],
+           "cpu_app": cpu[0], "cpu_db": cpu[1], "cpu_redis": cpu[2],
+           "bad": throughput["non2xx"] + latency["non2xx"] + throughput["errors"] + latency["errors"],
+           "wrapped": throughput["wrapped"] + latency["wrapped"]}
+    print(f"  {label}: {row['rps']:,.0f} req/s, p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms", flush=True)
+    return row
+
+
+def end_to_end(server: Server) -> dict:
+    """One worker process; N new events POSTed; time until N status changes are on the stream."""
+    import psycopg
+
+    reset_queue()
+    fd, log_name = tempfile.mkstemp(suffix=".log", prefix="webhook-worker-")
+    with os.fdopen(fd, "wb") as log:
+        worker = subprocess.Popen([CELERY, "-A", "config", "worker", "-P", "solo", "-c", "1", "--without-gossip",
+                                   "--without-mingle", "--without-heartbeat", "-l", "INFO"], cwd=ROOT,
+                                  env=env(BENCH_WEBHOOK_APP="0"), stdout=log, stderr=subprocess.STDOUT)
+    client = redis_client()
+    bodies = write_bodies(f"e{uuid.uuid4().hex[:8]}", E2E_EVENTS)
+    try:
+        deadline = time.monotonic() + 30
+        while b"ready." not in Path(log_name).read_bytes():
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("the worker did not start: " + Path(log_name).read_text())
+            time.sleep(0.2)
+        # wrk runs for a fixed time whatever its script says: stop it once every event is stored.
+        cmd, script = _wrk_command("/webhooks/hooktest", bodies, 8, 300, True)
+        started = time.monotonic()
+        posting = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        with psycopg.connect(DB_URL, autocommit=True) as conn:
+            while conn.execute("SELECT count(*) FROM webhooks_webhookevent").fetchone()[0] < E2E_EVENTS:
+                if time.monotonic() - started > 300 or posting.poll() is not None:
+                    raise RuntimeError("the events were not all stored")
+                time.sleep(0.02)
+        posted_in = time.monotonic() - started
+        posting.send_signal(signal.SIGINT)
+        ingest = _wrk_result(posting.communicate(timeout=30)[0])
+        os.unlink(script)
+        deadline = time.monotonic() + 300
+        while client.xlen(STREAM) < E2E_EVENTS:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {client.xlen(STREAM)} of {E2E_EVENTS} on the stream after 300 s")
+            time.sleep(0.02)
+        total = time.monotonic() - started
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        os.unlink(bodies)
+        os.unlink(log_name)
+    return {"events": E2E_EVENTS, "seconds": total, "rate": E2E_EVENTS / total, "posted_in": posted_in,
+            "bad": ingest["non2xx"] + ingest["errors"]}
+
+
+def main() -> int:
+    if not GUNICORN.exists() or subprocess.run(["which", "wrk"], capture_output=True).returncode:
+        print("needs .venv (make install) and wrk (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    began = time.monotonic()
+    print("building the bench database ...", flush=True)
+    create_database()
+    reset_queue()
+    server = Server()
+    try:
+        baseline = measure("baseline: HMAC + INSERT body", "/bench/baseline", server)
+        pipeline = measure("POST /webhooks/<provider>", "/webhooks/hooktest", server)
+        e2e = end_to_end(server)
+    finally:
+        server.stop()
+
+    print(f"\n{WORKERS} sync gunicorn workers, wrk {DURATION}s per figure, unique signed bodies of ~650 bytes; "
+          f"throughput at 32 connections, latency at 8 (run took {time.monotonic() - began:.0f} s)\n")
+    print(f"{'':32} {'req/s':>8} {'x base':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req: app':>16} "
+          f"{'+pg':>6} {'+redis':>7} {'non-2xx':>8} {'repeats':>8}")
+    for r in (baseline, pipeline):
+        print(f"{r['label']:32} {r['rps']:8,.0f} {r['rps'] / baseline['rps']:7.2f} {r['p50']:7.2f} {r['p99']:7.2f} "
+              f"{r['cpu_app']:16.0f} {r['cpu_db']:6.0f} {r['cpu_redis']:7.0f} {r['bad']:8d} {r['wrapped']:8d}")
+    print(f"\nend to end, one worker process (-P solo): {e2e['events']} events POSTed in {e2e['posted_in']:.1f} s, "
+          f"all {e2e['events']} status changes on the stream after {e2e['seconds']:.1f} s: "
+          f"{e2e['rate']:.0f} events/s (non-2xx: {e2e['bad']})")
+    print(f"\ntargets: ingestion ≥ 0.50 x baseline: {pipeline['rps'] / baseline['rps']:.2f}; "
+          f"p99 < 50 ms: {pipeline['p99']:.1f} ms; end to end ≥ 200 events/s: {e2e['rate']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

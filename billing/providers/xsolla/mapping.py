@@ -1,0 +1,384 @@
+"""Xsolla's wire format → typed values → Snapshots. Pure functions: no database, no network.
+
+Two sources describe a subscription: a webhook's `subscription` object (or `purchase.subscription` in
+payment and refund webhooks) and the subscriptions API's subscription object. Both are read into
+`XsollaSubscription` first; the status rules live in `unified_status` alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from billing.providers.base import PermanentError
+from billing.snapshots import Environment, PeriodUnit, Provider, Snapshot, TransactionKind, TransactionRecord
+from billing.statuses import Status
+
+IDENTITY_FIELD = "xsolla_user_id"
+
+# Notification types (the `notification_type` strings Xsolla sends).
+USER_VALIDATION = "user_validation"
+PAYMENT = "payment"
+REFUND = "refund"
+PARTIAL_REFUND = "partial_refund"
+AFS_REJECT = "afs_reject"  # a transaction declined by Xsolla's anti-fraud check (enabled by the CSM)
+CREATE_SUBSCRIPTION = "create_subscription"
+UPDATE_SUBSCRIPTION = "update_subscription"
+CANCEL_SUBSCRIPTION = "cancel_subscription"
+NON_RENEWAL_SUBSCRIPTION = "non_renewal_subscription"  # sic: not "non_renewing_subscription"
+
+SUBSCRIPTION_TYPES = frozenset({CREATE_SUBSCRIPTION, UPDATE_SUBSCRIPTION, CANCEL_SUBSCRIPTION,
+                                NON_RENEWAL_SUBSCRIPTION})
+TRANSACTION_TYPES = frozenset({PAYMENT, REFUND, PARTIAL_REFUND, AFS_REJECT})
+REFUND_TYPES = frozenset({REFUND, PARTIAL_REFUND, AFS_REJECT})
+
+# Xsolla's API status enum (there is no "pending" nor "freezed").
+XSOLLA_STATUSES = ("new", "active", "canceled", "non_renewing", "freeze")
+CHARGEBACK_REFUND_CODE = 2
+
+_PERIOD_UNITS = {"day": PeriodUnit.DAY, "week": PeriodUnit.WEEK, "month": PeriodUnit.MONTH, "year": PeriodUnit.YEAR}
+# ISO 4217 minor-unit exponents that are not 2.
+_ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                           "VND", "VUV", "XAF", "XOF", "XPF"})
+_THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+
+# --- Small readers ----------------------------------------------------------------------------
+
+def id_str(value) -> str:
+    """Xsolla ids arrive as numbers or strings ("10" and 10 are the same subscription)."""
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def as_dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def parse_date(value) -> datetime | None:
+    """ISO 8601 as Xsolla writes it ("+04:00" in webhooks, "+0300" in the API); None if absent or invalid
+    (the API documentation itself shows a malformed date_end)."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.utc)
+
+
+def to_minor(amount, currency: str | None) -> int | None:
+    """A decimal amount (9.99, "10", 0.03) in the currency's minor units; never through a float sum."""
+    if amount is None or isinstance(amount, bool) or amount == "":
+        return None
+    try:
+        value = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        return None
+    code = (currency or "").upper()
+    exponent = 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
+    return int((value * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def digest(value) -> str:
+    """A short stable digest of JSON data (key order and whitespace do not matter)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def is_dry_run(body: dict) -> bool:
+    """`transaction.dry_run` is 1 for a test payment and absent for a real one."""
+    return bool(as_dict(body.get("transaction")).get("dry_run"))
+
+
+# --- Typed values -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class XsollaSubscription:
+    """A subscription as a notification or the API describes it (fields it does not carry are None)."""
+
+    subscription_id: str
+    plan_id: str = ""
+    product_id: str = ""
+    user_id: str = ""
+    status: str | None = None  # the API's status; notifications carry none
+    date_create: datetime | None = None
+    date_next_charge: datetime | None = None
+    date_last_charge: datetime | None = None
+    date_end: datetime | None = None
+    trial_value: int | None = None
+    trial_unit: str | None = None
+    is_gift: bool = False
+    amount_minor: int | None = None
+    currency: str | None = None
+    period_unit: str | None = None
+    period_value: int | None = None
+
+
+def notification_subscription(body: dict) -> XsollaSubscription | None:
+    """The subscription a webhook is about: `subscription` (subscription notifications) or
+    `purchase.subscription` (payment and refund notifications). None if it names no subscription."""
+    sub = as_dict(body.get("subscription")) or as_dict(as_dict(body.get("purchase")).get("subscription"))
+    subscription_id = id_str(sub.get("subscription_id"))
+    if not subscription_id:
+        return None
+    trial = as_dict(sub.get("trial"))
+    currency = (sub.get("currency") or "").upper() or None
+    trial_value = _int(trial.get("value"))
+    return XsollaSubscription(
+        subscription_id=subscription_id,
+        plan_id=id_str(sub.get("plan_id")),
+        product_id=id_str(sub.get("product_id")),
+        user_id=id_str(as_dict(body.get("user")).get("id")),
+        date_create=parse_date(sub.get("date_create")),
+        date_next_charge=parse_date(sub.get("date_next_charge")),
+        date_end=parse_date(sub.get("date_end")),
+        trial_value=trial_value,
+        trial_unit=str(trial.get("type") or "") or None,
+        is_gift=bool(sub.get("is_gift")),
+        amount_minor=to_minor(sub.get("amount"), currency),
+        currency=currency,
+    )
+
+
+def api_subscription(data: dict) -> XsollaSubscription:
+    """`GET /projects/{project_id}/subscriptions/{id}` (and the PUT's answer)."""
+    subscription_id = id_str(data.get("id"))
+    if not subscription_id:
+        raise PermanentError("Xsolla's subscription object has no id")
+    plan = as_dict(data.get("plan"))
+    charge = as_dict(plan.get("charge"))
+    period = as_dict(charge.get("period"))
+    currency = (data.get("currency") or charge.get("currency") or "").upper() or None
+    amount = data.get("charge_amount") if data.get("charge_amount") is not None else charge.get("amount")
+    unit = _PERIOD_UNITS.get(str(period.get("type") or period.get("unit") or "").lower())
+    return XsollaSubscription(
+        subscription_id=subscription_id,
+        # Webhooks name the plan by its external id when it has one; so do we.
+        plan_id=id_str(plan.get("external_id")) or id_str(plan.get("id")),
+        product_id=id_str(as_dict(data.get("product")).get("id")),
+        user_id=id_str(as_dict(data.get("user")).get("id")),
+        status=str(data.get("status") or "") or None,
+        date_create=parse_date(data.get("date_create")),
+        date_next_charge=parse_date(data.get("date_next_charge")),
+        date_last_charge=parse_date(data.get("date_last_charge")),
+        date_end=parse_date(data.get("date_end")),
+        amount_minor=to_minor(amount, currency),
+        currency=currency,
+        period_unit=unit,
+        period_value=_int(period.get("value")) if unit else None,
+    )
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+# --- Status rules -----------------------------------------------------------------------------
+
+def unified_status(xsolla_status: str, *, in_trial: bool, date_end: datetime | None, now: datetime) -> str:
+    """PROVIDERS.md §5: new → INACTIVE; active → ACTIVE (TRIAL in a trial); non_renewing → CANCELED
+    (entitled until date_next_charge); freeze → PAUSED; canceled → EXPIRED at date_end (CANCELED
+    while date_end is still ahead)."""
+    if xsolla_status == "new":
+        return Status.INACTIVE
+    if xsolla_status == "active":
+        return Status.TRIAL if in_trial else Status.ACTIVE
+    if xsolla_status == "non_renewing":
+        return Status.CANCELED
+    if xsolla_status == "freeze":
+        return Status.PAUSED
+    if xsolla_status == "canceled":
+        return Status.CANCELED if date_end is not None and date_end > now else Status.EXPIRED
+    raise PermanentError(f"unknown Xsolla subscription status {xsolla_status!r} (expected one of "
+                         f"{', '.join(XSOLLA_STATUSES)})")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What we already hold for the subscription (read by the adapter): notifications carry no status,
+    no environment and sometimes no dates, so these fill the gaps."""
+
+    status: str
+    expires_at: datetime | None
+    environment: str
+    has_charges: bool = False
+
+
+def snapshot_from_api(data: dict, *, observed_at: datetime, stored: Stored | None, trial_hint: bool = False,
+                      environment: str | None = None, transactions: tuple[TransactionRecord, ...] = (),
+                      revoke_if_ended: bool = False, note: str = "") -> Snapshot:
+    """The API's view of a subscription, as of `observed_at` (when we fetched it).
+
+    The API has no trial flag: an active subscription that was never charged is in its trial when the
+    webhook said so (`trial_hint`) or we already had it as TRIAL. `revoke_if_ended`: a refund ended it."""
+    sub = api_subscription(data)
+    if sub.status is None:
+        raise PermanentError(f"Xsolla's subscription {sub.subscription_id} has no status")
+    in_trial = sub.date_last_charge is None and (trial_hint or (stored is not None and stored.status == Status.TRIAL))
+    status = unified_status(sub.status, in_trial=in_trial, date_end=sub.date_end, now=observed_at)
+    if revoke_if_ended and status in (Status.EXPIRED, Status.CANCELED, Status.INACTIVE):
+        status = Status.REVOKED
+    if status in (Status.ACTIVE, Status.TRIAL, Status.CANCELED) and sub.status != "canceled":
+        expires_at = sub.date_next_charge or sub.date_end
+    elif sub.status == "canceled":
+        expires_at = sub.date_end
+    else:
+        expires_at = None
+    ended = status in (Status.EXPIRED, Status.REVOKED)
+    return Snapshot(
+        provider=Provider.XSOLLA,
+        provider_subscription_id=sub.subscription_id,
+        status=status,
+        observed_at=observed_at,
+        store_product_id=sub.plan_id,
+        user_id=sub.user_id or None,
+        identity_field=IDENTITY_FIELD if sub.user_id else None,
+        identity_value=sub.user_id or None,
+        environment=environment or (stored.environment if stored else Environment.PRODUCTION),
+        period_unit=sub.period_unit,
+        period_value=sub.period_value,
+        amount_minor=sub.amount_minor,
+        upcoming_amount_minor=sub.amount_minor if sub.status == "active" else None,
+        currency=sub.currency,
+        auto_renew=sub.status == "active",
+        started_at=sub.date_create,
+        current_period_start=sub.date_last_charge,
+        current_period_end=sub.date_next_charge,
+        expires_at=expires_at,
+        ended_at=(sub.date_end or observed_at) if ended else None,
+        transactions=transactions,
+        raw={"source": "api", "subscription": data},
+        note=note,
+    )
+
+
+def snapshot_from_notification(event_type: str, body: dict, *, received_at: datetime, stored: Stored | None,
+                               transactions: tuple[TransactionRecord, ...] = ()) -> Snapshot:
+    """What a webhook alone says (the subscriptions API is not configured). Xsolla's notifications
+    carry no time of their own: `received_at` (when the webhook reached us) orders them.
+
+    payment / partial refund: money facts only; the status stays what it is (a snapshot marked
+    derived, so it does not count as a newer store state). refund / afs_reject: REVOKED."""
+    sub = notification_subscription(body)
+    if sub is None:
+        raise PermanentError(f"{event_type} names no subscription")
+    environment = (Environment.SANDBOX if is_dry_run(body)
+                   else stored.environment if stored else Environment.PRODUCTION)
+    fields: dict = {}
+    derived = False
+    if event_type == CREATE_SUBSCRIPTION:
+        in_trial = bool(sub.trial_value)
+        status = Status.TRIAL if in_trial else Status.ACTIVE
+        fields = {"expires_at": sub.date_next_charge, "current_period_end": sub.date_next_charge,
+                  "started_at": sub.date_create, "auto_renew": not sub.is_gift}
+    elif event_type == UPDATE_SUBSCRIPTION:
+        # Every renewal and every plan change. The SDK's sample names the next charge date_end.
+        next_charge = sub.date_next_charge or sub.date_end
+        # A plan change inside a trial moves no charge date: still a trial.
+        still_trial = (stored is not None and stored.status == Status.TRIAL and next_charge is not None
+                       and stored.expires_at == next_charge)
+        status = Status.TRIAL if still_trial else Status.ACTIVE
+        fields = {"expires_at": next_charge, "current_period_end": next_charge, "auto_renew": True,
+                  "started_at": sub.date_create}
+    elif event_type == NON_RENEWAL_SUBSCRIPTION:
+        status = Status.CANCELED
+        fields = {"expires_at": sub.date_next_charge, "current_period_end": sub.date_next_charge,
+                  "auto_renew": False, "canceled_at": received_at, "started_at": sub.date_create}
+    elif event_type == CANCEL_SUBSCRIPTION:
+        status = unified_status("canceled", in_trial=False, date_end=sub.date_end, now=received_at)
+        if stored is not None and stored.status == Status.REVOKED:
+            status = Status.REVOKED  # the refund that ended it says more than the cancellation that follows
+        end = sub.date_end or received_at
+        fields = {"expires_at": end, "auto_renew": False, "canceled_at": end, "started_at": sub.date_create,
+                  "ended_at": end if status in (Status.EXPIRED, Status.REVOKED) else None}
+    elif event_type in (REFUND, AFS_REJECT):
+        status = Status.REVOKED
+        fields = {"auto_renew": False, "ended_at": received_at}
+    elif event_type in (PAYMENT, PARTIAL_REFUND):
+        status = stored.status if stored is not None else Status.INACTIVE
+        derived = True
+    else:
+        raise PermanentError(f"no mapping for Xsolla notification {event_type!r}")
+    return Snapshot(
+        provider=Provider.XSOLLA,
+        provider_subscription_id=sub.subscription_id,
+        status=status,
+        observed_at=received_at,
+        store_product_id=sub.plan_id,
+        user_id=sub.user_id or None,
+        identity_field=IDENTITY_FIELD if sub.user_id else None,
+        identity_value=sub.user_id or None,
+        email=_email(body),
+        environment=environment,
+        amount_minor=sub.amount_minor,
+        currency=sub.currency,
+        transactions=transactions,
+        derived=derived,
+        raw={"source": "webhook", "notification_type": event_type, "subscription": _raw_subscription(body),
+             "user": {"id": sub.user_id} if sub.user_id else {}},
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+
+
+def _raw_subscription(body: dict) -> dict:
+    return as_dict(body.get("subscription")) or as_dict(as_dict(body.get("purchase")).get("subscription"))
+
+
+def _email(body: dict) -> str:
+    email = as_dict(body.get("user")).get("email")
+    return email if isinstance(email, str) and "@" in email and len(email) <= 254 else ""
+
+
+# --- Transactions -----------------------------------------------------------------------------
+
+def transaction_record(event_type: str, body: dict, *, received_at: datetime, renewal: bool) -> TransactionRecord:
+    """The money movement a payment or refund webhook reports. Amounts: the subscription's part of the
+    purchase (`purchase.subscription`), else the purchase total, else what the user paid."""
+    tx = as_dict(body.get("transaction"))
+    tx_id = id_str(tx.get("id"))
+    if not tx_id:
+        raise PermanentError(f"{event_type} carries no transaction.id")
+    amount_minor, currency = _amount(body)
+    occurred_at = parse_date(tx.get("payment_date")) or parse_date(tx.get("date")) or received_at
+    raw = {"notification_type": event_type, "transaction": tx,
+           "payment_details": as_dict(body.get("payment_details")),
+           "refund_details": as_dict(body.get("refund_details"))}
+    if event_type == PAYMENT:
+        return TransactionRecord(provider_transaction_id=tx_id,
+                                 kind=TransactionKind.RENEWAL if renewal else TransactionKind.PURCHASE,
+                                 occurred_at=occurred_at, amount_minor=amount_minor, currency=currency, raw=raw)
+    code = _int(as_dict(body.get("refund_details")).get("code"))
+    kind = TransactionKind.CHARGEBACK if code == CHARGEBACK_REFUND_CODE else TransactionKind.REFUND
+    if event_type == PARTIAL_REFUND:
+        # Xsolla does not state the refunded part; several partial refunds of one payment are told
+        # apart by their payment details. The amount stays unknown (finance reads the raw details).
+        refund_id = f"partial_refund:{tx_id}:{digest(raw['payment_details'])}"
+        return TransactionRecord(provider_transaction_id=refund_id, kind=kind, occurred_at=received_at,
+                                 amount_minor=None, currency=currency, raw=raw)
+    return TransactionRecord(provider_transaction_id=f"{event_type}:{tx_id}", kind=kind, occurred_at=received_at,
+                             amount_minor=amount_minor, currency=currency, raw=raw)
+
+
+def _amount(body: dict) -> tuple[int | None, str]:
+    purchase = as_dict(body.get("purchase"))
+    for source in (as_dict(purchase.get("subscription")), as_dict(purchase.get("total")),
+                   as_dict(as_dict(body.get("payment_details")).get("payment"))):
+        currency = (source.get("currency") or "").upper()
+        amount = to_minor(source.get("amount"), currency)
+        if amount is not None and currency:
+            return amount, currency
+    return None, ""

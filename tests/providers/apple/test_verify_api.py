@@ -1,0 +1,210 @@
+"""POST /api/subscriptions/verify for the App Store (signed transaction, transaction id, legacy receipt),
+re-poll (fetch) and cancel, with the library's real client talking to a local fake App Store Server API."""
+
+import base64
+
+import pytest
+
+from billing.models import Subscription, Transaction
+from billing.providers.apple.mapping import app_account_token_for_user
+from billing.providers.base import PermanentError
+from billing.statuses import Status
+from tests.api_support import api_key, with_key
+from tests.factories import SubscriberFactory, SubscriptionFactory
+from tests.fakes.apple import (
+    APP_APPLE_ID,
+    BUNDLE_ID,
+    AppleChain,
+    app_receipt,
+    now_ms,
+    renewal_claims,
+    transaction_claims,
+)
+
+pytestmark = pytest.mark.django_db
+
+OTID = "2000000000000100"
+LATEST = "2000000000000105"
+
+
+@pytest.fixture
+def headers():
+    return with_key(api_key("verify", "manage"))
+
+
+@pytest.fixture
+def on_the_store(apple_chain, fake_appstore):
+    """The App Store holds a subscription renewed once (the latest transaction is LATEST)."""
+    txn = transaction_claims(original_transaction_id=OTID, transaction_id=LATEST, reason="RENEWAL", price=4990,
+                             currency="EUR")
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn), also_for=("2000000000000101",))
+    return txn
+
+
+def verify(client, headers, **body):
+    return client.post("/api/subscriptions/verify", data={"provider": "apple", "user_id": "42", **body},
+                       content_type="application/json", **headers)
+
+
+def test_signed_transaction_is_verified_locally_then_confirmed_with_the_api(apple_settings, apple_chain, client,
+                                                                            headers, on_the_store, fake_appstore):
+    from_the_app = apple_chain.sign(transaction_claims(original_transaction_id=OTID, transaction_id="2000000000000101"))
+    response = verify(client, headers, signed_transaction=from_the_app)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["provider"], body["provider_subscription_id"], body["status"]) == ("apple", OTID, "ACTIVE")
+    assert body["user_id"] == "42"
+    sub = Subscription.objects.get(provider_subscription_id=OTID)
+    assert sub.expires_at.timestamp() * 1000 == on_the_store["expiresDate"]
+    assert (sub.amount_minor, sub.currency) == (499, "EUR")
+    assert Transaction.objects.filter(provider_transaction_id=LATEST, kind="renewal").exists()
+
+    # The API was asked with a bearer JWT signed by our In-App Purchase key (checked by the fake).
+    request = fake_appstore.requests[-1]
+    assert (request["method"], request["path"]) == ("GET", f"/inApps/v1/subscriptions/{OTID}")
+    assert request["token"]["bid"] == BUNDLE_ID
+    assert request["token"]["aud"] == "appstoreconnect-v1"
+    assert request["token"]["iss"] == apple_settings.APPLE_ISSUER_ID
+
+
+def test_transaction_id_is_looked_up_with_the_api(apple_settings, client, headers, on_the_store):
+    response = verify(client, headers, transaction_id="2000000000000101")
+    assert response.status_code == 200, response.content
+    assert response.json()["provider_subscription_id"] == OTID
+    assert Subscription.objects.get(provider_subscription_id=OTID).subscriber.external_id == "42"
+
+
+def test_legacy_receipt_gives_its_transaction_id_to_the_api(apple_settings, apple_chain, client, headers,
+                                                            on_the_store, fake_appstore):
+    receipt = app_receipt(apple_chain, transaction_id="2000000000000101")
+    response = verify(client, headers, receipt=receipt)
+    assert response.status_code == 200, response.content
+    assert fake_appstore.requests[-1]["path"] == "/inApps/v1/subscriptions/2000000000000101"
+    assert response.json()["status"] == "ACTIVE"
+
+
+def test_stored_app_account_token_of_the_user_is_remembered(apple_settings, apple_chain, client, headers,
+                                                            fake_appstore):
+    token = "5a1a3c52-8b8b-4b8e-9d0e-1c2d3e4f5a6b"
+    txn = transaction_claims(original_transaction_id=OTID, app_account_token=token)
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
+    assert verify(client, headers, transaction_id=OTID).status_code == 200
+    assert str(Subscription.objects.get(provider_subscription_id=OTID).subscriber.apple_app_account_token) == token
+
+
+def test_another_users_transaction_is_a_409_naming_the_conflict(apple_settings, client, headers, on_the_store):
+    SubscriptionFactory(provider="apple", provider_subscription_id=OTID, subscriber=SubscriberFactory(external_id="7"),
+                        environment="sandbox")
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "purchase_owned_by_another_user"
+    assert OTID in error["message"]
+    assert Subscription.objects.get(provider_subscription_id=OTID).subscriber.external_id == "7"
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"signed_transaction": "not-a-jws"}, "invalid_signed_transaction"),
+    ({"receipt": base64.b64encode(b"definitely not PKCS#7").decode()}, "invalid_receipt"),
+    ({"transaction_id": "abc"}, "invalid_transaction_id"),
+    ({"transaction_id": "2000000000009999"}, "unknown_transaction"),
+    ({}, "invalid"),
+])
+def test_invalid_purchases_are_400_with_a_clear_code(apple_settings, client, headers, on_the_store, body, code):
+    response = verify(client, headers, **body)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+    assert not Subscription.objects.exists()
+
+
+def test_signed_transaction_from_an_untrusted_chain_is_400_and_the_api_is_not_asked(apple_settings, client, headers,
+                                                                                    on_the_store, fake_appstore):
+    forged = AppleChain(name="Forger").sign(transaction_claims(original_transaction_id=OTID))
+    response = verify(client, headers, signed_transaction=forged)
+    assert response.status_code == 400
+    assert "VERIFICATION_FAILURE" in response.json()["error"]["message"]
+    assert fake_appstore.requests == []
+
+
+def test_receipt_without_purchases_is_400(apple_settings, apple_chain, client, headers):
+    response = verify(client, headers, receipt=app_receipt(apple_chain, transaction_id=None))
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "receipt_without_purchase")
+
+
+@pytest.mark.parametrize(("status", "answer"), [
+    (503, None), (500, {"errorCode": 5000000, "errorMessage": "An unknown error occurred."}),
+    (429, {"errorCode": 4290000, "errorMessage": "Rate limit exceeded."}),
+    (404, {"errorCode": 4040006, "errorMessage": "Original transaction id not found. Please try again."}),
+])
+def test_store_failures_are_502(apple_settings, client, headers, fake_appstore, status, answer):
+    fake_appstore.script.append((status, answer))
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["code"] == "store_unavailable"
+    assert not Subscription.objects.exists()
+
+
+def test_unreachable_store_is_502(apple_settings, client, headers, fake_appstore):
+    fake_appstore.stop()
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 502
+
+
+def test_refused_credentials_are_502_not_the_apps_fault(apple_settings, client, headers, on_the_store):
+    apple_settings.APPLE_ISSUER_ID = "someone-else"
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 502
+    assert "credentials" in response.json()["error"]["message"]
+
+
+def test_production_first_then_sandbox(apple_settings, client, headers, on_the_store, fake_appstore):
+    apple_settings.APPLE_ENVIRONMENT = "Production"
+    fake_appstore.script.append((404, {"errorCode": 4040010, "errorMessage": "Transaction id not found."}))
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 200, response.content
+    assert response.json()["environment"] == "sandbox"
+    assert len(fake_appstore.requests) == 2
+
+
+def test_sandbox_purchase_refused_where_sandbox_is_not_allowed(apple_settings, apple_chain, client, headers,
+                                                               on_the_store):
+    apple_settings.APPLE_ENVIRONMENT = "Production"
+    apple_settings.APPLE_ALLOW_SANDBOX = False
+    response = verify(client, headers, signed_transaction=apple_chain.sign(on_the_store))
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "sandbox_not_allowed")
+
+
+def test_verify_without_an_api_key_configured_is_503_naming_the_settings(apple_settings, client, headers):
+    apple_settings.APPLE_KEY_ID = ""
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 503
+    assert "APPLE_KEY_ID" in response.json()["error"]["message"]
+
+
+# --- Re-poll and cancel -----------------------------------------------------------------------
+
+def test_fetch_re_reads_the_state_from_the_api(apple_settings, apple_chain, adapter, fake_appstore):
+    sub = SubscriptionFactory(provider="apple", provider_subscription_id=OTID, environment="sandbox")
+    txn = transaction_claims(original_transaction_id=OTID, expires_ms=now_ms() - 1000)
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn, autoRenewStatus=0), status=2)
+    snapshot = adapter.fetch(sub)
+    assert (snapshot.provider_subscription_id, snapshot.status, snapshot.auto_renew) == (OTID, Status.EXPIRED, False)
+    assert snapshot.environment == "sandbox"
+
+
+def test_fetch_of_a_subscription_the_store_does_not_know_is_permanent(apple_settings, adapter):
+    sub = SubscriptionFactory(provider="apple", provider_subscription_id="2000000000000999", environment="sandbox")
+    with pytest.raises(PermanentError):
+        adapter.fetch(sub)
+
+
+def test_cancel_is_409_saying_where_the_user_manages_it(apple_settings, client, headers):
+    sub = SubscriptionFactory(provider="apple", provider_subscription_id=OTID, environment="sandbox",
+                              subscriber=SubscriberFactory(external_id=str(APP_APPLE_ID)))
+    response = client.post(f"/api/subscriptions/{sub.pk}/cancel", content_type="application/json", **headers)
+    assert response.status_code == 409
+    assert "Settings > Apple ID > Subscriptions" in response.json()["error"]["message"]
+
+
+def test_integer_token_round_trip():
+    assert app_account_token_for_user(1) == "00000001-0000-0000-0000-000000000000"

@@ -1,0 +1,184 @@
+"""The web-subscription API (/api/stripe/...) and the generic cancel / change-plan endpoints for a
+Stripe subscription, with the real stripe library against the fake."""
+
+import pytest
+
+from accounts.models import Subscriber
+from billing.models import Subscription
+from billing.selectors import check_answer
+from billing.statuses import Status
+from tests.api_support import api_key, bearer, configure_jwt, with_key
+
+from .conftest import process_all
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _jwt(settings):
+    configure_jwt(settings)
+
+
+@pytest.fixture
+def manage(db):
+    return with_key(api_key("manage"))
+
+
+@pytest.fixture
+def prices(fake_stripe):
+    product = fake_stripe.add_product("Premium")
+    return {"month": fake_stripe.add_price(product, unit_amount=999, interval="month"),
+            "year": fake_stripe.add_price(product, unit_amount=9900, interval="year")}
+
+
+def test_setup_intent_creates_the_customer_once_and_reuses_it(client, fake_stripe):
+    first = client.post("/api/stripe/setup-intents", {}, content_type="application/json", **bearer("42"))
+    assert first.status_code == 200, first.content
+    body = first.json()
+    assert body["client_secret"].startswith(body["setup_intent_id"]) and body["requires_action"] is False
+    second = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json",
+                         **bearer("42"))
+    assert second.json()["customer_id"] == body["customer_id"]
+    customers = [o for o in fake_stripe.objects.values() if o["object"] == "customer"]
+    assert len(customers) == 1 and customers[0]["metadata"] == {"user_id": "42"}
+    assert Subscriber.objects.get(external_id="42").stripe_customer_id == body["customer_id"]
+    intent = fake_stripe.objects[body["setup_intent_id"]]
+    assert intent["usage"] == "off_session"
+
+
+def test_web_flow_setup_intent_then_subscription_then_its_events(client, fake_stripe, prices, stripe_adapter,
+                                                                  django_capture_on_commit_callbacks):
+    client.post("/api/stripe/setup-intents", {}, content_type="application/json", **bearer("42"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/stripe/subscriptions",
+                               {"price_id": prices["month"]["id"], "payment_method_id": "pm_card_visa"},
+                               content_type="application/json", **bearer("42"))
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["requires_action"] is False and body["client_secret"] is None
+    assert body["subscription"]["status"] == "ACTIVE" and body["subscription"]["user_id"] == "42"
+    sub_id = body["subscription"]["provider_subscription_id"]
+    stripe_sub = fake_stripe.objects[sub_id]
+    assert stripe_sub["metadata"] == {"user_id": "42"} and stripe_sub["default_payment_method"] == "pm_card_visa"
+    assert check_answer("42")["is_subscribed"] is True  # at once, before any webhook
+
+    with django_capture_on_commit_callbacks(execute=True):
+        process_all(stripe_adapter, fake_stripe.take_events())  # the events it caused change nothing more
+    row = Subscription.objects.get(provider_subscription_id=sub_id)
+    assert row.status == Status.ACTIVE and row.transactions.count() == 1
+    assert check_answer("42")["is_subscribed"] is True
+
+
+def test_a_card_needing_3ds_returns_the_client_secret(client, fake_stripe, prices, manage):
+    response = client.post("/api/stripe/subscriptions", {"user_id": "42", "price_id": prices["month"]["id"],
+                                                         "payment_method_id": "pm_card_authenticationRequired"},
+                           content_type="application/json", **manage)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["requires_action"] is True and "_secret_" in body["client_secret"]
+    assert body["subscription"]["status"] == "INACTIVE"
+    assert check_answer("42")["is_subscribed"] is False
+
+
+@pytest.mark.parametrize("payment_method", ["pm_card_chargeDeclined", "pm_card_chargeCustomerFail"])
+def test_a_declined_card_is_402_with_stripes_message(client, fake_stripe, prices, manage, payment_method):
+    response = client.post("/api/stripe/subscriptions", {"user_id": "42", "price_id": prices["month"]["id"],
+                                                         "payment_method_id": payment_method},
+                           content_type="application/json", **manage)
+    assert response.status_code == 402
+    assert response.json()["error"] == {"code": "card_declined", "message": "Your card was declined.",
+                                        "details": response.json()["error"]["details"]}
+    assert not Subscription.objects.filter(status__in=["ACTIVE", "TRIAL"]).exists()
+    # A charge that failed leaves no incomplete subscription behind at Stripe.
+    assert all(o["status"] == "canceled" for o in fake_stripe.objects.values() if o["object"] == "subscription")
+
+
+def test_an_unknown_price_is_400_with_stripes_message(client, fake_stripe, manage):
+    response = client.post("/api/stripe/subscriptions", {"user_id": "42", "price_id": "price_nope",
+                                                         "payment_method_id": "pm_card_visa"},
+                           content_type="application/json", **manage)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "resource_missing"
+    assert "No such price: 'price_nope'" in response.json()["error"]["message"]
+
+
+def test_stripe_unreachable_is_502(client, fake_stripe, settings, manage):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens there
+    response = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json", **manage)
+    assert response.status_code == 502 and response.json()["error"]["code"] == "store_unavailable"
+
+
+def test_callers_act_only_for_themselves_or_with_the_manage_scope(client, fake_stripe):
+    other = client.post("/api/stripe/setup-intents", {"user_id": "43"}, content_type="application/json",
+                        **bearer("42"))
+    assert other.status_code == 403
+    no_scope = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json",
+                           **with_key(api_key("check", "read")))
+    assert no_scope.status_code == 403
+    anonymous = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json")
+    assert anonymous.status_code == 401
+    missing_user = client.post("/api/stripe/setup-intents", {}, content_type="application/json",
+                               **with_key(api_key("manage")))
+    assert missing_user.status_code == 400
+    assert not [o for o in fake_stripe.objects.values() if o["object"] == "customer"]
+
+
+def test_checkout_session_then_completion_subscribes(client, fake_stripe, prices, stripe_adapter,
+                                                     django_capture_on_commit_callbacks):
+    response = client.post("/api/stripe/checkout-sessions", {
+        "price_id": prices["year"]["id"], "success_url": "https://app.example.com/ok",
+        "cancel_url": "https://app.example.com/cancel"}, content_type="application/json", **bearer("42"))
+    assert response.status_code == 200, response.content
+    session = fake_stripe.objects[response.json()["id"]]
+    assert response.json()["url"] == session["url"]
+    assert session["client_reference_id"] == "42" and session["mode"] == "subscription"
+    assert session["_params"]["subscription_data"] == {"metadata": {"user_id": "42"}}
+
+    fake_stripe.complete_checkout(session["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        process_all(stripe_adapter, fake_stripe.take_events())
+    row = Subscription.objects.get(subscriber__external_id="42")
+    assert (row.status, row.period_unit, row.amount_minor) == (Status.ACTIVE, "year", 9900)
+    assert check_answer("42")["is_subscribed"] is True
+
+
+def test_portal_session_for_a_customer_and_404_without_one(client, fake_stripe):
+    assert client.post("/api/stripe/portal-sessions", {}, content_type="application/json",
+                       **bearer("42")).status_code == 404
+    client.post("/api/stripe/setup-intents", {}, content_type="application/json", **bearer("42"))
+    response = client.post("/api/stripe/portal-sessions", {"return_url": "https://app.example.com/account"},
+                           content_type="application/json", **bearer("42"))
+    assert response.status_code == 200 and response.json()["url"].startswith("https://billing.stripe.com/")
+
+
+def _subscribed(client, fake_stripe, price) -> dict:
+    response = client.post("/api/stripe/subscriptions", {"price_id": price["id"], "payment_method_id": "pm_card_visa"},
+                           content_type="application/json", **bearer("42"))
+    assert response.status_code == 201
+    return response.json()["subscription"]
+
+
+def test_cancel_at_period_end_through_the_generic_endpoint(client, fake_stripe, prices):
+    sub = _subscribed(client, fake_stripe, prices["month"])
+    response = client.post(f"/api/subscriptions/{sub['id']}/cancel", content_type="application/json", **bearer("42"))
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "CANCELED" and response.json()["auto_renew"] is False
+    assert fake_stripe.objects[sub["provider_subscription_id"]]["cancel_at_period_end"] is True
+    assert check_answer("42")["is_subscribed"] is True  # until the period ends
+
+
+def test_change_plan_monthly_to_yearly_with_proration(client, fake_stripe, prices):
+    sub = _subscribed(client, fake_stripe, prices["month"])
+    response = client.post(f"/api/subscriptions/{sub['id']}/change-plan", {"price_id": prices["year"]["id"]},
+                           content_type="application/json", **bearer("42"))
+    assert response.status_code == 200, response.content
+    assert response.json()["product"]["id"] == prices["year"]["id"]
+    row = Subscription.objects.get(pk=sub["id"])
+    assert (row.period_unit, row.amount_minor, row.store_product_id) == ("year", 9900, prices["year"]["id"])
+    stripe_id = sub["provider_subscription_id"]
+    update = [p for m, path, p in fake_stripe.requests if m == "POST" and path.endswith(stripe_id)]
+    assert update[-1]["proration_behavior"] == "create_prorations"
+
+    bad = client.post(f"/api/subscriptions/{sub['id']}/change-plan", {"price_id": "price_nope"},
+                      content_type="application/json", **bearer("42"))
+    assert bad.status_code == 400 and "No such price" in bad.json()["error"]["message"]

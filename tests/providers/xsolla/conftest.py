@@ -1,0 +1,92 @@
+"""Xsolla tests: real fixture bodies (Xsolla's docs and its official PHP SDK), signed here with a test
+key; the subscriptions API is the local fake in tests/fakes/xsolla.py, reached over HTTP by requests."""
+
+import json
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from billing.providers.base import InboundEvent
+from billing.providers.registry import get_adapter
+from billing.providers.xsolla.signature import authorization_header
+from billing.services import apply_snapshot
+from billing.snapshots import Cause, CauseKind
+from tests.fakes.xsolla import FakeXsolla
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "xsolla"
+WEBHOOK_SECRET = "xsolla-test-project-secret"
+PROJECT_ID = "18404"
+MERCHANT_ID = "2340"
+API_KEY = "xsolla-test-api-key"
+
+# Every fixture file, by notification type where the file name says it.
+DOC_FILES = ("user_validation", "create_subscription", "update_subscription", "non_renewal_subscription")
+SDK_FILES = ("payment", "refund", "partial_refund", "create_subscription", "update_subscription",
+             "cancel_subscription")
+
+
+def fixture_bytes(name: str) -> bytes:
+    """`docs/<type>` or `sdk/<type>`: the file's exact bytes (the signature covers them)."""
+    folder, _, type_ = name.partition("/")
+    folder = {"docs": "docs", "sdk": "sdk_php_tests"}[folder]
+    return (FIXTURES / folder / f"{type_}.json").read_bytes()
+
+
+def fixture_json(name: str) -> dict:
+    return json.loads(fixture_bytes(name))
+
+
+def body_of(data: dict) -> bytes:
+    return json.dumps(data, indent=2).encode()
+
+
+def signed_headers(body: bytes, secret: str = WEBHOOK_SECRET) -> dict:
+    return {"Authorization": authorization_header(body, secret), "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def xsolla(settings):
+    """The adapter with webhooks on and the subscriptions API off."""
+    settings.XSOLLA_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.XSOLLA_PROJECT_ID = ""
+    settings.XSOLLA_MERCHANT_ID = ""
+    settings.XSOLLA_API_KEY = ""
+    return get_adapter("xsolla")
+
+
+@pytest.fixture
+def fake_xsolla(settings, xsolla):
+    """The subscriptions API on, pointed at the local fake."""
+    fake = FakeXsolla(project_id=PROJECT_ID, merchant_id=MERCHANT_ID, api_key=API_KEY).start()
+    settings.XSOLLA_PROJECT_ID = PROJECT_ID
+    settings.XSOLLA_MERCHANT_ID = MERCHANT_ID
+    settings.XSOLLA_API_KEY = API_KEY
+    settings.XSOLLA_API_BASE = fake.url
+    yield fake
+    fake.stop()
+
+
+class Processed:
+    def __init__(self, verified, parsed, results):
+        self.verified = verified
+        self.parsed = parsed
+        self.results = results
+
+    @property
+    def snapshot(self):
+        assert len(self.parsed.snapshots) == 1, self.parsed
+        return self.parsed.snapshots[0]
+
+
+def process(adapter, body: bytes, *, received_at=None, event_id: int = 1) -> Processed:
+    """What the webhook pipeline does with one delivery: authenticate, (store), parse, apply each
+    snapshot through the one write path."""
+    headers = signed_headers(body)
+    verified = adapter.authenticate(headers, body, {})
+    inbound = InboundEvent(id=event_id, provider="xsolla", dedupe_key=verified.dedupe_key,
+                           event_type=verified.event_type, payload=verified.payload, body=body, headers=headers,
+                           received_at=received_at or timezone.now(), occurred_at=verified.occurred_at)
+    parsed = adapter.parse(inbound)
+    results = [apply_snapshot(s, Cause(CauseKind.WEBHOOK, ref=str(event_id))) for s in parsed.snapshots]
+    return Processed(verified, parsed, results)
