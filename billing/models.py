@@ -99,6 +99,10 @@ class Subscription(models.Model):
         indexes = [
             models.Index(fields=["subscriber", "-created_at"], name="subscription_by_subscriber"),
             models.Index(fields=["status", "expires_at"], name="subscription_by_status_expiry"),
+            # Support searches a store id alone (the unique constraint leads with the provider).
+            models.Index(fields=["provider_subscription_id"], name="subscription_by_store_id"),
+            # The re-poll takes the oldest confirmations first.
+            models.Index(fields=["last_verified_at"], name="subscription_by_verified"),
         ]
 
     def __str__(self):
@@ -129,6 +133,7 @@ class StatusChange(models.Model):
 
     class Meta:
         ordering = ["-recorded_at", "-id"]
+        indexes = [models.Index(fields=["-recorded_at"], name="statuschange_by_time")]
 
     def __str__(self):
         flag = " (ignored)" if self.ignored else ""
@@ -153,7 +158,8 @@ class Transaction(models.Model):
         ordering = ["-occurred_at"]
         constraints = [models.UniqueConstraint(fields=["provider", "provider_transaction_id"],
                                                name="transaction_unique_per_provider")]
-        indexes = [models.Index(fields=["occurred_at"], name="transaction_by_time")]
+        indexes = [models.Index(fields=["occurred_at"], name="transaction_by_time"),
+                   models.Index(fields=["provider_transaction_id"], name="transaction_by_store_id")]
 
     def __str__(self):
         return f"{self.kind} {self.provider}:{self.provider_transaction_id}"

@@ -40,6 +40,8 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="webhook_event_by_status"),
             models.Index(fields=["provider", "-received_at"], name="webhook_event_by_provider"),
+            # the admin index's last-day counts and the date hierarchy
+            models.Index(fields=["received_at"], name="webhook_event_by_time"),
         ]
 
     def __str__(self):

@@ -1,6 +1,7 @@
 """Writes of the webhook pipeline: store an authentic event once, process it (retry, dead-letter),
 sweep, replay. Processing goes through the adapter and `billing.services.apply_snapshot` only."""
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -86,19 +87,28 @@ def _fit_key(key: str) -> str:
 def _insert_ignoring_duplicate(values: dict) -> int | None:
     # Raw SQL: the ORM has no INSERT … ON CONFLICT DO NOTHING that returns the id (bulk_create with
     # ignore_conflicts does not set it), and one statement is the cheapest duplicate-safe insert.
-    meta = WebhookEvent._meta
-    fields = [meta.get_field(name) for name in values]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    # Identifiers come from the model, values are parameters.
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-    sql += 'ON CONFLICT ("provider", "dedupe_key") DO NOTHING RETURNING "id"'
+    fields = _insert_fields(tuple(values))
+    sql = _insert_sql(tuple(values), connection.vendor)
     params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+@functools.cache
+def _insert_fields(names: tuple[str, ...]) -> list:
+    return [WebhookEvent._meta.get_field(name) for name in names]
+
+
+@functools.cache
+def _insert_sql(names: tuple[str, ...], vendor: str) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in _insert_fields(names))
+    placeholders = ", ".join(["%s"] * len(names))
+    # Identifiers come from the model, values are parameters.
+    sql = f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+    return sql + 'ON CONFLICT ("provider", "dedupe_key") DO NOTHING RETURNING "id"'
 
 
 def rejection_record(*, provider: str, code: str) -> None:

@@ -179,3 +179,19 @@ def test_resync_command(store):
     out = StringIO()
     call_command("resync_subscriptions", stdout=out, stderr=StringIO())
     assert "3 subscriptions: 2 unchanged; 1 skipped" in out.getvalue()
+
+
+class UnconfiguredStore(StoreAtHand):
+    api_settings = ("STRIPE_SECRET_KEY",)
+
+
+def test_a_store_without_api_credentials_is_not_polled(settings):
+    settings.STRIPE_SECRET_KEY = ""
+    adapter = UnconfiguredStore()
+    registry.register("stripe", adapter)
+    try:
+        make("never_confirmed")
+        assert repoll_subscriptions() == {"applied": {}, "skipped": 0, "failed": 0}
+        assert adapter.calls == []
+    finally:
+        registry.unregister("stripe")

@@ -10,6 +10,7 @@ skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENT
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from billing.providers.base import NotConfigured
 from billing.snapshots import Environment
+
+logger = logging.getLogger(__name__)
 
 # SHA-256 of Apple Root CA - G3, the root of every App Store signature (pinned; checked by a test).
 APPLE_ROOT_CA_G3_SHA256 = (
@@ -132,8 +135,12 @@ def verifier_for(apple_environment: str | None) -> SignedDataVerifier:
         raise NotConfigured("apple", ["APPLE_BUNDLE_ID"])
     if apple_environment == "Production" and settings.APPLE_APP_APPLE_ID is None:
         raise NotConfigured("apple", ["APPLE_APP_APPLE_ID"])
-    return _verifier(apple_environment, tuple(settings.APPLE_ROOT_CERTIFICATES), settings.APPLE_BUNDLE_ID,
-                     settings.APPLE_APP_APPLE_ID, bool(settings.APPLE_ONLINE_CHECKS))
+    try:
+        return _verifier(apple_environment, tuple(settings.APPLE_ROOT_CERTIFICATES), settings.APPLE_BUNDLE_ID,
+                         settings.APPLE_APP_APPLE_ID, bool(settings.APPLE_ONLINE_CHECKS))
+    except ImproperlyConfigured as exc:
+        logger.error("Apple roots unusable: %s", exc)
+        raise NotConfigured("apple", ["APPLE_ROOT_CERTIFICATES"]) from exc
 
 
 # --- Verifying --------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def _run(modeladmin, request, queryset, *, form_class, action, title, intro, sub
     context = {**modeladmin.admin_site.each_context(request), "title": title, "intro": intro, "form": form,
                "subscriptions": subs, "action": action, "submit": submit, "opts": modeladmin.model._meta}
     template = engines["django"].from_string(_PAGE)
-    return TemplateResponse(request, template.template, context)
+    return TemplateResponse(request, template, context)
 
 
 @admin.action(description="Google: revoke with a refund (access ends now)")

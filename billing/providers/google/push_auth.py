@@ -100,9 +100,12 @@ certificates = CertificateCache()
 
 def _key_ids(url: str) -> set[str]:
     try:
-        return set(json.loads(certificates.get(url)))
+        data = json.loads(certificates.get(url))
     except (ValueError, TypeError):
         return set()
+    if isinstance(data.get("keys"), list):  # the JWK form (oauth2/v3/certs)
+        return {key.get("kid") for key in data["keys"] if isinstance(key, dict)}
+    return set(data)
 
 
 def _verify_oidc(token: str) -> Mapping:

@@ -232,6 +232,8 @@ def snapshot_from_api(data: dict, *, observed_at: datetime, stored: Stored | Non
     status = unified_status(sub.status, in_trial=in_trial, date_end=sub.date_end, now=observed_at)
     if revoke_if_ended and status in (Status.EXPIRED, Status.CANCELED, Status.INACTIVE):
         status = Status.REVOKED
+    elif stored is not None and stored.status == Status.REVOKED and sub.status == "canceled":
+        status = Status.REVOKED  # refunded, then canceled: the refund says more
     if status in (Status.ACTIVE, Status.TRIAL, Status.CANCELED) and sub.status != "canceled":
         expires_at = sub.date_next_charge or sub.date_end
     elif sub.status == "canceled":

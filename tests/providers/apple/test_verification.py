@@ -186,3 +186,13 @@ def test_end_to_end_purchase_reaches_the_stream_for_the_user(apple_settings, app
     events = [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
     assert [(e["userId"], e["newStatus"], e["provider"], e["subscriptionId"], e["environment"]) for e in events] == [
         ("77", "ACTIVE", "apple", "2000000000000555", "sandbox")]
+
+
+def test_unreadable_root_file_is_a_503_naming_the_setting(apple_settings, apple_chain, adapter, tmp_path):
+    broken = tmp_path / "broken.cer"
+    broken.write_bytes(b"not a certificate")
+    apple_settings.APPLE_ROOT_CERTIFICATES = [str(broken)]
+    with pytest.raises(Rejected) as exc:
+        adapter.authenticate({}, signed_body(apple_chain, _subscribed(apple_chain)), {})
+    assert exc.value.status == 503
+    assert "APPLE_ROOT_CERTIFICATES" in exc.value.reason

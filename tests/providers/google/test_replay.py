@@ -1,6 +1,7 @@
 """Replay the captured Play lifecycles: each step's RTDN is pushed (Pub/Sub envelope, OIDC token), the
 fake answers subscriptionsv2.get with the paired captured response, and the status is checked."""
 
+import itertools
 from datetime import datetime
 
 import pytest
@@ -99,7 +100,7 @@ def test_upgrade_chain_never_entitles_twice_and_carries_the_user(adapter, google
         assert sum(s.is_entitled(when) for s in subs) <= 1, step["step_comment"]
     subs = {s.provider_subscription_id: s for s in Subscription.objects.filter(provider="google")}
     latest = subs[seen[-1]]
-    for older, newer in zip(seen, seen[1:], strict=False):
+    for older, newer in itertools.pairwise(seen):
         assert subs[older].replaced_by_id == subs[newer].pk
     assert latest.replaced_by_id is None and latest.status == "ACTIVE"
     assert {s.subscriber.external_id for s in subs.values()} == {"77"}

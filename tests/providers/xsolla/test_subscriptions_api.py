@@ -171,6 +171,10 @@ def test_refund_with_the_api_revokes_unless_the_subscription_is_still_active(fak
                                                           date_end=iso(timezone.now())))
     process(xsolla, fixture_bytes("sdk/refund"))
     assert Subscription.objects.get().status == Status.REVOKED
+    # the cancel_subscription that follows, and a re-poll, keep it REVOKED (not EXPIRED)
+    process(xsolla, fixture_bytes("sdk/cancel_subscription"))
+    assert xsolla.fetch(Subscription.objects.get()).status == Status.REVOKED
+    assert Subscription.objects.get().status == Status.REVOKED
 
     # A refund of one of two payments for the same period: Xsolla keeps the subscription active.
     fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567", status="active"))
