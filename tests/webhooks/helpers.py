@@ -88,9 +88,13 @@ class Worker:
                "--without-mingle", "--without-heartbeat", "-l", "INFO", "-n", f"hooktest{time.monotonic_ns()}@%h"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log.open("ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: b"ready." in self.log.read_bytes() or self.proc.poll() is not None, timeout=30,
-                 message="the worker to start")
-        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            wait_for(lambda: b"ready." in self.log.read_bytes() or self.proc.poll() is not None, timeout=30,
+                     message="the worker to start")
+            assert self.proc.poll() is None, self.log.read_text()
+        except BaseException:
+            self.kill()  # never leave a process behind
+            raise
         return self
 
     def kill(self):
@@ -130,11 +134,19 @@ class Server:
             except requests.RequestException:
                 return self.proc.poll() is not None
 
-        wait_for(up, timeout=30, message="the server to start")
-        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            wait_for(up, timeout=30, message="the server to start")
+            assert self.proc.poll() is None, self.log.read_text()
+        except BaseException:
+            self.stop()  # never leave a process behind
+            raise
         return self
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
