@@ -42,6 +42,7 @@ class ProductFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Product
         django_get_or_create = ("provider", "store_product_id")
+        skip_postgeneration_save = True  # the entitlements hook only adds M2M rows
 
     provider = Provider.STRIPE
     store_product_id = factory.Sequence(lambda n: f"price_{n}")

@@ -12,7 +12,7 @@ from billing.statuses import Status
 from webhooks import tasks
 from webhooks.models import WebhookEvent
 
-from .adapter import event_body
+from .adapter import SIGNATURE_HEADER, HookTestAdapter, event_body, sign
 from .helpers import http_post, post, stream_events, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -58,10 +58,12 @@ def test_worker_processes_queued_events_and_retries_transient_failures(client, q
     assert post(client, event_body("evt_w1", subscription_id="sub_W1")).status_code == 200
     assert post(client, event_body("evt_w2", type="flaky", fail_times=5, subscription_id="sub_W2")).status_code == 200
 
-    wait_for(lambda: _status("evt_w1") == "processed" and _status("evt_w2") == "processed", timeout=30,
+    wait_for(lambda: _status("evt_w1") == "processed" and _status("evt_w2") == "processed", timeout=60,
              message="both events processed by the worker")
     flaky = WebhookEvent.objects.get(dedupe_key="evt_w2")
     assert flaky.attempts == 6 and flaky.error == ""
+    # the stream entry follows the commit of the processing
+    wait_for(lambda: len(stream_events(redis_client)) >= 2, message="the stream entries")
     assert sorted(e["subscriptionId"] for e in stream_events(redis_client)) == ["sub_W1", "sub_W2"]
 
 
@@ -78,10 +80,11 @@ def test_worker_killed_mid_task_processes_the_event_once_after_restart(client, q
     assert not Subscription.objects.exists()
 
     start_worker(CELERY_VISIBILITY_TIMEOUT="2")  # the unacknowledged drain task is delivered again
-    wait_for(lambda: _status("evt_kill") == "processed", timeout=40, message="the event processed after restart")
+    wait_for(lambda: _status("evt_kill") == "processed", timeout=60, message="the event processed after restart")
     event.refresh_from_db()
     assert event.attempts == 1
     assert StatusChange.objects.count() == 1
+    wait_for(lambda: stream_events(redis_client), message="the stream entry")
     assert [e["subscriptionId"] for e in stream_events(redis_client)] == ["sub_K"]
 
 
@@ -98,8 +101,9 @@ def test_broker_down_answers_2xx_and_the_sweeper_gets_it_processed(start_server,
 
     start_worker(WEBHOOK_SWEEP_AFTER_SECONDS="0")
     tasks.sweep_events.delay()  # what beat does every minute
-    wait_for(lambda: _status("evt_nobroker") == "processed", timeout=30, message="the swept event processed")
-    assert [e["subscriptionId"] for e in stream_events(redis_client)] == ["sub_NB"]
+    wait_for(lambda: _status("evt_nobroker") == "processed", timeout=60, message="the swept event processed")
+    wait_for(lambda: stream_events(redis_client), message="the stream entry")
+    assert [e["subscriptionId"] for e in stream_events(redis_client)] == ["sub_NB"], stream_events(redis_client)
 
 
 def test_database_down_answers_503_so_the_store_retries(start_server):
@@ -125,3 +129,33 @@ def test_bad_input_leaves_a_real_server_healthy(start_server, settings):
     assert not WebhookEvent.objects.exists()
     assert http_post(server.base_url, event_body("evt_after")).status_code == 200
     assert WebhookEvent.objects.count() == 1
+
+
+def test_two_drains_at_once_process_each_event_once(queued_tasks, redis_client):
+    from django.db import connection
+
+    from webhooks import services
+
+    for i in range(30):  # stored and queued (no worker runs here)
+        body = event_body(f"evt_pair_{i}", subscription_id=f"sub_P{i}", user_id=str(100 + i))
+        services.event_store(provider="hooktest", body=body, headers={},
+                             verified=HookTestAdapter().authenticate({SIGNATURE_HEADER: sign(body)}, body, {}))
+    assert WebhookEvent.objects.filter(status="received").count() == 30
+    counts = []
+
+    def drain():
+        try:
+            counts.append(services.events_drain()[0])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert sum(counts) == 30
+    assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
+    assert StatusChange.objects.count() == 30
+    assert len(stream_events(redis_client)) == 30
