@@ -76,6 +76,8 @@ def apply_snapshot(snapshot: Snapshot, cause: Cause) -> ApplyResult:
             value = getattr(snapshot, name)
             if value is not None:
                 setattr(sub, name, value)
+        if snapshot.status != Status.ON_GRACE and snapshot.grace_until is None and not snapshot.derived:
+            sub.grace_until = None  # the store says grace is over: an old grace end must not extend access
         if snapshot.acknowledged:
             sub.acknowledged_at = sub.acknowledged_at or now
         if snapshot.store_product_id:
@@ -176,13 +178,16 @@ def _product_for(snapshot: Snapshot) -> Product:
     """The catalogue entry for the store product; an unknown product is added unmapped (it grants
     nothing until staff map it) so that it shows up in the admin."""
     defaults = {"period_unit": snapshot.period_unit or "", "period_value": snapshot.period_value,
-                "currency": (snapshot.currency or "").upper()}
+                "currency": (snapshot.currency or "").upper(), "label": snapshot.product_label[:255]}
     try:
         with transaction.atomic():
             product, _ = Product.objects.get_or_create(provider=snapshot.provider,
                                                        store_product_id=snapshot.store_product_id, defaults=defaults)
     except IntegrityError:
         product = Product.objects.get(provider=snapshot.provider, store_product_id=snapshot.store_product_id)
+    if snapshot.product_label and not product.label:  # a label staff chose is never overwritten
+        Product.objects.filter(pk=product.pk, label="").update(label=snapshot.product_label[:255])
+        product.label = snapshot.product_label[:255]
     return product
 
 

@@ -92,6 +92,7 @@ class Snapshot:
     status: str
     observed_at: datetime
     store_product_id: str = ""
+    product_label: str = ""  # the store's own name for the plan; labels a product staff have not named
     # Who: the app's user id when the store carries it, else a store identity (a Subscriber field name
     # and value) to look the subscriber up by. Neither: the existing link stays, or an orphan.
     user_id: str | None = None

@@ -273,3 +273,25 @@ def test_moving_a_subscription_tells_both_users():
     subscription_link_subscriber(subscription_id=r.subscription_id, subscriber=other, cause=Cause(CauseKind.STAFF))
     events = [row.payload for row in Outbox.objects.order_by("id")][1:]
     assert [(e["userId"], e["isSubscribed"]) for e in events] == [("43", True), ("42", False)]
+
+
+# --- grace ------------------------------------------------------------------------------------------
+
+def test_leaving_grace_clears_the_old_grace_end_so_it_cannot_extend_access():
+    expires = T0 + timedelta(hours=1)
+    apply_snapshot(snap(Status.ON_GRACE, user_id="42", expires_at=expires, grace_until=T0 + timedelta(days=16)),
+                   WEBHOOK)
+    sub = Subscription.objects.get()
+    assert sub.is_entitled(T0 + timedelta(days=10))  # in grace
+
+    apply_snapshot(snap(Status.CANCELED, at=T0 + timedelta(minutes=1), expires_at=expires), WEBHOOK)
+    sub.refresh_from_db()
+    assert sub.grace_until is None
+    assert not sub.is_entitled(T0 + timedelta(days=10))  # canceled: access ends at the expiry
+
+
+def test_a_derived_snapshot_keeps_the_grace_end():
+    grace = T0 + timedelta(days=16)
+    apply_snapshot(snap(Status.ON_GRACE, user_id="42", expires_at=T0, grace_until=grace), WEBHOOK)
+    apply_snapshot(snap(Status.EXPIRED, at=T0 + timedelta(days=17), derived=True), Cause(CauseKind.BEAT))
+    assert Subscription.objects.get().grace_until == grace

@@ -109,6 +109,7 @@ class XsollaSubscription:
 
     subscription_id: str
     plan_id: str = ""
+    plan_name: str = ""
     product_id: str = ""
     user_id: str = ""
     status: str | None = None  # the API's status; notifications carry none
@@ -151,6 +152,13 @@ def notification_subscription(body: dict) -> XsollaSubscription | None:
     )
 
 
+def _localized(name) -> str:
+    """Xsolla names are localized objects ({"en": "Premium", ...}) or plain strings."""
+    if isinstance(name, dict):
+        return str(name.get("en") or next(iter(name.values()), "") or "")
+    return str(name or "")
+
+
 def api_subscription(data: dict) -> XsollaSubscription:
     """`GET /projects/{project_id}/subscriptions/{id}` (and the PUT's answer)."""
     subscription_id = id_str(data.get("id"))
@@ -166,6 +174,7 @@ def api_subscription(data: dict) -> XsollaSubscription:
         subscription_id=subscription_id,
         # Webhooks name the plan by its external id when it has one; so do we.
         plan_id=id_str(plan.get("external_id")) or id_str(plan.get("id")),
+        plan_name=_localized(plan.get("name")),
         product_id=id_str(as_dict(data.get("product")).get("id")),
         user_id=id_str(as_dict(data.get("user")).get("id")),
         status=str(data.get("status") or "") or None,
@@ -247,6 +256,7 @@ def snapshot_from_api(data: dict, *, observed_at: datetime, stored: Stored | Non
         status=status,
         observed_at=observed_at,
         store_product_id=sub.plan_id,
+        product_label=sub.plan_name,
         user_id=sub.user_id or None,
         identity_field=IDENTITY_FIELD if sub.user_id else None,
         identity_value=sub.user_id or None,

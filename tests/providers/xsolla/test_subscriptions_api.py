@@ -47,6 +47,20 @@ def test_fetch_reads_the_current_state_with_basic_auth(fake_xsolla, xsolla):
     assert request["authorization"] == "Basic " + base64.b64encode(f"{MERCHANT_ID}:{API_KEY}".encode()).decode()
 
 
+def test_a_fetched_plan_name_labels_the_unnamed_product_but_never_a_staff_label(fake_xsolla, xsolla):
+    fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567"))
+    sub = xsolla_subscription(status=Status.ACTIVE)
+    apply_snapshot(xsolla.fetch(sub), Cause(CauseKind.POLL))
+    sub.refresh_from_db()
+    assert sub.product.label == "Premium"  # the plan's name at Xsolla, for the list API's plan_name
+
+    sub.product.label = "Premium (staff)"
+    sub.product.save()
+    apply_snapshot(xsolla.fetch(sub), Cause(CauseKind.POLL))
+    sub.product.refresh_from_db()
+    assert sub.product.label == "Premium (staff)"
+
+
 @pytest.mark.parametrize(("xsolla_status", "date_end_days", "expected"), [
     ("new", None, Status.INACTIVE),
     ("active", None, Status.ACTIVE),
