@@ -349,6 +349,15 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_list_filter(self, request):
+        filters = list(super().get_list_filter(request))
+        for name in registry.store_names():
+            try:
+                filters += registry.get_adapter(name).admin_list_filters()
+            except (registry.UnknownProvider, ImportError):
+                continue
+        return filters
+
     def get_actions(self, request):
         actions = super().get_actions(request)
         # The stores' own operations (e.g. Google: revoke with refund, defer), offered by each adapter.

@@ -168,6 +168,10 @@ class ProviderAdapter:
         """Django admin actions this store offers on its subscriptions (e.g. Google revoke/defer)."""
         return []
 
+    def admin_list_filters(self) -> list:
+        """Extra list filters for the subscriptions admin (e.g. Google purchases near their acknowledgement deadline)."""
+        return []
+
     # answers in the store's own dialect
     def success_response(self, *, duplicate: bool) -> HttpResponse:
         return JsonResponse({"status": "duplicate" if duplicate else "received"}, status=200)

@@ -215,3 +215,8 @@ class GoogleAdapter(ProviderAdapter):
         from .admin_actions import ACTIONS
 
         return list(ACTIONS)
+
+    def admin_list_filters(self) -> list:
+        from .admin_actions import AcknowledgementDeadlineFilter
+
+        return [AcknowledgementDeadlineFilter]
