@@ -169,7 +169,7 @@ class ProviderAdapter:
         return []
 
     def admin_list_filters(self) -> list:
-        """Extra list filters for the subscriptions admin (e.g. Google purchases near their acknowledgement deadline)."""
+        """Extra list filters for the subscriptions admin (e.g. Google purchases near their ack deadline)."""
         return []
 
     # answers in the store's own dialect
