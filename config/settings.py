@@ -134,6 +134,9 @@ CELERY_BEAT_SCHEDULE = {
     # --- providers ---
     # Google refunds purchases not acknowledged within 3 days: retry every 10 minutes.
     "google-acknowledge-due": {"task": "billing.providers.google.tasks.acknowledge_due", "schedule": 10 * 60.0},
+    # Apple stops retrying a failed delivery after a few tries: fetch what it failed to deliver.
+    "apple-recover-failed": {"task": "billing.providers.apple.tasks.recover_failed_notifications",
+                             "schedule": 6 * 3600.0},
 }
 CELERY_TIMEZONE = "UTC"
 

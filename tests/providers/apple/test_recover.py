@@ -80,3 +80,23 @@ def test_store_down_is_a_clear_error(apple_settings, fake_appstore, django_captu
 def test_dates_outside_apples_history_are_refused(apple_settings, django_capture_on_commit_callbacks):
     with pytest.raises(CommandError, match="180 days"):
         _recover(django_capture_on_commit_callbacks, "--since", "2020-01-01")
+
+
+def test_beat_job_recovers_notifications_apple_failed_to_deliver(apple_settings, apple_chain, fake_appstore,
+                                                                 django_capture_on_commit_callbacks):
+    from billing.providers.apple.tasks import recover_failed_notifications
+
+    fake_appstore.history = [_notification(apple_chain, "2000000000000401")]
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = recover_failed_notifications()
+    assert "1 recovered" in summary
+    [page] = [r for r in fake_appstore.requests if r["path"] == "/inApps/v1/notifications/history"]
+    assert page["body"]["onlyFailures"] is True
+    assert Subscription.objects.get(provider_subscription_id="2000000000000401").status == Status.ACTIVE
+
+
+def test_beat_job_skips_when_the_api_is_not_configured(settings):
+    from billing.providers.apple.tasks import recover_failed_notifications
+
+    settings.APPLE_KEY_ID = ""
+    assert recover_failed_notifications().startswith("skipped")
