@@ -14,12 +14,14 @@ def subscriber_get_or_create(*, external_id: str, email: str = "") -> Subscriber
     external_id = str(external_id).strip()
     if not external_id:
         raise ValueError("external_id must not be empty")
-    try:
-        with transaction.atomic():
-            subscriber, _created = Subscriber.objects.get_or_create(
-                external_id=external_id, defaults={"email": email or ""})
-    except IntegrityError:  # a concurrent writer created it first
-        subscriber = Subscriber.objects.get(external_id=external_id)
+    # Most calls find an existing subscriber: one query, no savepoint.
+    subscriber = Subscriber.objects.filter(external_id=external_id).first()
+    if subscriber is None:
+        try:
+            with transaction.atomic():
+                subscriber = Subscriber.objects.create(external_id=external_id, email=email or "")
+        except IntegrityError:  # a concurrent writer created it first
+            subscriber = Subscriber.objects.get(external_id=external_id)
     if email and not subscriber.email:
         Subscriber.objects.filter(pk=subscriber.pk).update(email=email)
         subscriber.email = email

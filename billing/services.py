@@ -179,12 +179,14 @@ def _product_for(snapshot: Snapshot) -> Product:
     nothing until staff map it) so that it shows up in the admin."""
     defaults = {"period_unit": snapshot.period_unit or "", "period_value": snapshot.period_value,
                 "currency": (snapshot.currency or "").upper(), "label": snapshot.product_label[:255]}
-    try:
-        with transaction.atomic():
-            product, _ = Product.objects.get_or_create(provider=snapshot.provider,
-                                                       store_product_id=snapshot.store_product_id, defaults=defaults)
-    except IntegrityError:
-        product = Product.objects.get(provider=snapshot.provider, store_product_id=snapshot.store_product_id)
+    key = {"provider": snapshot.provider, "store_product_id": snapshot.store_product_id}
+    product = Product.objects.filter(**key).first()  # the usual case: one query, no savepoint
+    if product is None:
+        try:
+            with transaction.atomic():
+                product = Product.objects.create(**key, **defaults)
+        except IntegrityError:  # a concurrent writer added it first
+            product = Product.objects.get(**key)
     if snapshot.product_label and not product.label:  # a label staff chose is never overwritten
         Product.objects.filter(pk=product.pk, label="").update(label=snapshot.product_label[:255])
         product.label = snapshot.product_label[:255]
