@@ -1,6 +1,7 @@
 """The one settings module: everything comes from the environment (names are a contract, see
 ARCHITECTURE.md and .env.example). Defaults are the zero-setup run: SQLite, tasks in-process."""
 
+import contextlib
 from pathlib import Path
 
 import environ
@@ -94,6 +95,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+with contextlib.suppress(OSError):  # WhiteNoise warns on every start until collectstatic ran
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Redis, Celery ----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

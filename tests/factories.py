@@ -19,7 +19,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"staff{n}")
     is_staff = True
     is_superuser = True
-    password = factory.PostGenerationMethodCall("set_password", "staff-password")
+    password = factory.django.Password("staff-password")
 
 
 class SubscriberFactory(factory.django.DjangoModelFactory):
