@@ -25,7 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.request import Request, urlopen
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
 import psycopg
+
+from bench.harness import admin_url, backend_pids, cpu_ticks, redis_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = ROOT / ".venv" / "bin" / "python"
@@ -41,13 +44,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 # --- database -----------------------------------------------------------------------------------
 
-def admin_url() -> str:
-    return DB_URL.rsplit("/", 1)[0] + "/postgres"
 
 
 def ensure_database() -> None:
     name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
+    with psycopg.connect(admin_url(DB_URL), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(DB_URL) as conn:
@@ -137,28 +138,10 @@ class Server:
 
 # --- measuring ----------------------------------------------------------------------------------
 
-def cpu_ticks(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (FileNotFoundError, IndexError):
-            pass
-    return total
 
 
-def backend_pids() -> list[int]:
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url()) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                            (name,)).fetchall()
-    return [r[0] for r in rows]
 
 
-def redis_pid() -> list[int]:
-    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def lua_script(ids: list[str], api_key: str | None) -> str:
@@ -198,7 +181,7 @@ def measure(label: str, app: str, ids: list[str], *, api_key: str | None = None,
         # Every id once (fills the cache through the app's read path), or a few (connections, imports).
         warm(ids if warm_all else ids[:200], api_key)
         pids = server.workers()
-        backends, redis = backend_pids(), redis_pid()
+        backends, redis = backend_pids(DB_URL), redis_pids()
         before = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
         throughput = wrk(script, 32)
         after = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)

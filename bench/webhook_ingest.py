@@ -33,8 +33,10 @@ import uuid
 from pathlib import Path
 from urllib.request import urlopen
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
+from bench.harness import admin_url, backend_pids, cpu_ticks, redis_pids
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 PY = ROOT / ".venv" / "bin" / "python"
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
@@ -96,8 +98,6 @@ if os.environ.get("BENCH_WEBHOOK_APP") == "1":
 
 # --- set-up -------------------------------------------------------------------------------------
 
-def admin_url() -> str:
-    return DB_URL.rsplit("/", 1)[0] + "/postgres"
 
 
 def env(**extra) -> dict:
@@ -116,7 +116,7 @@ def create_database() -> None:
     import psycopg
 
     name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
+    with psycopg.connect(admin_url(DB_URL), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     subprocess.run([PY, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0", "--settings",
@@ -247,30 +247,10 @@ class Server:
         self.proc.wait(timeout=20)
 
 
-def cpu_ticks(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, IndexError):
-            pass
-    return total
 
 
-def backend_pids() -> list[int]:
-    import psycopg
-
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url()) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                            (name,)).fetchall()
-    return [r[0] for r in rows]
 
 
-def redis_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def measure(label: str, path: str, server: Server) -> dict:
@@ -280,7 +260,7 @@ def measure(label: str, path: str, server: Server) -> dict:
     latency_bodies = write_bodies(f"l{run}", BODIES_PER_RUN)
     try:
         wrk(path, warm, 8, seconds=2, stop=True)  # connections, imports
-        pids, backends, redis = server.workers(), backend_pids(), redis_pids()
+        pids, backends, redis = server.workers(), backend_pids(DB_URL), redis_pids()
         before = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
         throughput = wrk(path, throughput_bodies, 32)
         after = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
