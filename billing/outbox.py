@@ -2,17 +2,18 @@
 task for anything left unpublished (Redis was down). Several relays may run at once: rows are
 claimed with SELECT … FOR UPDATE SKIP LOCKED. Delivery is at least once; eventId is stable."""
 
+import functools
 import json
 import logging
 from datetime import datetime
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Outbox, Subscription
+from .models import Entitlement, Outbox, Product, Subscription
 from .redis_client import get_redis
 from .statuses import is_entitled
 
@@ -28,15 +29,8 @@ def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: 
     `subscriber`: the user the event is about when not the subscription's owner (a previous owner)."""
     subscriber = subscriber or subscription.subscriber
     now = timezone.now()
-    is_subscribed = False
-    if subscriber is not None:
-        is_subscribed = any(
-            is_entitled(s.status, s.expires_at, s.grace_until, now)
-            for s in Subscription.objects.filter(subscriber=subscriber, replaced_by__isnull=True)
-            .only("status", "expires_at", "grace_until"))
-    entitlements = []
-    if subscription.product_id is not None:
-        entitlements = sorted(subscription.product.entitlements.values_list("name", flat=True))
+    states, entitlements = _states_and_entitlements(subscriber.pk if subscriber else None, subscription.product_id)
+    is_subscribed = any(is_entitled(status, expires_at, grace_until, now) for status, expires_at, grace_until in states)
     return {
         "eventId": event_id,
         "userId": subscriber.external_id if subscriber else None,
@@ -53,6 +47,32 @@ def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: 
         "environment": subscription.environment,
         "occurredAt": _iso(occurred_at),
     }
+
+
+@functools.cache
+def _states_and_entitlements_sql() -> str:
+    quote = connection.ops.quote_name
+    sub, through = Subscription._meta, Product.entitlements.through._meta
+    col = {name: quote(sub.get_field(name).column) for name in ("status", "expires_at", "grace_until", "subscriber",
+                                                                 "replaced_by")}
+    # Identifiers come from the models, values are parameters.
+    return (f"SELECT 's', {col['status']}, {col['expires_at']}, {col['grace_until']} FROM {quote(sub.db_table)} "  # noqa: S608
+            f"WHERE {col['subscriber']} = %s AND {col['replaced_by']} IS NULL "
+            f"UNION ALL SELECT 'e', e.{quote(Entitlement._meta.get_field('name').column)}, NULL, NULL "
+            f"FROM {quote(Entitlement._meta.db_table)} e JOIN {quote(through.db_table)} pe "
+            f"ON pe.{quote(through.get_field('entitlement').column)} = e.{quote(Entitlement._meta.pk.column)} "
+            f"WHERE pe.{quote(through.get_field('product').column)} = %s")
+
+
+def _states_and_entitlements(subscriber_id: int | None, product_id: int | None) -> tuple[list[tuple], list[str]]:
+    """One query (was two): the (status, expires_at, grace_until) of the subscriber's current
+    subscriptions, and the sorted entitlement names of the product."""
+    if subscriber_id is None and product_id is None:
+        return [], []
+    with connection.cursor() as cursor:
+        cursor.execute(_states_and_entitlements_sql(), [subscriber_id, product_id])
+        rows = cursor.fetchall()
+    return [r[1:] for r in rows if r[0] == "s"], sorted(r[1] for r in rows if r[0] == "e")
 
 
 def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
@@ -89,7 +109,7 @@ def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
             # Rows left for the periodic relay mean the after-commit work failed (Redis was down):
             # those users' cached entitlements may be stale too, so refresh them now.
             _refresh_caches({r.payload.get("userId") for r in rows} - {None})
-        if ids is not None or len(rows) < limit:
+        if len(rows) < limit:
             return published
 
 
@@ -98,8 +118,8 @@ def _refresh_caches(external_ids: set[str]) -> None:
 
     from . import entitlement_cache
 
-    for subscriber_id in Subscriber.objects.filter(external_id__in=external_ids).values_list("pk", flat=True):
-        entitlement_cache.refresh(subscriber_id)
+    entitlement_cache.refresh_many(list(Subscriber.objects.filter(external_id__in=external_ids)
+                                        .values_list("pk", flat=True)))
 
 
 def publish_pending_after_commit(ids: list[int]) -> None:

@@ -5,7 +5,6 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -14,7 +13,7 @@ from accounts.models import Subscriber
 from accounts.selectors import subscriber_by_identity
 from accounts.services import subscriber_get_or_create, subscriber_set_identity
 
-from . import entitlement_cache, outbox
+from . import after_commit, outbox
 from .models import Outbox, Product, StatusChange, Subscription, Transaction
 from .snapshots import Cause, CauseKind, Snapshot
 from .statuses import Status
@@ -238,12 +237,11 @@ def _publish(sub: Subscription, old_status: str, occurred_at: datetime, *, subsc
     payload = outbox.event_payload(event_id=str(event_id), subscription=sub, old_status=old_status,
                                    occurred_at=occurred_at, subscriber=subscriber)
     row = Outbox.objects.create(event_id=event_id, subscription=sub, payload=payload)
-    transaction.on_commit(partial(outbox.publish_pending_after_commit, [row.pk]))
+    after_commit.publish(row.pk)  # coalesced: one relay call per transaction
 
 
 def _after_commit(*subscriber_ids) -> None:
-    for subscriber_id in {s for s in subscriber_ids if s is not None}:
-        transaction.on_commit(partial(entitlement_cache.refresh, subscriber_id))
+    after_commit.refresh(*subscriber_ids)  # coalesced: one batched cache refresh per transaction
 
 
 def _join(*parts: str) -> str:

@@ -8,7 +8,8 @@ from .snapshots import Cause, CauseKind
 
 
 def subscription_cancel(*, subscription: Subscription, actor: str) -> None:
-    """Stop renewal at period end. Raises NotSupported for store-managed subscriptions (Apple, Google)."""
+    """Stop renewal at period end, at the store. Raises NotSupported where the store has no server-side
+    cancel (Apple: the user manages it in the App Store); Google cancels through subscriptionsv2.cancel."""
     snapshot = get_adapter(subscription.provider).cancel(subscription)
     if snapshot is not None:
         apply_snapshot(snapshot, Cause(CauseKind.API, ref=f"cancel by {actor}"))

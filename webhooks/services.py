@@ -144,30 +144,34 @@ def _due() -> Q:
     return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())
 
 
-def _claim(queryset) -> WebhookEvent | None:
-    """Lock one due `received` event for this transaction. SKIP LOCKED: an event another worker holds
-    is left to it; the lock dies with the worker's connection, so a killed worker frees it at once
-    (its transaction rolls back: nothing of the attempt remains, and it is processed again)."""
-    return (queryset.filter(status=Status.RECEIVED).filter(_due())
-            .select_for_update(skip_locked=True).order_by("received_at", "id").first())
+def _claim(queryset, limit: int = 1) -> list[WebhookEvent]:
+    """Lock up to `limit` due `received` events for this transaction, oldest first. SKIP LOCKED: an
+    event another worker holds is left to it; the lock dies with the worker's connection, so a killed
+    worker frees it at once (its transaction rolls back: nothing of the attempt remains, and it is
+    processed again)."""
+    return list(queryset.filter(status=Status.RECEIVED).filter(_due())
+                .select_for_update(skip_locked=True).order_by("received_at", "id")[:limit])
 
 
 def event_process(event_id: int) -> str:
     """Process one stored event if it is `received` and due. Returns its status afterwards, or
     "skipped" (already done, not due, or being processed by another worker)."""
     with transaction.atomic():
-        event = _claim(WebhookEvent.objects.filter(pk=event_id))
-        if event is None:
+        claimed = _claim(WebhookEvent.objects.filter(pk=event_id))
+        if not claimed:
             return "skipped"
-        attempt = _attempt(event)
+        attempt = _attempt(claimed[0])
     return _after_commit(attempt)
 
 
 # A drain commits events in small groups: each event in its own savepoint (a failure touches only its
-# own event), one commit for the group (a commit waits for the disk). A group is bounded in size and
-# time so that the subscription rows it locks are released quickly.
+# own event), one commit for the group (a commit waits for the disk; the after-commit work, stream and
+# cache, is done once per group). A group is bounded in size and time so that the subscription rows it
+# locks are released quickly. Events are claimed a few per query; those the time bound leaves
+# unprocessed are unlocked by the commit and taken by the next group.
 DRAIN_GROUP_SIZE = 25
-DRAIN_GROUP_SECONDS = 0.1
+DRAIN_GROUP_SECONDS = 0.25
+DRAIN_CLAIM_BATCH = 8
 
 
 def events_drain(*, max_events: int | None = None, max_seconds: float | None = None) -> tuple[int, bool]:
@@ -181,11 +185,15 @@ def events_drain(*, max_events: int | None = None, max_seconds: float | None = N
         attempts: list[_Attempt] = []
         with transaction.atomic():
             group_ends = time.monotonic() + DRAIN_GROUP_SECONDS
+            claimed: list[WebhookEvent] = []
             while len(attempts) < DRAIN_GROUP_SIZE and time.monotonic() < group_ends:
-                event = _claim(WebhookEvent.objects.all())
-                if event is None:
-                    break
-                attempts.append(_attempt(event))
+                if not claimed:
+                    claimed = _claim(WebhookEvent.objects.all(),
+                                     min(DRAIN_CLAIM_BATCH, DRAIN_GROUP_SIZE - len(attempts)))
+                    if not claimed:
+                        break
+                    claimed.reverse()  # popped from the end: oldest first
+                attempts.append(_attempt(claimed.pop()))
         if not attempts:
             return done, False
         for attempt in attempts:  # follow-ups may put an event back to `received`: the loop sees it

@@ -186,3 +186,23 @@ def test_follow_up_failing_after_commit_retries_the_event_without_a_second_effec
     assert redis_client.get("hooktest:acknowledged:evt_ack") == "ACTIVE"
     assert StatusChange.objects.count() == 1
     assert len(stream_events(redis_client)) == 1
+
+
+def test_a_drain_group_publishes_each_event_once_in_order_and_skips_a_failed_one(client, run_hooks, redis_client,
+                                                                                 settings):
+    from billing import entitlement_cache
+
+    for i in range(12):  # stored, not processed yet (commit hooks of the POSTs not run)
+        kind = "permanent" if i == 5 else "status"
+        assert post(client, event_body(f"evt_g{i}", type=kind, subscription_id=f"sub_g{i}",
+                                       user_id=str(700 + i))).status_code == 200
+    assert run_hooks(services.events_drain) == (12, False)  # one group, events claimed several per query
+
+    statuses = dict(WebhookEvent.objects.values_list("dedupe_key", "status"))
+    assert statuses.pop("evt_g5") == WebhookEvent.Status.FAILED
+    assert set(statuses.values()) == {WebhookEvent.Status.PROCESSED}
+    events = stream_events(redis_client)
+    assert [e["subscriptionId"] for e in events] == [f"sub_g{i}" for i in range(12) if i != 5]
+    assert len({e["eventId"] for e in events}) == 11
+    assert [entitlement_cache.get(str(700 + i))[0]["status"] for i in (0, 4, 6, 11)] == ["ACTIVE"] * 4
+    assert entitlement_cache.get("705") is None
