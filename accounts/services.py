@@ -14,18 +14,28 @@ def subscriber_get_or_create(*, external_id: str, email: str = "") -> Subscriber
     external_id = str(external_id).strip()
     if not external_id:
         raise ValueError("external_id must not be empty")
-    # Most calls find an existing subscriber: one query, no savepoint.
-    subscriber = Subscriber.objects.filter(external_id=external_id).first()
-    if subscriber is None:
-        try:
-            with transaction.atomic():
-                subscriber = Subscriber.objects.create(external_id=external_id, email=email or "")
-        except IntegrityError:  # a concurrent writer created it first
-            subscriber = Subscriber.objects.get(external_id=external_id)
-    if email and not subscriber.email:
-        Subscriber.objects.filter(pk=subscriber.pk).update(email=email)
-        subscriber.email = email
-    return subscriber
+    return subscribers_get_or_create(emails={external_id: email})[external_id]
+
+
+def subscribers_get_or_create(*, emails: dict[str, str]) -> dict[str, Subscriber]:
+    """The subscribers with these external ids (stripped, non-empty), created if missing, by external
+    id; `emails` gives each one's email (kept on a subscriber that has none yet). One query when they
+    all exist; a concurrent writer creating the same subscriber is not an error."""
+    emails = {str(k).strip(): v or "" for k, v in emails.items()}
+    if "" in emails:
+        raise ValueError("external_id must not be empty")
+    found = {s.external_id: s for s in Subscriber.objects.filter(external_id__in=list(emails))}
+    missing = [k for k in emails if k not in found]
+    if missing:
+        Subscriber.objects.bulk_create([Subscriber(external_id=k, email=emails[k]) for k in missing],
+                                       ignore_conflicts=True)
+        found.update((s.external_id, s) for s in Subscriber.objects.filter(external_id__in=missing))
+    for external_id, subscriber in found.items():
+        email = emails[external_id]
+        if email and not subscriber.email:
+            Subscriber.objects.filter(pk=subscriber.pk).update(email=email)
+            subscriber.email = email
+    return found
 
 
 def subscriber_set_identity(*, subscriber: Subscriber, field: str, value) -> bool:

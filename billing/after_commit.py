@@ -51,9 +51,10 @@ def _add(using: str, attribute: str, ids) -> None:
     transaction.on_commit(partial(pending.flush, number), using=using)
 
 
-def publish(outbox_id: int, *, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Relay this outbox row to the stream once the current transaction commits."""
-    _add(using, "outbox_ids", [outbox_id])
+def publish(*outbox_ids: int, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Relay these outbox rows to the stream (in this order) once the current transaction commits."""
+    if outbox_ids:
+        _add(using, "outbox_ids", outbox_ids)
 
 
 def refresh(*subscriber_ids: int | None, using: str = DEFAULT_DB_ALIAS) -> None:

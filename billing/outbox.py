@@ -2,18 +2,17 @@
 task for anything left unpublished (Redis was down). Several relays may run at once: rows are
 claimed with SELECT … FOR UPDATE SKIP LOCKED. Delivery is at least once; eventId is stable."""
 
-import functools
 import json
 import logging
 from datetime import datetime
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Entitlement, Outbox, Product, Subscription
+from .models import Outbox, Product, Subscription
 from .redis_client import get_redis
 from .statuses import is_entitled
 
@@ -28,9 +27,14 @@ def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: 
     """The stream entry's `event` JSON (ARCHITECTURE.md contract; keys are camelCase; docs/events.md).
     `subscriber`: the user the event is about when not the subscription's owner (a previous owner)."""
     subscriber = subscriber or subscription.subscriber
-    now = timezone.now()
-    states, entitlements = _states_and_entitlements(subscriber.pk if subscriber else None, subscription.product_id)
-    is_subscribed = any(is_entitled(status, expires_at, grace_until, now) for status, expires_at, grace_until in states)
+    draft = payload_draft(event_id=event_id, subscription=subscription, old_status=old_status,
+                          occurred_at=occurred_at, subscriber=subscriber)
+    return payloads_complete([(draft, subscriber.pk if subscriber else None, subscription.product_id)])[0]
+
+
+def payload_draft(*, event_id: str, subscription, old_status: str, occurred_at: datetime, subscriber) -> dict:
+    """The event as of now, from the subscription as it is in memory, but for what other rows decide
+    (`isSubscribed`, `entitlements`): payloads_complete() adds those once the writes are done."""
     return {
         "eventId": event_id,
         "userId": subscriber.external_id if subscriber else None,
@@ -40,39 +44,35 @@ def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: 
         "subscriptionId": subscription.provider_subscription_id,
         "billingSubscriptionId": str(subscription.pk),
         "productId": subscription.store_product_id or None,
-        "entitlements": entitlements,
+        "entitlements": [],
         "expiresAt": _iso(subscription.expires_at),
         "accessEndsAt": _iso(subscription.access_ends_at),
-        "isSubscribed": is_subscribed,
+        "isSubscribed": False,
         "environment": subscription.environment,
         "occurredAt": _iso(occurred_at),
     }
 
 
-@functools.cache
-def _states_and_entitlements_sql() -> str:
-    quote = connection.ops.quote_name
-    sub, through = Subscription._meta, Product.entitlements.through._meta
-    col = {name: quote(sub.get_field(name).column) for name in ("status", "expires_at", "grace_until", "subscriber",
-                                                                 "replaced_by")}
-    # Identifiers come from the models, values are parameters.
-    return (f"SELECT 's', {col['status']}, {col['expires_at']}, {col['grace_until']} FROM {quote(sub.db_table)} "  # noqa: S608
-            f"WHERE {col['subscriber']} = %s AND {col['replaced_by']} IS NULL "
-            f"UNION ALL SELECT 'e', e.{quote(Entitlement._meta.get_field('name').column)}, NULL, NULL "
-            f"FROM {quote(Entitlement._meta.db_table)} e JOIN {quote(through.db_table)} pe "
-            f"ON pe.{quote(through.get_field('entitlement').column)} = e.{quote(Entitlement._meta.pk.column)} "
-            f"WHERE pe.{quote(through.get_field('product').column)} = %s")
-
-
-def _states_and_entitlements(subscriber_id: int | None, product_id: int | None) -> tuple[list[tuple], list[str]]:
-    """One query (was two): the (status, expires_at, grace_until) of the subscriber's current
-    subscriptions, and the sorted entitlement names of the product."""
-    if subscriber_id is None and product_id is None:
-        return [], []
-    with connection.cursor() as cursor:
-        cursor.execute(_states_and_entitlements_sql(), [subscriber_id, product_id])
-        rows = cursor.fetchall()
-    return [r[1:] for r in rows if r[0] == "s"], sorted(r[1] for r in rows if r[0] == "e")
+def payloads_complete(drafts: list[tuple[dict, int | None, int | None]]) -> list[dict]:
+    """Each (draft, subscriber id, product id) completed: `isSubscribed` from the user's current
+    subscriptions as the database has them now, `entitlements` from the product. Two queries in all."""
+    subscriber_ids = {s for _, s, _ in drafts if s is not None}
+    product_ids = {p for _, _, p in drafts if p is not None}
+    now = timezone.now()
+    subscribed = dict.fromkeys(subscriber_ids, False)
+    if subscriber_ids:
+        for subscriber_id, status, expires_at, grace_until in (
+                Subscription.objects.filter(subscriber_id__in=subscriber_ids, replaced_by__isnull=True)
+                .values_list("subscriber_id", "status", "expires_at", "grace_until")):
+            subscribed[subscriber_id] = subscribed[subscriber_id] or is_entitled(status, expires_at, grace_until, now)
+    entitlements: dict[int, list[str]] = {p: [] for p in product_ids}
+    if product_ids:
+        for product_id, name in (Product.entitlements.through.objects.filter(product_id__in=product_ids)
+                                 .values_list("product_id", "entitlement__name")):
+            entitlements[product_id].append(name)
+    return [{**draft, "isSubscribed": subscribed.get(subscriber_id, False),
+             "entitlements": sorted(entitlements.get(product_id, []))}
+            for draft, subscriber_id, product_id in drafts]
 
 
 def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:

@@ -1,7 +1,6 @@
 """Writes of the webhook pipeline: store an authentic event once, process it (retry, dead-letter),
 sweep, replay. Processing goes through the adapter and `billing.services.apply_snapshot` only."""
 
-import functools
 import hashlib
 import logging
 import secrets
@@ -14,14 +13,15 @@ from datetime import timedelta
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.db import insert_ignoring_conflict, update_rows
 from billing.providers import registry
 from billing.providers.base import InboundEvent, TransientError, VerifiedEvent
 from billing.redis_client import get_redis
-from billing.services import ApplyResult, apply_snapshot
+from billing.services import ApplyResult, apply_snapshots
 from billing.snapshots import Cause, CauseKind
 
 from . import queue
@@ -71,7 +71,7 @@ def event_store(*, provider: str, verified: VerifiedEvent, body: bytes, headers:
         "error": "",
         "traceback": "",
     }
-    event_id = _insert_ignoring_duplicate(values)
+    event_id = insert_ignoring_conflict(WebhookEvent, values, conflict=("provider", "dedupe_key"))
     if event_id is not None and answered_with is None:
         transaction.on_commit(lambda: queue.event_stored(event_id))
     return event_id
@@ -82,33 +82,6 @@ def _fit_key(key: str) -> str:
     if len(key) <= 255:
         return key
     return f"{key[:190]}…sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def _insert_ignoring_duplicate(values: dict) -> int | None:
-    # Raw SQL: the ORM has no INSERT … ON CONFLICT DO NOTHING that returns the id (bulk_create with
-    # ignore_conflicts does not set it), and one statement is the cheapest duplicate-safe insert.
-    fields = _insert_fields(tuple(values))
-    sql = _insert_sql(tuple(values), connection.vendor)
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
-
-
-@functools.cache
-def _insert_fields(names: tuple[str, ...]) -> list:
-    return [WebhookEvent._meta.get_field(name) for name in names]
-
-
-@functools.cache
-def _insert_sql(names: tuple[str, ...], vendor: str) -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in _insert_fields(names))
-    placeholders = ", ".join(["%s"] * len(names))
-    # Identifiers come from the model, values are parameters.
-    sql = f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-    return sql + 'ON CONFLICT ("provider", "dedupe_key") DO NOTHING RETURNING "id"'
 
 
 def rejection_record(*, provider: str, code: str) -> None:
@@ -164,14 +137,13 @@ def event_process(event_id: int) -> str:
     return _after_commit(attempt)
 
 
-# A drain commits events in small groups: each event in its own savepoint (a failure touches only its
-# own event), one commit for the group (a commit waits for the disk; the after-commit work, stream and
-# cache, is done once per group). A group is bounded in size and time so that the subscription rows it
-# locks are released quickly. Events are claimed a few per query; those the time bound leaves
-# unprocessed are unlocked by the commit and taken by the next group.
+# A drain commits events in groups: the group's events are parsed, then their snapshots applied in one
+# batch of the write path (its reads and writes shared) and their outcomes recorded, all in one
+# savepoint. If anything in it fails, the savepoint is rolled back and the group's events are processed
+# one by one, each in its own savepoint, so a failure touches only its own event. One commit (a disk
+# flush) and one round of after-commit work (stream, cache) for the group. A group is bounded so the
+# subscription rows it locks are released quickly.
 DRAIN_GROUP_SIZE = 25
-DRAIN_GROUP_SECONDS = 0.25
-DRAIN_CLAIM_BATCH = 8
 
 
 def events_drain(*, max_events: int | None = None, max_seconds: float | None = None) -> tuple[int, bool]:
@@ -182,23 +154,58 @@ def events_drain(*, max_events: int | None = None, max_seconds: float | None = N
     while True:
         if (max_events is not None and done >= max_events) or (deadline and time.monotonic() > deadline):
             return done, True
-        attempts: list[_Attempt] = []
+        size = DRAIN_GROUP_SIZE if max_events is None else min(DRAIN_GROUP_SIZE, max_events - done)
         with transaction.atomic():
-            group_ends = time.monotonic() + DRAIN_GROUP_SECONDS
-            claimed: list[WebhookEvent] = []
-            while len(attempts) < DRAIN_GROUP_SIZE and time.monotonic() < group_ends:
-                if not claimed:
-                    claimed = _claim(WebhookEvent.objects.all(),
-                                     min(DRAIN_CLAIM_BATCH, DRAIN_GROUP_SIZE - len(attempts)))
-                    if not claimed:
-                        break
-                    claimed.reverse()  # popped from the end: oldest first
-                attempts.append(_attempt(claimed.pop()))
+            events = _claim(WebhookEvent.objects.all(), size)
+            attempts = _attempt_group(events) if events else []
         if not attempts:
             return done, False
         for attempt in attempts:  # follow-ups may put an event back to `received`: the loop sees it
             _after_commit(attempt)
         done += len(attempts)
+
+
+def _attempt_group(events: list[WebhookEvent]) -> list[_Attempt]:
+    """Process claimed events together; on any failure, one by one (see DRAIN_GROUP_SIZE)."""
+    failed: _ParseFailed | None = None
+    if len(events) > 1:
+        tried = [event.attempts for event in events]
+        try:
+            with transaction.atomic():
+                return _attempt_together(events)
+        except _ParseFailed as exc:  # that event's attempt failed: recorded as such, its store not asked again
+            failed = exc
+        except Exception as exc:  # the one-by-one pass finds which event failed, and records why
+            logger.info("a drain group of %d events failed together (%s: %s); processing them one by one",
+                        len(events), type(exc).__name__, exc)
+        for event, attempts in zip(events, tried, strict=True):
+            event.attempts = attempts
+    return [_attempt(event, failed=failed.error if failed and failed.event is event else None) for event in events]
+
+
+class _ParseFailed(Exception):
+    def __init__(self, event: WebhookEvent, error: Exception):
+        super().__init__(f"event {event.pk}: {type(error).__name__}: {error}")
+        self.event, self.error = event, error
+
+
+def _attempt_together(events: list[WebhookEvent]) -> list[_Attempt]:
+    now = timezone.now()
+    parsed = []
+    for event in events:
+        try:
+            parsed.append(registry.get_adapter(event.provider).parse(_inbound(event)))
+        except Exception as exc:
+            raise _ParseFailed(event, exc) from exc
+    results = iter(apply_snapshots([(snapshot, Cause(CauseKind.WEBHOOK, ref=str(event.pk)))
+                                    for event, p in zip(events, parsed, strict=True) for snapshot in p.snapshots]))
+    attempts = []
+    for event, p in zip(events, parsed, strict=True):
+        event.attempts += 1
+        attempts.append(_record_outcome(event, p, [next(results) for _ in p.snapshots], now, save=False))
+    update_rows(WebhookEvent, events, _OUTCOME_FIELDS)
+    _link(events, [a.results for a in attempts])
+    return attempts
 
 
 def drain_run(*, max_seconds: float = 60.0) -> int:
@@ -218,24 +225,32 @@ def drain_run(*, max_seconds: float = 60.0) -> int:
     return done
 
 
-def _attempt(event: WebhookEvent) -> _Attempt:
-    """One processing attempt, inside the transaction that holds the event's lock."""
+def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attempt:
+    """One processing attempt, inside the transaction that holds the event's lock. `failed`: how its
+    parse already failed in this attempt (in a drain group): recorded without asking the store again."""
     now = timezone.now()
     event.attempts += 1
-    results: list[ApplyResult] = []
     try:
+        if failed is not None:
+            raise failed  # its own traceback is kept
         adapter = registry.get_adapter(event.provider)
         with transaction.atomic():  # savepoint: a failed attempt leaves only the record of it
             parsed = adapter.parse(_inbound(event))
             cause = Cause(CauseKind.WEBHOOK, ref=str(event.pk))
-            results = [apply_snapshot(snapshot, cause) for snapshot in parsed.snapshots]
-            _link(event, results)
+            results = apply_snapshots([(snapshot, cause) for snapshot in parsed.snapshots])
+            _link([event], [results])
     except (TransientError, OperationalError, SoftTimeLimitExceeded) as exc:
         return _retry_or_dead(event, exc, now)
     except Exception as exc:  # PermanentError, an unknown provider, a bug: needs a fix, then a replay
         _fail(event, exc, now)
         return _Attempt(event.pk, Status.FAILED)
+    return _record_outcome(event, parsed, results, now)
 
+
+_OUTCOME_FIELDS = ["status", "outcome", "processed_at", "next_attempt_at", "error", "traceback", "attempts"]
+
+
+def _record_outcome(event: WebhookEvent, parsed, results: list[ApplyResult], now, *, save: bool = True) -> _Attempt:
     if not parsed.snapshots:
         event.status = Status.IGNORED
         event.outcome = f"ignored: {parsed.ignored_reason or 'nothing to apply'}"
@@ -248,8 +263,8 @@ def _attempt(event: WebhookEvent) -> _Attempt:
     event.processed_at = now
     event.next_attempt_at = None
     event.error = event.traceback = ""
-    event.save(update_fields=["status", "outcome", "processed_at", "next_attempt_at", "error", "traceback",
-                              "attempts"])
+    if save:
+        event.save(update_fields=_OUTCOME_FIELDS)
     return _Attempt(event.pk, event.status, after_apply=list(parsed.after_apply), results=results)
 
 
@@ -329,11 +344,12 @@ def _inbound(event: WebhookEvent) -> InboundEvent:
                         headers=event.headers or {}, received_at=event.received_at, occurred_at=event.occurred_at)
 
 
-def _link(event: WebhookEvent, results: list[ApplyResult]) -> None:
-    ids = {r.subscription_id for r in results}
-    if ids:
-        through = WebhookEvent.subscriptions.through
-        through.objects.bulk_create([through(webhookevent_id=event.pk, subscription_id=i) for i in ids],
+def _link(events: list[WebhookEvent], results: list[list[ApplyResult]]) -> None:
+    """Each event to the subscriptions it touched (one INSERT for all)."""
+    through = WebhookEvent.subscriptions.through
+    links = {(event.pk, r.subscription_id) for event, rs in zip(events, results, strict=True) for r in rs}
+    if links:
+        through.objects.bulk_create([through(webhookevent_id=e, subscription_id=s) for e, s in sorted(links)],
                                     ignore_conflicts=True)
 
 
