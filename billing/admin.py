@@ -19,6 +19,7 @@ from accounts.services import subscriber_get_or_create
 
 from . import outbox, staff, sweeps, tasks
 from .models import Entitlement, Outbox, Product, StatusChange, Subscription, Transaction
+from .money import format_minor
 from .providers import registry
 from .providers.base import NotConfigured, NotSupported, ProviderError
 from .services import subscription_link_subscriber
@@ -35,9 +36,7 @@ def pretty_json(data) -> str:
 
 
 def money(amount_minor, currency) -> str:
-    if amount_minor is None:
-        return "—"
-    return f"{amount_minor / 100:,.2f} {currency}".strip()  # display only; stored as integer minor units
+    return format_minor(amount_minor, currency)  # display only; stored as integer minor units
 
 
 def admin_link(obj, label=None) -> str:

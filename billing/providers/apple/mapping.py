@@ -12,14 +12,10 @@ import uuid
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from billing.money import to_minor
 from billing.providers.base import ParseResult
 from billing.snapshots import Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
-
-# ISO 4217 currencies whose minor unit is not the cent (Apple prices are in milli-units of the currency).
-_ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-                           "VND", "VUV", "XAF", "XOF", "XPF"})
-_THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 
 # data.status of a notification / lastTransactions item.
 ACTIVE, EXPIRED, BILLING_RETRY, GRACE_PERIOD, REVOKED = 1, 2, 3, 4, 5
@@ -57,8 +53,7 @@ def milli_to_minor(price, currency: str | None) -> int | None:
     if price is None or not currency:
         return None
     code = currency.upper()
-    exponent = 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
-    return int((Decimal(int(price)) * (10 ** exponent) / 1000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return to_minor(Decimal(int(price)) / 1000, code)
 
 
 def user_link(app_account_token) -> dict:

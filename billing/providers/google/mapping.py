@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from billing.money import exponent as currency_exponent
 from billing.providers.base import PermanentError
 from billing.snapshots import Environment, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
@@ -30,11 +31,6 @@ ACKNOWLEDGEABLE_STATES = ("ACTIVE", "IN_GRACE_PERIOD", "CANCELED", "ON_HOLD", "P
 
 _RENEWAL_ORDER = re.compile(r"\.\.\d+$")  # GPA.1234-5678-9012-34567..0 is the first renewal
 
-# ISO 4217 exponents that are not 2 (the rest use cents)
-_EXPONENTS = {**dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
-                               "VND", "VUV", "XAF", "XOF", "XPF"), 0),
-              **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3)}
-
 
 def parse_time(value) -> datetime | None:
     if not value:
@@ -47,7 +43,7 @@ def money_minor(money: dict | None) -> tuple[int | None, str | None]:
     if not money or not money.get("currencyCode"):
         return None, None
     currency = money["currencyCode"].upper()
-    exponent = _EXPONENTS.get(currency, 2)
+    exponent = currency_exponent(currency)
     units = int(money.get("units") or 0)
     nanos = int(money.get("nanos") or 0)
     return units * 10**exponent + round(nanos / 10 ** (9 - exponent)), currency

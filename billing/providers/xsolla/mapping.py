@@ -10,11 +10,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from billing import money
 from billing.providers.base import PermanentError
 from billing.snapshots import Environment, PeriodUnit, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
@@ -42,10 +43,6 @@ XSOLLA_STATUSES = ("new", "active", "canceled", "non_renewing", "freeze")
 CHARGEBACK_REFUND_CODE = 2
 
 _PERIOD_UNITS = {"day": PeriodUnit.DAY, "week": PeriodUnit.WEEK, "month": PeriodUnit.MONTH, "year": PeriodUnit.YEAR}
-# ISO 4217 minor-unit exponents that are not 2.
-_ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-                           "VND", "VUV", "XAF", "XOF", "XPF"})
-_THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 
 
 # --- Small readers ----------------------------------------------------------------------------
@@ -86,8 +83,7 @@ def to_minor(amount, currency: str | None) -> int | None:
     except (InvalidOperation, ValueError):
         return None
     code = (currency or "").upper()
-    exponent = 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
-    return int((value * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return money.to_minor(value, code)
 
 
 def digest(value) -> str:
