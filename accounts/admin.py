@@ -74,6 +74,9 @@ class SubscriberAdmin(admin.ModelAdmin):
     inlines = (SubscriptionInline,)
     actions = ("grant_access",)
 
+    def has_fix_permission(self, request):
+        return request.user.has_perm("billing.change_subscription")  # as for the subscriptions' own actions
+
     def get_readonly_fields(self, request, obj=None):
         # The app's user id is the key everything (events, cache, API) is addressed by: fixed once made.
         return self.readonly_fields + (("external_id",) if obj is not None else ())
@@ -86,7 +89,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             return queryset, may_have_duplicates
         return queryset | self.model.objects.filter(apple_app_account_token=token), may_have_duplicates
 
-    @admin.action(description="Grant access (a staff grant)")
+    @admin.action(description="Grant access (a staff grant)", permissions=["fix"])
     def grant_access(self, request, queryset):
         return run_with_form(self, request, queryset, form_class=GrantForm, title="Grant access",
                              intro="Each selected user gets a new staff grant (provider: manual).", submit="Grant",
@@ -152,7 +155,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "The new key (shown this once; only its hash is kept): <code style='user-select: all'>{}</code> "
             "— use it as <code>Authorization: Api-Key &lt;key&gt;</code>.", raw), messages.WARNING)
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         keys = [api_key_revoke(prefix=key.prefix) for key in queryset.filter(revoked_at__isnull=True)]
         self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)

@@ -2,8 +2,9 @@
 through an action that calls a service (apply_snapshot underneath), recording who and why."""
 
 import json
+import logging
 import uuid
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from functools import partial
 
 from django import forms
@@ -17,13 +18,15 @@ from django.utils.html import format_html
 
 from accounts.services import subscriber_get_or_create
 
-from . import outbox, staff, sweeps, tasks
+from . import entitlement_cache, outbox, staff, sweeps, tasks
 from .models import Entitlement, Outbox, Product, StatusChange, Subscription, Transaction
 from .money import format_minor
 from .providers import registry
 from .providers.base import NotConfigured, NotSupported, ProviderError
 from .services import subscription_link_subscriber
 from .snapshots import Cause, CauseKind
+
+logger = logging.getLogger(__name__)
 
 ACTION_TEMPLATE = "admin/billing/action_form.html"
 
@@ -111,7 +114,19 @@ class MappingFilter(admin.SimpleListFilter):
 
 
 def _forget_cached(product_ids):
-    transaction.on_commit(lambda: tasks.forget_cached_entitlements.delay(list(product_ids)))
+    """After commit, users of these products re-read their entitlements: in a worker (a product may have
+    many users); here and now if the task cannot be queued (broker down), so the admin never errors."""
+    product_ids = list(product_ids)
+
+    def forget():
+        try:
+            tasks.forget_cached_entitlements.delay(product_ids)
+        except Exception as exc:  # kombu/redis errors vary by transport
+            logger.warning("could not queue the cache drop (%s); dropping now", exc)
+            entitlement_cache.forget_products(product_ids)
+
+    if product_ids:
+        transaction.on_commit(forget)
 
 
 @admin.register(Entitlement)
@@ -129,7 +144,15 @@ class EntitlementAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if change:
-            _forget_cached(list(obj.products.values_list("pk", flat=True)))
+            _forget_cached(obj.products.values_list("pk", flat=True))
+
+    def delete_model(self, request, obj):
+        _forget_cached(obj.products.values_list("pk", flat=True))  # read before the mapping rows go
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        _forget_cached(Product.objects.filter(entitlements__in=queryset).values_list("pk", flat=True).distinct())
+        super().delete_queryset(request, queryset)
 
 
 class ProductForm(forms.ModelForm):
@@ -309,7 +332,7 @@ def do_grant(user_of, request, obj, data):
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
     list_display = ("__str__", "user", "provider", "status", "product", "expires_at", "environment",
-                    "entitled_now", "last_verified_at")
+                    "entitled_now", "last_verified_at", "acknowledge_by")
     list_filter = ("provider", "status", "environment", EntitledNowFilter, OrphanFilter, SupersededFilter,
                    ("product", admin.RelatedOnlyFieldListFilter))
     search_fields = ("=subscriber__external_id", "subscriber__email", "=provider_subscription_id",
@@ -348,6 +371,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_fix_permission(self, request):
+        """Grant, extend, revoke, re-sync, link: staff allowed to change subscriptions, not viewers."""
+        return request.user.has_perm("billing.change_subscription")
+
     def get_list_filter(self, request):
         filters = list(super().get_list_filter(request))
         for name in registry.store_names():
@@ -359,6 +386,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     def get_actions(self, request):
         actions = super().get_actions(request)
+        if not self.has_fix_permission(request):
+            return actions
         # The stores' own operations (e.g. Google: revoke with refund, defer), offered by each adapter.
         for name in registry.store_names():
             try:
@@ -388,6 +417,16 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def entitled_now(self, obj):
         return obj.is_entitled(timezone.now())
 
+    @admin.display(description="acknowledge by", ordering="acknowledgement_due_at")
+    def acknowledge_by(self, obj):
+        """A purchase the store refunds unless acknowledged by then (Google: 3 days); red within a day."""
+        if obj.acknowledgement_due_at is None or obj.acknowledged_at is not None:
+            return "—"
+        due = f"{obj.acknowledgement_due_at:%Y-%m-%d %H:%M} UTC"
+        if obj.acknowledgement_due_at - timezone.now() < timedelta(days=1):
+            return format_html("<strong style='color:#ba2121'>{}</strong>", due)
+        return due
+
     @admin.display(description="product")
     def product_link(self, obj):
         return admin_link(obj.product)
@@ -413,14 +452,14 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return pretty_json(obj.raw_snapshot)
 
     # actions
-    @admin.action(description="Grant access to the user (a staff grant beside it)")
+    @admin.action(description="Grant access to the user (a staff grant beside it)", permissions=["fix"])
     def grant_access(self, request, queryset):
         return run_with_form(
             self, request, queryset.select_related("subscriber"), form_class=GrantForm, title="Grant access",
             intro="Each selected subscription's user gets a new staff grant (provider: manual).",
             submit="Grant", do=partial(do_grant, lambda sub: sub.subscriber, request))
 
-    @admin.action(description="Extend a staff grant")
+    @admin.action(description="Extend a staff grant", permissions=["fix"])
     def extend_grant(self, request, queryset):
         def do(sub, data):
             sub = staff.manual_extend(subscription=sub, until=data["until"], reason=data["reason"],
@@ -431,7 +470,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
                              intro="Only staff grants (provider: manual) can be extended here; store "
                                    "subscriptions are extended in their store.", submit="Extend", do=do)
 
-    @admin.action(description="Revoke access now")
+    @admin.action(description="Revoke access now", permissions=["fix"])
     def revoke(self, request, queryset):
         def do(sub, data):
             staff.subscription_revoke(subscription=sub, reason=data["reason"], staff_user=request.user)
@@ -443,7 +482,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
                   "this neither cancels nor refunds at the store, and the store's next event (a renewal) "
                   "overrides it: cancel or refund in the store too.", do=do)
 
-    @admin.action(description="Re-sync from the store")
+    @admin.action(description="Re-sync from the store", permissions=["fix"])
     def resync_from_store(self, request, queryset):
         for sub in queryset:
             try:
@@ -458,7 +497,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{sub}: {result.outcome} ({result.old_status} → {result.new_status})",
                                   messages.SUCCESS)
 
-    @admin.action(description="Link to a user (orphans)")
+    @admin.action(description="Link to a user (orphans)", permissions=["fix"])
     def link_to_user(self, request, queryset):
         def do(sub, data):
             if sub.subscriber is not None and not data["move"]:

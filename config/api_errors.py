@@ -1,7 +1,8 @@
 """One error shape for the whole API: {"error": {"code": ..., "message": ..., "details"?: ...}}."""
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -56,3 +57,23 @@ def exception_handler(exc, context):
 
 def server_error_response(code: str, message: str, status_code: int) -> Response:
     return Response(error_body(code, message), status=status_code)
+
+
+# Django-level errors (no DRF view reached: an unknown URL, an uncaught exception) in the same shape,
+# except under /admin/, whose users are people reading pages.
+def not_found(request, exception=None):
+    if request.path.startswith("/admin/"):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse(error_body("not_found", f"No such endpoint: {request.path}"), status=404)
+
+
+def server_error(request):
+    if request.path.startswith("/admin/"):
+        return defaults.server_error(request)
+    return JsonResponse(error_body("server_error", "Internal error; it has been logged."), status=500)
+
+
+def bad_request(request, exception=None):
+    if request.path.startswith("/admin/"):
+        return defaults.bad_request(request, exception)
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)

@@ -126,7 +126,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900),
                                    "unacked_restore_throttle": 1}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"  # staff edits survive restarts
 # Periodic jobs. django-celery-beat copies these into its tables at start; staff edit them in the admin.
 # One entry per job, each added by the module that owns the task.
 CELERY_BEAT_SCHEDULE = {

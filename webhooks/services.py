@@ -13,7 +13,7 @@ from datetime import timedelta
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -239,7 +239,7 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
             cause = Cause(CauseKind.WEBHOOK, ref=str(event.pk))
             results = apply_snapshots([(snapshot, cause) for snapshot in parsed.snapshots])
             _link([event], [results])
-    except (TransientError, OperationalError, SoftTimeLimitExceeded) as exc:
+    except (TransientError, OperationalError, InterfaceError, SoftTimeLimitExceeded) as exc:  # a retry can help
         return _retry_or_dead(event, exc, now)
     except Exception as exc:  # PermanentError, an unknown provider, a bug: needs a fix, then a replay
         _fail(event, exc, now)
@@ -274,7 +274,7 @@ def _after_commit(attempt: _Attempt) -> str:
         try:
             for follow_up in attempt.after_apply:
                 follow_up(attempt.results)
-        except (TransientError, OperationalError) as exc:
+        except (TransientError, OperationalError, InterfaceError) as exc:
             return _follow_up_failed(attempt.event_id, exc, transient=True)
         except Exception as exc:
             return _follow_up_failed(attempt.event_id, exc, transient=False)

@@ -103,7 +103,14 @@ class SubscriptionItemSerializer(serializers.Serializer):
 
     @extend_schema_field(PeriodSerializer)
     def get_period(self, sub) -> dict:
-        return {"value": sub.period_value, "unit": sub.period_unit or None}
+        if sub.period_unit:
+            return {"value": sub.period_value, "unit": sub.period_unit}
+        # Apple and Google do not say the period in what they send: the catalogue's product does (staff
+        # set it when they map the product; Stripe and Xsolla fill their own).
+        product = sub.product if sub.product_id else None
+        if product is not None and product.period_unit:
+            return {"value": product.period_value, "unit": product.period_unit}
+        return {"value": None, "unit": None}
 
     def get_replaced_by(self, sub) -> str | None:
         return str(sub.replaced_by_id) if sub.replaced_by_id else None

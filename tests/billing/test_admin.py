@@ -260,3 +260,45 @@ def test_product_mapping_is_validated_and_refreshes_cached_answers(client, staff
 
     bad = client.post(change(product), {**form, "currency": "US1"})
     assert bad.status_code == 200 and "three letters" in bad.content.decode()
+
+
+def test_a_staff_member_who_may_only_view_cannot_grant_revoke_or_link(client, data):
+    from django.contrib.auth.models import Permission
+
+    viewer = UserFactory(username="auditor", is_superuser=False)
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=[
+        "view_subscription", "view_subscriber", "view_apikey"]))
+    client.force_login(viewer)
+    page = client.get(changelist(Subscription)).content.decode()
+    assert client.get(changelist(Subscription)).status_code == 200
+    for action in ("grant_access", "extend_grant", "revoke", "resync_from_store", "link_to_user"):
+        assert f'value="{action}"' not in page
+
+    response = act(client, Subscription, "revoke", [data["stripe"]], apply="1", reason="not allowed")
+    assert Subscription.objects.get(pk=data["stripe"].pk).status == Status.ACTIVE
+    assert b"Revoke access" not in response.content  # not even the confirmation page
+    response = act(client, Subscriber, "grant_access", [Subscriber.objects.get(external_id="1001")], apply="1",
+                   entitlement=Entitlement.objects.get(name="premium").pk, reason="not allowed")
+    assert not Subscription.objects.filter(provider="manual").exists()
+    key = ApiKey.objects.create(name="orders", prefix="abcd1234", hashed_key="0" * 64, scopes=["check"])
+    act(client, ApiKey, "revoke", [key])
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is None
+
+
+def test_a_purchase_close_to_its_acknowledgement_deadline_stands_out_in_the_list(client, staff, data):
+    Subscription.objects.filter(pk=data["orphan"].pk).update(acknowledgement_due_at=timezone.now() + timedelta(hours=5))
+    page = client.get(changelist(Subscription)).content.decode()
+    due = Subscription.objects.get(pk=data["orphan"].pk).acknowledgement_due_at
+    assert f"<strong style='color:#ba2121'>{due:%Y-%m-%d %H:%M} UTC</strong>" in page.replace('"', "'")
+
+
+def test_deleting_an_entitlement_drops_the_cached_answers_of_its_users(client, staff, data, redis_client,
+                                                                       django_capture_on_commit_callbacks):
+    entitlement_cache.refresh(data["stripe"].subscriber_id)
+    assert entitlement_cache.get("1001")[0]["entitlements"] == ["premium"]
+    premium = Entitlement.objects.get(name="premium")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:billing_entitlement_delete", args=[premium.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert entitlement_cache.get("1001") is None  # the next check reads the new mapping
+    assert client.get("/api/subscriptions/check/1001").json()["entitlements"] == []

@@ -112,3 +112,21 @@ def test_end_users_see_only_their_own(client):
 def test_me_needs_an_end_user(client, reader):
     assert client.get("/api/me/subscriptions", **reader).status_code == 403
     assert client.get("/api/me/subscriptions", REMOTE_ADDR=UNTRUSTED).status_code == 401
+
+
+def test_a_store_that_does_not_send_the_period_shows_the_catalogues(client, reader):
+    # Apple and Google say no period in what they send: staff set it on the product when mapping it.
+    from billing.services import apply_snapshot
+    from billing.snapshots import Cause, CauseKind, Snapshot
+
+    ProductFactory(provider=Provider.GOOGLE, store_product_id="pro_yearly", period_unit="year", period_value=1)
+    now = timezone.now()
+    for token, product in (("tok_mapped", "pro_yearly"), ("tok_unmapped", "pro_unknown")):
+        apply_snapshot(Snapshot(provider=Provider.GOOGLE, provider_subscription_id=token, status=Status.ACTIVE,
+                                observed_at=now, user_id="32", store_product_id=product,
+                                expires_at=now + timedelta(days=300)), Cause(CauseKind.VERIFICATION))
+
+    body = client.get("/api/users/32/subscriptions", **reader).json()
+    items = {i["provider_subscription_id"]: i for i in body["items"]}
+    assert items["tok_mapped"]["period"] == {"value": 1, "unit": "year"}
+    assert items["tok_unmapped"]["period"] == {"value": None, "unit": None}  # nobody said it yet
