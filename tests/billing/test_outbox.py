@@ -169,3 +169,30 @@ def test_two_relays_at_once_publish_each_event_exactly_once(redis_client, settin
     events = [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
     assert len(events) == 60 and len({e["eventId"] for e in events}) == 60
     assert not Outbox.objects.filter(published_at__isnull=True).exists()
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["accounts", "billing", "webhooks"])
+def test_a_relay_skips_rows_another_relay_holds_instead_of_waiting_for_them(redis_client, settings):
+    import time
+
+    import psycopg
+
+    up_url = settings.REDIS_URL
+    settings.REDIS_URL = closed_port_url()  # the after-commit relay fails: everything waits
+    for i in range(6):
+        apply_snapshot(snap(Status.ACTIVE, sub_id=f"sub_{i}", user_id=str(2100 + i)), WEBHOOK)
+    settings.REDIS_URL = up_url
+    held = list(Outbox.objects.order_by("id").values_list("pk", flat=True)[:3])
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                         password=db["PASSWORD"], dbname=db["NAME"]) as other:  # a relay in the middle of its work
+        other.execute("SELECT id FROM billing_outbox WHERE id = ANY(%s) FOR UPDATE", [held])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")  # a relay that waited for the lock would fail, not hang
+        started = time.monotonic()
+        assert outbox.publish_pending() == 3  # the others, at once
+        assert time.monotonic() - started < 2
+        other.rollback()
+    assert sorted(Outbox.objects.filter(published_at__isnull=True).values_list("pk", flat=True)) == held
+    assert outbox.publish_pending() == 3  # released: published now, each once
+    assert redis_client.xlen(settings.BILLING_EVENTS_STREAM) == 6
