@@ -6,20 +6,30 @@ import logging
 
 from django.db import transaction
 
+from accounts.selectors import subscriber_by_identity
 from accounts.services import subscriber_get_or_create
 
 from .models import Subscription
 from .providers import get_adapter
 from .providers.base import ParseResult
 from .services import ApplyResult, apply_snapshot
-from .snapshots import Cause, CauseKind
+from .snapshots import Cause, CauseKind, Snapshot
 
 
 class PurchaseOwnedByAnotherUser(Exception):
-    def __init__(self, subscription: Subscription):
+    """The purchase is another user's: linked to them here, or (`claimed_by_store`) the store says
+    another user bought it. `subscription` is unsaved (pk None) when we hold no row for it yet."""
+
+    def __init__(self, subscription: Subscription, *, claimed_by_store: bool = False):
         self.subscription = subscription
-        super().__init__(f"{subscription.provider} subscription {subscription.provider_subscription_id} "
-                         f"(id {subscription.pk}) belongs to another user")
+        self.claimed_by_store = claimed_by_store
+        what = f"{subscription.provider} subscription {subscription.provider_subscription_id}"
+        if claimed_by_store:
+            message = (f"The store says this purchase ({what}) was bought by another user of the app; it is not "
+                       "linked to the verifying user.")
+        else:
+            message = f"This purchase ({what}) already belongs to another user."
+        super().__init__(message)
 
 
 class NothingToVerify(Exception):
@@ -37,12 +47,28 @@ def _owner_conflict(provider: str, provider_subscription_id: str, subscriber_id:
     return None
 
 
+def _store_claims_another_user(snapshot: Snapshot, caller_id: str) -> str | None:
+    """The user the store's own hint names (Apple's integer-form appAccountToken, Google's
+    obfuscatedExternalAccountId, or a store identity a subscriber already holds) when that is not the
+    caller; None when the store names the caller or nobody we can tell."""
+    if snapshot.identity_field and snapshot.identity_value:
+        holder = subscriber_by_identity(snapshot.identity_field, snapshot.identity_value)
+        if holder is not None:
+            return holder.external_id if holder.external_id != caller_id else None
+    hinted = str(snapshot.user_id).strip() if snapshot.user_id not in (None, "") else ""
+    return hinted if hinted and hinted != caller_id else None
+
+
 def purchase_verify(*, provider: str, purchase: dict, user_id: str, ref: str = "") -> list[ApplyResult]:
     """Verify `purchase` with the store and apply its subscriptions to `user_id`, all or nothing.
 
     Raises the adapter's errors (InvalidPurchase, StoreUnavailable, NotConfigured, NotSupported),
     PurchaseOwnedByAnotherUser (nothing applied) or NothingToVerify. The adapter's follow-up work
-    (e.g. acknowledging a Google purchase) runs after commit; its failures are logged, not fatal."""
+    (e.g. acknowledging a Google purchase) runs after commit; its failures are logged, not fatal.
+
+    The store's own user hint wins over the caller: a purchase the store says another user made is
+    refused (e.g. a restore on a device shared by two accounts), never taken by whoever verifies first,
+    and the hint's identity is never copied to the caller."""
     adapter = get_adapter(provider)
     result: ParseResult = adapter.verify(purchase, user_id=user_id)  # network call: outside any transaction
     if not result.snapshots:
@@ -54,6 +80,14 @@ def purchase_verify(*, provider: str, purchase: dict, user_id: str, ref: str = "
             conflict = _owner_conflict(snap.provider, snap.provider_subscription_id, subscriber.pk)
             if conflict is not None:
                 raise PurchaseOwnedByAnotherUser(conflict)
+            claimed_by = _store_claims_another_user(snap, subscriber.external_id)
+            if claimed_by is not None:
+                logger.warning("verify by user %s refused: the store says %s subscription %s was bought by user %s",
+                               user_id, snap.provider, snap.provider_subscription_id, claimed_by)
+                row = (Subscription.objects.filter(provider=snap.provider,
+                                                   provider_subscription_id=snap.provider_subscription_id).first()
+                       or Subscription(provider=snap.provider, provider_subscription_id=snap.provider_subscription_id))
+                raise PurchaseOwnedByAnotherUser(row, claimed_by_store=True)
         results = [apply_snapshot(dataclasses.replace(snap, user_id=user_id), cause) for snap in result.snapshots]
         # A concurrent verification by another user may have linked it between our check and our lock:
         # apply_snapshot keeps the first owner, so look again and roll everything back if it is not us.

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.authentication import clear_api_key_cache
+from accounts.models import Subscriber
 from billing import providers
 from billing.models import StatusChange, Subscription, Transaction
 from billing.providers.base import (
@@ -40,9 +41,11 @@ class FakeStore(ProviderAdapter):
         if tx == "unconfigured":
             raise NotConfigured("apple", ["APPLE_KEY_ID", "APPLE_ISSUER_ID"])
         now = timezone.now()
+        # "bought-by-N": the store's own hint says user N made the purchase
+        hint = tx.removeprefix("bought-by-") if tx.startswith("bought-by-") else None
         snapshot = Snapshot(provider="apple", provider_subscription_id=f"orig-{tx}", status=Status.ACTIVE,
                             observed_at=now, store_product_id="com.example.premium.monthly",
-                            expires_at=now + timedelta(days=30), environment="sandbox",
+                            expires_at=now + timedelta(days=30), environment="sandbox", user_id=hint,
                             transactions=(TransactionRecord(tx, TransactionKind.PURCHASE, now, 999, "USD"),))
         return ParseResult(snapshots=[snapshot], after_apply=[self.acknowledged.append])
 
@@ -103,6 +106,30 @@ def test_purchase_of_another_user_is_409_and_nothing_applied(client):
     sub.refresh_from_db()
     assert sub.status == Status.EXPIRED and sub.subscriber == owner
     assert not Transaction.objects.exists() and not StatusChange.objects.exists()
+
+
+def test_purchase_the_store_says_another_user_made_is_409_and_nothing_applied(client, store):
+    key = with_key(api_key("verify"))
+    response = verify(client, {"provider": "apple", "user_id": "46", "transaction_id": "bought-by-45"}, **key)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "purchase_owned_by_another_user" and "orig-bought-by-45" in error["message"]
+    assert not Subscription.objects.exists() and not Transaction.objects.exists()
+    assert not Subscriber.objects.exists()  # neither the caller nor the hinted user
+    assert store.acknowledged == []  # the store's follow-up (e.g. acknowledging) did not run
+
+    mine = verify(client, {"provider": "apple", "user_id": "45", "transaction_id": "bought-by-45"}, **key)
+    assert mine.status_code == 200 and mine.json()["user_id"] == "45"
+
+
+def test_an_orphan_the_store_says_another_user_made_stays_an_orphan(client):
+    orphan = SubscriptionFactory(subscriber=None, provider="apple", provider_subscription_id="orig-bought-by-45")
+    response = verify(client, {"provider": "apple", "user_id": "46", "transaction_id": "bought-by-45"},
+                      **with_key(api_key("verify")))
+    assert response.status_code == 409
+    assert response.json()["error"]["details"]["subscription_id"] == str(orphan.pk)
+    orphan.refresh_from_db()
+    assert orphan.subscriber is None
 
 
 def test_an_orphan_purchase_is_linked_to_the_verifying_user(client):

@@ -5,14 +5,17 @@ google-api-python-client code paths:
   the key in the service-account file the tests write) and issues an access token;
 - the Play Developer API (`/androidpublisher/v3/...`): subscriptionsv2 get/cancel/revoke/defer and
   subscriptions.acknowledge, each requiring `Authorization: Bearer <that token>`;
-- Google's certificate endpoint (`/certs`) serving the cert of the key that signs Pub/Sub OIDC tokens.
+- Google's certificate endpoints serving the key that signs Pub/Sub OIDC tokens: `/certs` as x509
+  certificates by key id (oauth2/v1/certs), `/jwks` as a JWK Set (oauth2/v3/certs).
 
 The fake holds one SubscriptionPurchaseV2 per token (tests set them, usually from captured
-fixtures); acknowledge/cancel/revoke/defer change it as Google does."""
+fixtures); acknowledge/cancel/revoke/defer change it as Google does. Each API call is recorded with
+the purchase's state when it arrived; answers can be made to fail or to come late."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import secrets
@@ -31,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt
 from google.auth import jwt as google_jwt
+from jwt.algorithms import RSAAlgorithm
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 API_PREFIX = "/androidpublisher/v3/applications/"
@@ -63,6 +67,11 @@ class SigningKey:
 
         self._signer = None
 
+    def jwk(self) -> dict:
+        """The public key as Google's oauth2/v3/certs lists it."""
+        key = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        return {**key, "kid": self.kid, "use": "sig", "alg": "RS256"}
+
     def token(self, claims: dict) -> str:
         if self._signer is None:  # loading the PEM is slow (~0.1 s): once per key
             self._signer = crypt.RSASigner.from_string(self.private_pem, key_id=self.kid)
@@ -81,10 +90,12 @@ class FakeGooglePlay:
         self.purchases: dict[str, dict] = {}
         self.calls: list[dict] = []
         self.failures: dict[str, deque] = {}
+        self.delays: dict[str, deque] = {}
         self.issued_tokens: set[str] = set()
         self.token_requests = 0
         self.certs_fetches = 0
         self.certs_max_age = 3600
+        self.certs_override: bytes | None = None  # served by both certificate endpoints instead, when set
         self.service_account_key = shared_key("sa-key")
         self.client_email = "billing@test-project.iam.gserviceaccount.com"
         self.push_key = shared_key("google-push-key")  # Google's: its cert is served at /certs
@@ -120,6 +131,11 @@ class FakeGooglePlay:
         with self._lock:
             self.failures.setdefault(method, deque()).extend(statuses)
 
+    def delay_next(self, method: str, *seconds: float) -> None:
+        """The next calls of `method` answer only after these many seconds (a slow Google)."""
+        with self._lock:
+            self.delays.setdefault(method, deque()).extend(seconds)
+
     def calls_of(self, method: str) -> list[dict]:
         return [c for c in self.calls if c["method"] == method]
 
@@ -137,6 +153,11 @@ class FakeGooglePlay:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def handle(self):
+                # the client may give up (its timeout) before a delayed answer
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    super().handle()
 
             def _send(self, status: int, body: dict | None = None, headers: dict | None = None):
                 data = json.dumps(body if body is not None else {}).encode()
@@ -157,10 +178,21 @@ class FakeGooglePlay:
 
             def do_GET(self):
                 path = urlparse(self.path).path
+                if path in ("/certs", "/jwks") and fake.certs_override is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(fake.certs_override)))
+                    self.end_headers()
+                    self.wfile.write(fake.certs_override)
+                    return None
                 if path == "/certs":
                     with fake._lock:
                         fake.certs_fetches += 1
                     return self._send(200, {fake.push_key.kid: fake.push_key.cert_pem},
+                                      {"Cache-Control": f"public, max-age={fake.certs_max_age}"})
+                if path == "/jwks":
+                    with fake._lock:
+                        fake.certs_fetches += 1
+                    return self._send(200, {"keys": [fake.push_key.jwk()]},
                                       {"Cache-Control": f"public, max-age={fake.certs_max_age}"})
                 return self._api("GET", path, b"")
 
@@ -211,7 +243,13 @@ class FakeGooglePlay:
                           "package": package, "authorization": auth,
                           "body": json.loads(body) if body else None}
                 with fake._lock:
+                    # what Google held when the call came (e.g. never acknowledge a PENDING purchase)
+                    record["state"] = (fake.purchases.get(token) or {}).get("subscriptionState")
                     fake.calls.append(record)
+                    delays = fake.delays.get(method)
+                    delay = delays.popleft() if delays else 0
+                if delay:
+                    time.sleep(delay)
                 if not auth.startswith("Bearer ") or auth[7:] not in fake.issued_tokens:
                     return self._error(401, "Request had invalid authentication credentials.", "unauthorized")
                 if fake._fail(method, self):

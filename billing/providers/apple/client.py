@@ -17,6 +17,8 @@ from django.conf import settings
 
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
 
+from .verification import unsigned_environments_allowed
+
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 15
@@ -59,12 +61,12 @@ def _build(apple_environment: str, key_id: str, issuer_id: str, key_file: str, b
 
 
 def api_client(apple_environment: str) -> AppStoreServerAPIClient:
-    """The client for "Production" or "Sandbox" (or "LocalTesting" when unsigned data is allowed)."""
+    """The client for "Production" or "Sandbox" (or "LocalTesting" when unsigned data is allowed: development)."""
     missing = [name for name in API_SETTINGS if not getattr(settings, name, "")]
     if missing:
         raise NotConfigured("apple", missing)
-    if apple_environment == "LocalTesting" and not settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS:
-        raise NotConfigured("apple", ["APPLE_ALLOW_UNSIGNED_ENVIRONMENTS"])
+    if apple_environment == "LocalTesting" and not unsigned_environments_allowed():
+        raise NotConfigured("apple", ["APPLE_ALLOW_UNSIGNED_ENVIRONMENTS (with DEBUG)"])
     if apple_environment not in ("Production", "Sandbox", "LocalTesting"):
         raise PermanentError(f"The App Store Server API has no {apple_environment} environment.")
     return _build(apple_environment, settings.APPLE_KEY_ID, settings.APPLE_ISSUER_ID,

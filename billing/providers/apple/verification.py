@@ -4,7 +4,8 @@ One `SignedDataVerifier` per environment (sandbox and production notifications a
 the unverified environment is only peeked at to pick the verifier, which then checks the signature, the
 certificate chain up to the configured roots, the bundle id, the app Apple id (production) and that the
 environment really is that one. Xcode and LocalTesting data carry no App Store signature (the library
-skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENTS is on (development).
+skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENTS and DEBUG are both on
+(a developer's machine; billing/checks.py makes the setting without DEBUG a startup error too).
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from billing.snapshots import Environment
 
 logger = logging.getLogger(__name__)
 
-# SHA-256 of Apple Root CA - G3, the root of every App Store signature (pinned; checked by a test).
+# SHA-256 of Apple Root CA - G3, the root of every App Store signature (pinned: a system check
+# compares the shipped file with it at every start, billing/checks.py).
 APPLE_ROOT_CA_G3_SHA256 = (
     "63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:7C:4F:5C:75:6F:30:17:B3:A8:C4:88:C3:65:3E:91:79")
+SHIPPED_ROOTS_DIR = Path(__file__).resolve().parent.parent / "apple_roots"
+SHIPPED_G3_ROOT = SHIPPED_ROOTS_DIR / "AppleRootCA-G3.cer"
 
 SIGNED_ENVIRONMENTS = {"Production": AppleEnvironment.PRODUCTION, "Sandbox": AppleEnvironment.SANDBOX}
 UNSIGNED_ENVIRONMENTS = {"Xcode": AppleEnvironment.XCODE, "LocalTesting": AppleEnvironment.LOCAL_TESTING}
@@ -83,6 +87,12 @@ def environment_of(apple_environment: str | None) -> str:
     return Environment.PRODUCTION if apple_environment == "Production" else Environment.SANDBOX
 
 
+def unsigned_environments_allowed() -> bool:
+    """Xcode / LocalTesting data (no signature at all) is accepted only on a development machine: the
+    setting alone is not enough, DEBUG must be on too (a production .env copied with it set stays safe)."""
+    return bool(settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS and settings.DEBUG)
+
+
 def sandbox_grants_access() -> bool:
     """Sandbox purchases grant access unless this is a production deployment that forbids it."""
     return settings.APPLE_ALLOW_SANDBOX or settings.APPLE_ENVIRONMENT != "Production"
@@ -124,12 +134,15 @@ def _verifier(apple_environment: str, roots: tuple[str, ...], bundle_id: str, ap
 def verifier_for(apple_environment: str | None) -> SignedDataVerifier:
     """The verifier for data that says it is from `apple_environment` (raises NotTrusted if that
     environment is not accepted here, NotConfigured if it cannot be verified with this configuration)."""
-    if apple_environment in UNSIGNED_ENVIRONMENTS:
-        if not settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS:
-            raise NotTrusted(f"Apple environment {apple_environment} is not accepted: its data carries no App Store "
-                             "signature (set APPLE_ALLOW_UNSIGNED_ENVIRONMENTS=true on a development machine only).",
-                             code="unsigned_environment")
-    elif apple_environment not in SIGNED_ENVIRONMENTS:
+    if apple_environment in UNSIGNED_ENVIRONMENTS and not unsigned_environments_allowed():
+        if settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS:
+            why = ("APPLE_ALLOW_UNSIGNED_ENVIRONMENTS is on but DEBUG is off, and unsigned data is never accepted "
+                   "outside development")
+        else:
+            why = "set APPLE_ALLOW_UNSIGNED_ENVIRONMENTS=true with DEBUG=true, on a development machine only"
+        raise NotTrusted(f"Apple environment {apple_environment} is not accepted: its data carries no App Store "
+                         f"signature ({why}).", code="unsigned_environment")
+    if apple_environment not in SIGNED_ENVIRONMENTS and apple_environment not in UNSIGNED_ENVIRONMENTS:
         raise NotTrusted(f"Unknown Apple environment {apple_environment!r}.", code="unknown_environment")
     if not settings.APPLE_BUNDLE_ID:
         raise NotConfigured("apple", ["APPLE_BUNDLE_ID"])

@@ -1,6 +1,7 @@
 """The ONE place the Play Developer API is called: service-account credentials (google-auth; the
 library refreshes the access token), the discovery document shipped inside google-api-python-client
-(no network for it), timeouts, the shared per-minute quota, and errors mapped to ours.
+(no network for it), the timeout (GOOGLE_PLAY_API_TIMEOUT_SECONDS), the shared per-minute quota, and
+errors mapped to ours.
 
 The service object (and its httplib2 connection) is not thread-safe: a new one is built per call
 (about 15 ms); the credentials are shared per process so the access token is reused."""
@@ -10,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 
 import google_auth_httplib2
 import httplib2
@@ -26,8 +28,21 @@ from billing.redis_client import get_redis
 logger = logging.getLogger(__name__)
 
 SCOPES = ["https://www.googleapis.com/auth/androidpublisher"]
-TIMEOUT_SECONDS = 20
-QUOTA_KEY = "google:play:quota:{minute}"
+DEFAULT_TIMEOUT_SECONDS = 20.0
+QUOTA_KEY = "google:play:quota"
+QUOTA_WINDOW_MS = 60_000
+# A sliding window (one sorted-set member per call in the last minute), so "per minute" holds over any
+# 60 s, not per calendar minute. A call over budget is not recorded: a caller retrying while refused
+# does not keep the window full. Atomic: every process shares the key.
+_QUOTA_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
 
 _lock = threading.Lock()
 _credentials: dict[tuple, service_account.Credentials] = {}
@@ -42,7 +57,7 @@ class TokenNotFound(PermanentError):
 
 
 class QuotaExceeded(StoreUnavailable):
-    """Our own per-minute budget (GOOGLE_PLAY_QUOTA_PER_MINUTE) is spent: try again next minute."""
+    """Our own per-minute budget (GOOGLE_PLAY_QUOTA_PER_MINUTE) is spent: try again within a minute."""
 
 
 def _credentials_for(path: str) -> service_account.Credentials:
@@ -66,36 +81,41 @@ def _credentials_for(path: str) -> service_account.Credentials:
     return creds
 
 
+def timeout_seconds() -> float:
+    """How long one Play API call may take (connect, then each read) before it counts as unreachable:
+    a transient failure, retried, rather than a worker stuck on one webhook event."""
+    return float(getattr(settings, "GOOGLE_PLAY_API_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
+
+
 def service():
     """A fresh androidpublisher v3 service object for this call."""
     path = settings.GOOGLE_SERVICE_ACCOUNT_FILE
     if not path:
         raise NotConfigured("google", ["GOOGLE_SERVICE_ACCOUNT_FILE"])
-    http = google_auth_httplib2.AuthorizedHttp(_credentials_for(path), http=httplib2.Http(timeout=TIMEOUT_SECONDS))
+    http = google_auth_httplib2.AuthorizedHttp(_credentials_for(path), http=httplib2.Http(timeout=timeout_seconds()))
     options = {"api_endpoint": settings.GOOGLE_PLAY_API_ENDPOINT} if settings.GOOGLE_PLAY_API_ENDPOINT else None
     return build("androidpublisher", "v3", http=http, static_discovery=True, cache_discovery=False,
                  client_options=options)
 
 
 def take_quota() -> None:
-    """One call against the per-minute budget shared by every process (a Redis fixed window). Over
-    budget → QuotaExceeded (transient: webhooks and re-polls retry later, verify answers 502).
-    Without Redis the budget is not enforced (logged), rather than stopping all calls."""
+    """One call against the budget shared by every process: at most GOOGLE_PLAY_QUOTA_PER_MINUTE calls
+    in any 60 seconds (a Redis sliding window). Over budget → QuotaExceeded (transient: webhooks and
+    re-polls retry later, verify answers 502). Without Redis the budget is not enforced (logged),
+    rather than stopping all calls."""
     limit = settings.GOOGLE_PLAY_QUOTA_PER_MINUTE
     client = get_redis()
     if not limit or client is None:
         return
-    key = QUOTA_KEY.format(minute=int(time.time() // 60))
+    now_ms = int(time.time() * 1000)
     try:
-        pipe = client.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        used = pipe.execute()[0]
+        allowed = client.register_script(_QUOTA_SCRIPT)(
+            keys=[QUOTA_KEY], args=[now_ms, QUOTA_WINDOW_MS, limit, f"{now_ms}:{uuid.uuid4().hex}"])
     except redis.RedisError as exc:
         logger.warning("Google Play quota counter unavailable, not enforced: %s", exc)
         return
-    if used > limit:
-        raise QuotaExceeded(f"Google Play API budget of {limit} calls/minute is spent; retry next minute")
+    if not allowed:
+        raise QuotaExceeded(f"Google Play API budget of {limit} calls/minute is spent; retry within a minute")
 
 
 def execute(request, what: str):

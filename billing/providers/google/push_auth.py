@@ -3,7 +3,12 @@ in the push URL. No store API call; the signing certificates are cached in-proce
 
 google-auth checks the signature, `exp`/`iat` (with our clock skew) and the audience we pass; it does
 NOT check `iss` in `verify_token`, nor `email` ever, so both are checked here. `audience=None` would
-accept any audience, so it is always passed."""
+accept any audience, so it is always passed.
+
+GOOGLE_PUBSUB_CERTS_URL may serve either form: x509 certificates by key id (oauth2/v1/certs, the
+default) or a JWK Set (oauth2/v3/certs). For a JWK Set google-auth verifies with pyjwt, whose errors
+are not google-auth's: they are caught too (401), and a set without a usable key is our configuration
+(503). pyjwt is given no clock skew there, so prefer the v1 URL."""
 
 import hmac
 import json
@@ -14,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import jwt
 import requests
 from django.conf import settings
 from google.auth import exceptions as google_exceptions
@@ -81,10 +87,16 @@ class CertificateCache:
                     return entry.data
                 raise StoreUnavailable(f"Google signing certificates unavailable: {exc}") from exc
             self.fetches += 1
+            problem = None
             if response.status_code != 200:
+                problem = f"HTTP {response.status_code} from {url}"
+            elif not _is_json_object(response.content):
+                problem = f"{url} did not answer a JSON object (check GOOGLE_PUBSUB_CERTS_URL)"
+            if problem:
                 if entry is not None:
+                    logger.warning("Google certificates unavailable (%s); using the cached copy", problem)
                     return entry.data
-                raise StoreUnavailable(f"Google signing certificates: HTTP {response.status_code} from {url}")
+                raise StoreUnavailable(f"Google signing certificates: {problem}")
             match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))
             max_age = int(match.group(1)) if match else DEFAULT_CERTS_MAX_AGE
             self._entries[url] = _Cached(response.content, now + max_age, now)
@@ -96,6 +108,13 @@ class CertificateCache:
 
 
 certificates = CertificateCache()
+
+
+def _is_json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def _key_ids(url: str) -> set[str]:
@@ -125,8 +144,11 @@ def _verify_oidc(token: str) -> Mapping:
                                        clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
     except google_exceptions.TransportError as exc:
         raise StoreUnavailable(f"Google signing certificates unavailable: {exc}") from exc
-    except (ValueError, google_exceptions.GoogleAuthError) as exc:
-        # wrong signature / unknown key, expired, wrong audience: google-auth says which
+    except jwt.PyJWKSetError as exc:  # the JWK Set we were served holds no key we can use
+        raise StoreUnavailable(f"Google signing certificates at {url} are not usable: {exc}") from exc
+    except (ValueError, google_exceptions.GoogleAuthError, jwt.PyJWTError) as exc:
+        # wrong signature / unknown key, expired, wrong audience: google-auth (or pyjwt, for a JWK Set)
+        # says which
         raise Rejected(f"The push token is not valid: {exc}", status=401, code="invalid_token") from exc
     if claims.get("iss") not in GOOGLE_ISSUERS:
         raise Rejected(f"The push token's issuer {claims.get('iss')!r} is not Google.", status=401,

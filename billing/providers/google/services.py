@@ -2,6 +2,8 @@
 purchase applied through apply_snapshot with the staff member and reason on the status change. The
 RTDN Google sends afterwards re-reads the same state (no second effect)."""
 
+import logging
+
 from django.utils import timezone
 
 from billing.models import Subscription
@@ -12,6 +14,8 @@ from . import client
 
 REFUNDS = ("full", "prorated")
 MAX_DEFER_DAYS = 365
+
+logger = logging.getLogger(__name__)
 
 
 class StoreActionError(ValueError):
@@ -68,4 +72,7 @@ def subscription_defer_at_google(*, subscription: Subscription, days: int, reaso
     if not etag:
         raise StoreActionError("Google returned no etag for this purchase; it cannot be deferred now.")
     client.subscription_defer(subscription.provider_subscription_id, seconds=days * 86400, etag=etag)
+    # No status changes, so no history row carries the staff member: the log keeps who and why.
+    logger.info("google subscription %s deferred by %d days at Google by %s: %s", subscription.pk, days,
+                staff_user.get_username(), cause.note)
     return _apply_current(subscription, cause)

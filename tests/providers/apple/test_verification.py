@@ -123,16 +123,35 @@ def test_signed_before_the_certificates_were_valid_is_rejected(apple_settings, a
     assert exc.value.code == "verification_failure"
 
 
-def test_unsigned_environments_only_when_enabled_for_development(apple_settings, apple_chain, adapter):
-    txn = transaction_claims(environment="LocalTesting")
-    claims = notification_claims("SUBSCRIBED", "INITIAL_BUY", chain=apple_chain, transaction=txn,
-                                 renewal=renewal_claims(txn), environment="LocalTesting")
-    body = json.dumps({"signedPayload": jwt.encode(claims, HMAC_SECRET)}).encode()  # no App Store signature at all
+def _unsigned_body(chain, environment: str) -> bytes:
+    txn = transaction_claims(environment=environment)
+    claims = notification_claims("SUBSCRIBED", "INITIAL_BUY", chain=chain, transaction=txn,
+                                 renewal=renewal_claims(txn), environment=environment)
+    return json.dumps({"signedPayload": jwt.encode(claims, HMAC_SECRET)}).encode()  # no App Store signature at all
+
+
+@pytest.mark.parametrize("environment", ["LocalTesting", "Xcode"])
+def test_unsigned_environments_only_when_enabled_for_development(apple_settings, apple_chain, adapter, environment):
+    body = _unsigned_body(apple_chain, environment)
     with pytest.raises(Rejected) as exc:
         adapter.authenticate({}, body, {})
     assert exc.value.code == "unsigned_environment"
     apple_settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = True
+    apple_settings.DEBUG = True
     assert adapter.authenticate({}, body, {}).environment == "sandbox"
+
+
+@pytest.mark.django_db
+def test_unsigned_environments_stay_refused_without_debug_even_when_allowed(apple_settings, apple_chain, client,
+                                                                           django_capture_on_commit_callbacks):
+    """Defence in depth: the setting copied into a production environment (DEBUG off) opens nothing."""
+    apple_settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = True
+    apple_settings.DEBUG = False
+    response = _post(client, _unsigned_body(apple_chain, "LocalTesting"), django_capture_on_commit_callbacks)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unsigned_environment" and "DEBUG is off" in error["message"]
+    assert not WebhookEvent.objects.exists() and not Subscription.objects.exists()
 
 
 def test_production_needs_the_app_apple_id(apple_settings, apple_chain, adapter):

@@ -3,8 +3,10 @@ re-poll (fetch) and cancel, with the library's real client talking to a local fa
 
 import base64
 
+import jwt
 import pytest
 
+from accounts.models import Subscriber
 from billing.models import Subscription, Transaction
 from billing.providers.apple.mapping import app_account_token_for_user
 from billing.providers.base import PermanentError
@@ -101,6 +103,53 @@ def test_another_users_transaction_is_a_409_naming_the_conflict(apple_settings, 
     assert error["code"] == "purchase_owned_by_another_user"
     assert OTID in error["message"]
     assert Subscription.objects.get(provider_subscription_id=OTID).subscriber.external_id == "7"
+
+
+def test_purchase_the_store_says_another_user_made_is_a_409_and_nothing_is_linked(apple_settings, apple_chain,
+                                                                                 client, headers, fake_appstore):
+    """User 42 restores, on a shared device, a purchase the App Store says user 7 made (integer token)."""
+    txn = transaction_claims(original_transaction_id=OTID, app_account_token=app_account_token_for_user(7))
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "purchase_owned_by_another_user" and OTID in error["message"]
+    assert not Subscription.objects.exists()
+    assert not Subscriber.objects.exists()  # 42 is not created with 7's token, nor 7 from the hint
+
+
+def test_purchase_with_the_callers_own_integer_token_is_linked(apple_settings, apple_chain, client, headers,
+                                                               fake_appstore):
+    txn = transaction_claims(original_transaction_id=OTID, app_account_token=app_account_token_for_user(42))
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 200, response.content
+    subscriber = Subscription.objects.get(provider_subscription_id=OTID).subscriber
+    assert subscriber.external_id == "42"
+    assert str(subscriber.apple_app_account_token) == app_account_token_for_user(42)
+
+
+def test_purchase_whose_token_another_subscriber_holds_is_a_409(apple_settings, apple_chain, client, headers,
+                                                                fake_appstore):
+    token = "5a1a3c52-8b8b-4b8e-9d0e-1c2d3e4f5a6b"
+    SubscriberFactory(external_id="user-abc", apple_app_account_token=token)
+    txn = transaction_claims(original_transaction_id=OTID, app_account_token=token)
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
+    response = verify(client, headers, transaction_id=OTID)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "purchase_owned_by_another_user"
+    assert not Subscription.objects.exists() and not Subscriber.objects.filter(external_id="42").exists()
+
+
+def test_unsigned_local_testing_transaction_is_refused_without_debug(apple_settings, client, headers, fake_appstore):
+    apple_settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = True  # DEBUG stays off: not a development machine
+    unsigned = jwt.encode(transaction_claims(original_transaction_id=OTID, environment="LocalTesting"),
+                          "a-shared-secret-of-at-least-32-bytes!")
+    response = verify(client, headers, signed_transaction=unsigned)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_signed_transaction" and "DEBUG" in error["message"]
+    assert fake_appstore.requests == [] and not Subscription.objects.exists()
 
 
 @pytest.mark.parametrize(("body", "code"), [

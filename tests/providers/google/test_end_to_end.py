@@ -6,8 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import Subscriber
 from billing.models import Subscription
 from tests.api_support import api_key, with_key
+from tests.factories import SubscriberFactory
 from tests.fakes.google import SigningKey, pubsub_body
 from webhooks.models import WebhookEvent
 from webhooks.services import event_process
@@ -113,8 +115,68 @@ def test_api_outage_is_retried_then_processed(client, google, django_capture_on_
     assert Subscription.objects.get(provider_subscription_id=token_of(step)).status == "ACTIVE"
 
 
+@pytest.mark.parametrize("status", [404, 410])
+def test_token_google_does_not_know_fails_the_event_with_the_reason(client, google, status,
+                                                                    django_capture_on_commit_callbacks):
+    step = load_sequence("06_purchase_grace_hold_recover.json")[0]
+    if status == 404:
+        google.set_purchase(token_of(step), step["subscriptionPurchaseV2"])
+        google.fail_next("get", 404)
+    # else: the fake holds no such purchase and answers 410, as Google does for a token gone for good
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, pubsub_body(step["developerNotification"]), token=valid(google))
+    assert response.status_code == 200  # Pub/Sub must not redeliver: a retry cannot fix it
+    event = WebhookEvent.objects.get(provider="google")
+    assert event.status == "failed" and event.next_attempt_at is None
+    assert "subscriptionsv2.get" in event.error and f"Google answered {status}" in event.error
+    assert not Subscription.objects.exists()
+    assert len(google.calls_of("get")) == 1
+
+
+def test_slow_google_is_retried_not_failed(client, google, settings, django_capture_on_commit_callbacks):
+    settings.GOOGLE_PLAY_API_TIMEOUT_SECONDS = 1.0
+    step = load_sequence("06_purchase_grace_hold_recover.json")[0]
+    google.set_purchase(token_of(step), step["subscriptionPurchaseV2"])
+    google.delay_next("get", 3.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, pubsub_body(step["developerNotification"]), token=valid(google)).status_code == 200
+    event = WebhookEvent.objects.get(provider="google")
+    assert event.status == "received" and event.next_attempt_at is not None, event.error
+    assert "unreachable" in event.error and "timed out" in event.error
+    assert not Subscription.objects.exists()
+    WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert event_process(event.pk) == "processed"  # Google answers in time now
+    assert Subscription.objects.get(provider_subscription_id=token_of(step)).status == "ACTIVE"
+
+
+def test_cancel_endpoint_stops_renewal_at_google(client, google, django_capture_on_commit_callbacks):
+    step = load_sequence("06_purchase_grace_hold_recover.json", user_id="42")[0]
+    token = token_of(step)
+    purchase = step["subscriptionPurchaseV2"]
+    purchase["lineItems"][0]["expiryTime"] = (timezone.now() + timedelta(days=20)).isoformat()
+    google.set_purchase(token, purchase)
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, pubsub_body(step["developerNotification"]), token=valid(google))
+    sub = Subscription.objects.get(provider_subscription_id=token)
+    assert sub.status == "ACTIVE" and sub.auto_renew is True
+
+    response = client.post(f"/api/subscriptions/{sub.pk}/cancel", content_type="application/json",
+                           **with_key(api_key("manage")))
+    assert response.status_code == 200, response.content
+    item = response.json()
+    assert (item["id"], item["provider"], item["status"]) == (str(sub.pk), "google", "CANCELED")
+    assert item["user_id"] == "42"
+    (call,) = google.calls_of("cancel")
+    assert call["token"] == token and call["package"] == PACKAGE
+    assert call["body"] == {"cancellationContext": {"cancellationType": "USER_REQUESTED_STOP_RENEWALS"}}
+    sub.refresh_from_db()
+    assert sub.auto_renew is False and sub.is_entitled(timezone.now())  # access until expiry
+    assert client.get("/api/subscriptions/check/42").json()["is_subscribed"] is True
+
+
 def test_verify_endpoint(client, google):
-    step = load_sequence("06_purchase_grace_hold_recover.json", user_id="ignored-by-verify")[0]
+    step = load_sequence("06_purchase_grace_hold_recover.json", user_id="700")[0]
     token = token_of(step)
     purchase = step["subscriptionPurchaseV2"]
     purchase["startTime"] = timezone.now().isoformat()  # a purchase made just now, for a month
@@ -135,3 +197,39 @@ def test_verify_endpoint(client, google):
     google.fail_next("get", 503)
     down = client.post("/api/subscriptions/verify", body, content_type="application/json", **key)
     assert down.status_code == 502
+
+
+def _fresh_purchase(account_id: str) -> dict:
+    purchase = load_sequence("06_purchase_grace_hold_recover.json", user_id=account_id)[0]["subscriptionPurchaseV2"]
+    purchase["startTime"] = timezone.now().isoformat()
+    purchase["lineItems"][0]["expiryTime"] = (timezone.now() + timedelta(days=30)).isoformat()
+    return purchase
+
+
+def test_verify_of_a_purchase_google_says_another_user_made_is_409(client, google):
+    """A restore on a device shared by two accounts: user 701 sends user 800's purchase."""
+    google.set_purchase("tok-of-800", _fresh_purchase("800"))
+    body = {"provider": "google", "user_id": "701", "purchase_token": "tok-of-800", "product_id": "session_pro"}
+    response = client.post("/api/subscriptions/verify", body, content_type="application/json",
+                           **with_key(api_key("verify")))
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "purchase_owned_by_another_user" and "tok-of-800" in error["message"]
+    assert "800" not in error["message"].replace("tok-of-800", "")  # the other user's id is not disclosed
+    assert not Subscription.objects.exists()
+    assert not Subscriber.objects.exists()  # neither 701 nor 800's identity: all rolled back
+    assert google.calls_of("acknowledge") == []  # the buyer's own app (or the RTDN) settles it
+
+
+def test_verify_of_a_purchase_whose_account_id_another_subscriber_holds_is_409(client, google):
+    owner = SubscriberFactory(external_id="900", google_obfuscated_account_id="a1b2c3-hashed")
+    google.set_purchase("tok-hashed", _fresh_purchase("a1b2c3-hashed"))
+    key = with_key(api_key("verify"))
+    body = {"provider": "google", "user_id": "901", "purchase_token": "tok-hashed", "product_id": "session_pro"}
+    refused = client.post("/api/subscriptions/verify", body, content_type="application/json", **key)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "purchase_owned_by_another_user"
+    assert not Subscription.objects.exists()
+    accepted = client.post("/api/subscriptions/verify", body | {"user_id": "900"}, content_type="application/json",
+                           **key)
+    assert accepted.status_code == 200, accepted.content
+    assert Subscription.objects.get(provider_subscription_id="tok-hashed").subscriber == owner

@@ -10,6 +10,7 @@ import pytest
 from billing.providers.base import Rejected, TransientError
 from billing.providers.google import notifications
 from tests.fakes.google import SigningKey, pubsub_body, shared_key
+from webhooks.models import WebhookEvent
 
 from .helpers import AUDIENCE, FIXTURES, PUSH_EMAIL, inbound, push_request, subscription_notification
 
@@ -143,3 +144,67 @@ def test_event_time_string_is_parsed():
     assert notifications.event_time(data).year == 2017
     assert notifications.event_time({"eventTimeMillis": "x"}) is None
     assert json.loads(base64.b64decode(json.loads(pubsub_body(data))["message"]["data"])) == data
+
+
+# --- GOOGLE_PUBSUB_CERTS_URL pointing at a JWK Set (oauth2/v3/certs) -----------------------------
+
+@pytest.fixture
+def jwks(google, settings):
+    settings.GOOGLE_PUBSUB_CERTS_URL = f"{google.base_url}/jwks"
+    return google
+
+
+def test_jwk_set_url_verifies_a_valid_push(adapter, jwks):
+    assert _auth(adapter, jwks).event_type == "SUBSCRIPTION_PURCHASED"
+
+
+@pytest.mark.parametrize("kind", ["unknown key id", "forged with the same key id", "wrong audience", "expired",
+                                  "wrong issuer", "other service account"])
+def test_jwk_set_url_refuses_bad_tokens_with_a_reason_not_a_500(adapter, jwks, kind):
+    claims = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": PUSH_EMAIL, "email_verified": True,
+              "iat": 1, "exp": 4102444800}
+    token = {
+        "unknown key id": lambda: shared_key("forger").token(claims),
+        "forged with the same key id": lambda: SigningKey(jwks.push_key.kid).token(claims),
+        "wrong audience": lambda: jwks.push_token(audience="https://other.example.com/push", email=PUSH_EMAIL),
+        "expired": lambda: jwks.push_token(audience=AUDIENCE, email=PUSH_EMAIL, expires_in=-300),
+        "wrong issuer": lambda: jwks.push_token(audience=AUDIENCE, email=PUSH_EMAIL, issuer="https://evil.example"),
+        "other service account": lambda: jwks.push_token(audience=AUDIENCE, email="x@evil.iam.gserviceaccount.com"),
+    }[kind]()
+    headers, body, query = push_request(jwks, subscription_notification("tok-1", 4), token=token)
+    rejected = _rejected(adapter, headers, body, query)
+    assert rejected.status == (403 if kind == "other service account" else 401)
+    assert rejected.reason
+
+
+@pytest.mark.django_db
+def test_jwk_set_url_bad_token_is_401_through_the_endpoint(client, jwks):
+    token = shared_key("forger").token({"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": PUSH_EMAIL,
+                                        "email_verified": True, "iat": 1, "exp": 4102444800})
+    response = client.post("/webhooks/google", pubsub_body(subscription_notification("tok-1", 4)),
+                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401
+    assert "not valid" in response.json()["error"]["message"]
+    assert jwks.calls == []
+
+
+@pytest.mark.parametrize("served", [b'{"keys": []}', b'{"keys": [{"kty": "nonsense"}]}', b"<html>oops</html>",
+                                    b'["not", "an", "object"]'])
+def test_unusable_certificates_are_transient_not_the_senders_fault(adapter, jwks, served):
+    jwks.certs_override = served
+    with pytest.raises(TransientError):
+        _auth(adapter, jwks)
+
+
+@pytest.mark.django_db
+def test_unusable_certificates_are_503_through_the_endpoint(client, jwks):
+    jwks.certs_override = b'{"keys": []}'
+    response = client.post("/webhooks/google", pubsub_body(subscription_notification("tok-1", 4)),
+                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {_token(jwks)}")
+    assert response.status_code == 503
+    assert "certificates" in response.json()["error"]["message"]
+    assert not WebhookEvent.objects.exists()
+
+
+def _token(fake) -> str:
+    return fake.push_token(audience=AUDIENCE, email=PUSH_EMAIL)

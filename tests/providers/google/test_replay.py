@@ -9,9 +9,12 @@ import pytest
 from billing.models import Subscription, Transaction
 from billing.snapshots import Environment, TransactionKind
 
-from .helpers import load_sequence, process, sequence_names, token_of
+from .helpers import load_sequence, process, sequence_names, subscription_notification, token_of
 
 pytestmark = pytest.mark.django_db
+
+# Google's two pending states (PROVIDERS.md §2.4): a purchase not paid yet is never acknowledged.
+PENDING_STATES = ("SUBSCRIPTION_STATE_PENDING", "SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED")
 
 # What each step leaves the notified token at (RTDN 12 → REVOKED, and a later EXPIRED stays REVOKED).
 EXPECTED = {
@@ -49,9 +52,33 @@ def test_replay_captured_lifecycle(adapter, google, name):
         assert sub.store_product_id.startswith("session_pro:session-pro-")
         # every purchase got acknowledged after it was linked, and the fact recorded
         assert sub.acknowledged_at is not None
-    # never a PENDING-state purchase acknowledged, every call authenticated with the issued token
+    # each purchase acknowledged once, never while Google held it PENDING; every call authenticated
+    # with the issued token
+    acks = google.calls_of("acknowledge")
+    assert acks and len({c["token"] for c in acks}) == len(acks)
+    assert all(c["state"] not in PENDING_STATES for c in acks)
     assert all(c["authorization"].startswith("Bearer ya29.fake-") for c in google.calls)
     assert google.token_requests == 1  # the access token is reused across calls
+
+
+def test_pending_purchase_is_acknowledged_only_once_paid(adapter, google):
+    """A purchase first reported PENDING (a slow payment method, then paid): the captured purchase's
+    first step replayed with the PENDING state Google reports before the payment clears."""
+    step = load_sequence("06_purchase_grace_hold_recover.json", user_id="42")[0]
+    token = token_of(step)
+    paid = step["subscriptionPurchaseV2"]
+    google.set_purchase(token, {**paid, "subscriptionState": "SUBSCRIPTION_STATE_PENDING"})
+    process(adapter, google, step["developerNotification"])
+    sub = Subscription.objects.get(provider_subscription_id=token)
+    assert sub.status == "INACTIVE" and sub.acknowledged_at is None
+    assert google.calls_of("acknowledge") == []
+
+    google.set_purchase(token, paid)  # the payment went through
+    process(adapter, google, subscription_notification(token, 4))
+    sub.refresh_from_db()
+    assert sub.status == "ACTIVE" and sub.acknowledged_at is not None
+    (ack,) = google.calls_of("acknowledge")
+    assert ack["state"] == "SUBSCRIPTION_STATE_ACTIVE"
 
 
 def test_renewals_are_distinct_transactions(adapter, google):

@@ -1,11 +1,11 @@
 """The Play Developer API through the real client: failures then recovery, quota, verification,
 re-poll, cancel, and staff revoke/defer (store first, then re-read and applied)."""
 
-import time
 from datetime import timedelta
 
 import pytest
 
+from accounts.models import Subscriber
 from billing.models import Subscription
 from billing.providers.base import InvalidPurchase, PermanentError, StoreUnavailable, TransientError
 from billing.providers.google import client, services
@@ -13,7 +13,7 @@ from billing.providers.google.admin_actions import ACTIONS
 from billing.store_actions import subscription_cancel
 from billing.sweeps import subscription_resync
 from billing.verification import PurchaseOwnedByAnotherUser, purchase_verify
-from tests.factories import UserFactory
+from tests.factories import SubscriptionFactory, UserFactory
 
 from .helpers import load_sequence, process, subscription_notification, token_of
 
@@ -55,8 +55,7 @@ def test_unreachable_api_and_token_endpoint_are_transient(adapter, google, setti
 
 
 def test_quota_is_shared_by_all_callers(adapter, google, settings):
-    if time.time() % 60 > 50:  # keep the three calls inside one minute window
-        time.sleep(61 - time.time() % 60)
+    # A sliding 60 s window: the three calls below fall in one window whenever the test runs.
     settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 2
     google.set_purchase("tok-q", STEP["subscriptionPurchaseV2"] | {"acknowledgementState":
                                                                     "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"})
@@ -67,15 +66,57 @@ def test_quota_is_shared_by_all_callers(adapter, google, settings):
     assert len(google.calls) == 2
 
 
+def test_quota_refusals_do_not_spend_the_budget(adapter, google, settings):
+    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 1
+    google.set_purchase(TOKEN, STEP["subscriptionPurchaseV2"])
+    client.subscription_get(TOKEN)
+    for _ in range(3):
+        with pytest.raises(client.QuotaExceeded):
+            client.subscription_get(TOKEN)
+    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 2  # one more call fits: the refused ones were not counted
+    client.subscription_get(TOKEN)
+    assert len(google.calls_of("get")) == 2
+
+
 def test_verify_applies_links_and_acknowledges(adapter, google):
     google.set_purchase(TOKEN, STEP["subscriptionPurchaseV2"])
-    (result,) = purchase_verify(provider="google", user_id="501",
+    (result,) = purchase_verify(provider="google", user_id="42",
                                 purchase={"provider": "google", "purchase_token": TOKEN, "product_id": "session_pro"})
     sub = Subscription.objects.get(pk=result.subscription_id)
-    assert sub.status == "ACTIVE" and sub.subscriber.external_id == "501"
+    assert sub.status == "ACTIVE" and sub.subscriber.external_id == "42"
+    assert sub.subscriber.google_obfuscated_account_id == "42"
     assert sub.acknowledged_at is not None and len(google.calls_of("acknowledge")) == 1
-    with pytest.raises(PurchaseOwnedByAnotherUser):
+    with pytest.raises(PurchaseOwnedByAnotherUser) as caught:
         purchase_verify(provider="google", user_id="502", purchase={"purchase_token": TOKEN})
+    assert caught.value.subscription == sub and not caught.value.claimed_by_store
+
+
+def test_verify_links_a_purchase_without_account_id_to_the_caller(adapter, google):
+    purchase = {k: v for k, v in STEP["subscriptionPurchaseV2"].items() if k != "externalAccountIdentifiers"}
+    google.set_purchase(TOKEN, purchase)
+    (result,) = purchase_verify(provider="google", user_id="501", purchase={"purchase_token": TOKEN})
+    sub = Subscription.objects.get(pk=result.subscription_id)
+    assert sub.subscriber.external_id == "501" and sub.acknowledged_at is not None
+
+
+def test_verify_refuses_a_purchase_google_says_another_user_made(adapter, google):
+    google.set_purchase(TOKEN, STEP["subscriptionPurchaseV2"])  # obfuscatedExternalAccountId "42"
+    with pytest.raises(PurchaseOwnedByAnotherUser) as caught:
+        purchase_verify(provider="google", user_id="501", purchase={"purchase_token": TOKEN})
+    assert caught.value.claimed_by_store and caught.value.subscription.pk is None
+    assert TOKEN in str(caught.value) and "another user" in str(caught.value)
+    assert not Subscription.objects.exists() and not Subscriber.objects.exists()  # nothing of 42 copied to 501
+    assert google.calls_of("acknowledge") == []
+
+
+def test_verify_refuses_an_orphan_google_says_another_user_made(adapter, google):
+    """The RTDN came first and left an orphan (e.g. policy or timing): the hint still counts."""
+    SubscriptionFactory(provider="google", provider_subscription_id=TOKEN, subscriber=None)
+    google.set_purchase(TOKEN, STEP["subscriptionPurchaseV2"])
+    with pytest.raises(PurchaseOwnedByAnotherUser) as caught:
+        purchase_verify(provider="google", user_id="501", purchase={"purchase_token": TOKEN})
+    assert caught.value.subscription.provider_subscription_id == TOKEN and caught.value.subscription.pk
+    assert Subscription.objects.get(provider_subscription_id=TOKEN).subscriber is None
 
 
 @pytest.mark.parametrize(("body", "fail", "error"), [
