@@ -1,4 +1,4 @@
-"""POST /webhooks/<provider>: size check → adapter → authenticate → store once → queue → answer.
+"""POST /webhooks/<provider>: adapter → size check → authenticate → store once → queue → answer.
 
 A plain Django view (no DRF: the stores send their own formats and the answer path is hot). The
 answer does no store API call and no subscription write. 4xx only for what a retry can never fix;
@@ -29,30 +29,37 @@ def _has_webhooks(adapter: ProviderAdapter) -> bool:
     return type(adapter).authenticate is not ProviderAdapter.authenticate
 
 
+def _webhook_adapter(provider: str) -> ProviderAdapter | None:
+    try:
+        adapter = registry.get_adapter(provider)
+    except registry.UnknownProvider:
+        return None
+    return adapter if _has_webhooks(adapter) else None
+
+
 @csrf_exempt
 def webhook_receive(request, provider: str):
+    # Looked up first so that every refusal, even before the body is read, is in the store's own
+    # error shape (Xsolla: 400 INVALID_PARAMETER, which it does not retry).
+    adapter = _webhook_adapter(provider)
     if request.method != "POST":
-        response = _error(405, "method_not_allowed", "Webhooks are delivered with POST.")
+        response = _error(405, "method_not_allowed", "Webhooks are delivered with POST.", adapter)
         response["Allow"] = "POST"
         return response
 
     limit = settings.WEBHOOK_MAX_BODY_BYTES
-    too_big = _error(413, "too_large", f"The body is larger than the limit of {limit} bytes.")
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return _error(400, "malformed", "Content-Length is not a number.")
+        return _error(400, "malformed", "Content-Length is not a number.", adapter)
+    too_big = f"The body is larger than the limit of {limit} bytes."
     if declared > limit:
-        return too_big  # refused before reading a byte of it
+        return _error(413, "too_large", too_big, adapter)  # refused before reading a byte of it
     body = request.read(limit + 1)
     if len(body) > limit:
-        return too_big
+        return _error(413, "too_large", too_big, adapter)
 
-    try:
-        adapter = registry.get_adapter(provider)
-    except registry.UnknownProvider:
-        adapter = None
-    if adapter is None or not _has_webhooks(adapter):
+    if adapter is None:
         known = ", ".join(n for n in registry.names() if n != "manual")
         return _error(404, "unknown_provider", f"No webhook endpoint for provider {provider!r} (known: {known}).")
 

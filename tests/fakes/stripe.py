@@ -192,6 +192,7 @@ class FakeStripe:
                 "payment_method", p, customer=i)),
             ("POST", r"/v1/setup_intents", self.setup_intent_create),
             ("GET", r"/v1/setup_intents/([^/]+)", lambda p, i: self.get(i, "setup_intent")),
+            ("POST", r"/v1/setup_intents/([^/]+)/confirm", self.setup_intent_confirm),
             ("GET", r"/v1/payment_methods/([^/]+)", lambda p, i: self.payment_method(i)),
             ("POST", r"/v1/payment_methods/([^/]+)/attach", self.payment_method_attach),
             ("GET", r"/v1/products", lambda p: self.listing("product", p)),
@@ -393,6 +394,23 @@ class FakeStripe:
                   "next_action": None, "created": self.now(), "livemode": self.livemode,
                   "metadata": params.get("metadata") or {}, "automatic_payment_methods": None}
         return self.put(intent)
+
+    def setup_intent_confirm(self, params: dict, id_: str) -> dict:
+        """What Stripe.js does with the card the user typed: a new PaymentMethod (or a given one), attached
+        to the intent's customer. Magic ids behave as at attach (declined) and at charge time."""
+        intent = self.get(id_, "setup_intent")
+        if intent["status"] == "succeeded":
+            raise StripeFakeError(400, "invalid_request_error", "This SetupIntent has already succeeded.",
+                                  "setup_intent_unexpected_state")
+        pm_id = params.get("payment_method")
+        if not pm_id:
+            if (params.get("payment_method_data") or {}).get("type") != "card":
+                raise StripeFakeError(400, "invalid_request_error", "Missing required param: payment_method.",
+                                      "parameter_missing", "payment_method")
+            pm_id = new_id("pm")
+        self.payment_method_attach({"customer": intent["customer"]}, pm_id)
+        intent.update(status="succeeded", payment_method=pm_id)
+        return intent
 
     # --- subscriptions --------------------------------------------------------------------------------
 

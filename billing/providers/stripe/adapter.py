@@ -1,8 +1,10 @@
 """The Stripe adapter: signed events in, the subscription as Stripe has it now out.
 
 An event is a trigger, not the truth: Stripe delivers out of order and retries for days, so every
-subscription-related event re-reads the subscription from Stripe (observed now). Only when Stripe no
-longer has it (404) does the event's own copy count, as of the event's `created`."""
+subscription-related event re-reads the subscription from Stripe (observed now). When it cannot be read
+(Stripe answers 404, or STRIPE_SECRET_KEY is not set) the event's own copy counts, as of the event's
+`created`; an event without a copy (invoice, refund, dispute, Checkout) is applied to the subscription
+as we hold it: its money is recorded, a refund or dispute revokes, the status is otherwise kept."""
 
 import json
 import logging
@@ -26,7 +28,7 @@ from billing.providers.base import (
     TransientError,
     VerifiedEvent,
 )
-from billing.snapshots import Snapshot
+from billing.snapshots import Provider, Snapshot
 from billing.statuses import Status
 
 from . import catalogue, mapping, selectors
@@ -137,9 +139,9 @@ class StripeAdapter(ProviderAdapter):
         elif kind == "checkout.session.completed":
             result = self._from_checkout_session(obj, created)
         elif kind == "charge.refunded":
-            result = self._from_refund(obj)
+            result = self._from_refund(obj, created)
         elif kind == "charge.dispute.created":
-            result = self._from_dispute(obj)
+            result = self._from_dispute(obj, created)
         elif kind in CATALOGUE_EVENTS:
             result = ParseResult(ignored_reason="catalogue updated",
                                  after_apply=[partial(self._catalogue_from_event, obj)])
@@ -209,12 +211,51 @@ class StripeAdapter(ProviderAdapter):
         return None, created
 
     def _from_subscription(self, subscription_id: str, *, fallback: dict | None, created: datetime,
-                           user_id: str | None = None, transactions=()) -> ParseResult:
+                           user_id: str | None = None, customer_id: str | None = None,
+                           transactions=()) -> ParseResult:
         sub, observed = self._current(subscription_id, fallback=fallback, created=created)
-        if sub is None:
-            return ParseResult(ignored_reason=f"Stripe has no subscription {subscription_id}")
-        snapshot = self.snapshot(sub, observed, user_id=user_id, transactions=transactions)
-        return ParseResult(snapshots=[snapshot], after_apply=[partial(_catalogue_after_apply, sub)])
+        if sub is not None:
+            snapshot = self.snapshot(sub, observed, user_id=user_id, transactions=transactions)
+            return ParseResult(snapshots=[snapshot], after_apply=[partial(_catalogue_after_apply, sub)])
+        transactions = tuple(t for t in transactions if t is not None)
+        if not transactions and not user_id:
+            return ParseResult(ignored_reason=f"{_unreadable(subscription_id)}; its state comes from its "
+                                              "customer.subscription events")
+        stored = self._stored_or_wait(subscription_id)
+        if stored is None:
+            return ParseResult(ignored_reason=f"{_unreadable(subscription_id)} and it is not known here")
+        return ParseResult(snapshots=[self._stored_snapshot(
+            stored, created=created, transactions=transactions, user_id=user_id, customer_id=customer_id,
+            note=f"{_unreadable(subscription_id)}: applied to the stored state")])
+
+    def _stored_or_wait(self, subscription_id: str) -> selectors.Stored | None:
+        """Our copy of a subscription Stripe's copy of which cannot be read. Without the API key an
+        unknown one is retried: Stripe sends invoice.paid and customer.subscription.created together,
+        in no set order. With the key, Stripe answered 404: a retry cannot help."""
+        stored = selectors.stored_subscription(subscription_id)
+        if stored is None and not settings.STRIPE_SECRET_KEY:
+            raise TransientError(f"subscription {subscription_id} is not known yet and cannot be read without "
+                                 "STRIPE_SECRET_KEY: retried until its customer.subscription event is applied")
+        return stored
+
+    def _stored_snapshot(self, stored: selectors.Stored, *, created: datetime, transactions=(),
+                         revoked_for: str | None = None, user_id: str | None = None,
+                         customer_id: str | None = None, note: str = "") -> Snapshot:
+        """What an event proves (money moved, who the user is, a refund or dispute), applied to the
+        subscription as we have it: the event carries no copy of the subscription."""
+        common = {"provider": Provider.STRIPE, "provider_subscription_id": stored.subscription_id,
+                  "environment": stored.environment, "transactions": tuple(transactions)}
+        if revoked_for:
+            # A revocation is a fact of its own: as of the refund, but never stale against the state
+            # read here (a late or retried refund still revokes).
+            observed = max(created, stored.last_event_at) if stored.last_event_at else created
+            return Snapshot(**common, status=Status.REVOKED, observed_at=observed,
+                            raw={**stored.raw, selectors.REVOKED_FOR_INVOICE: revoked_for}, note=note)
+        # The status as stored, as of the stored state (derived: it tells nothing newer). If a newer
+        # state is applied before it, this snapshot is stale: that state stands, the money is still recorded.
+        return Snapshot(**common, status=stored.status, observed_at=stored.last_event_at or created, derived=True,
+                        user_id=user_id, identity_field=mapping.CUSTOMER_IDENTITY if customer_id else None,
+                        identity_value=customer_id, note=note)
 
     def _from_invoice(self, invoice: dict, kind: str, created: datetime) -> ParseResult:
         subscription_id = mapping.invoice_subscription_id(invoice)
@@ -227,53 +268,68 @@ class StripeAdapter(ProviderAdapter):
         if session.get("mode") != "subscription" or not session.get("subscription"):
             return ParseResult(ignored_reason="not a subscription Checkout Session")
         user_id = session.get("client_reference_id") or (session.get("metadata") or {}).get(mapping.USER_ID_KEY)
-        return self._from_subscription(mapping.obj_id(session["subscription"]), fallback=session["subscription"]
-                                       if isinstance(session["subscription"], dict) else None,
-                                       created=created, user_id=user_id)
+        subscription = session["subscription"]
+        return self._from_subscription(mapping.obj_id(subscription),
+                                       fallback=subscription if isinstance(subscription, dict) else None,
+                                       created=created, user_id=user_id,
+                                       customer_id=mapping.obj_id(session.get("customer")))
 
-    def _from_refund(self, charge: dict) -> ParseResult:
+    def _from_refund(self, charge: dict, created: datetime) -> ParseResult:
         """Refund Transactions; a full refund of the current period's invoice revokes access
         (a partial refund is a goodwill gesture: access is unchanged)."""
         invoice_id = self._invoice_of_charge(charge)
         subscription_id = self._subscription_of_invoice(invoice_id) if invoice_id else None
         if not subscription_id:
             return ParseResult(ignored_reason="the charge is not for a subscription invoice")
-        sub = self._retrieve_subscription(subscription_id)
+        transactions = mapping.refund_transactions(charge, self._refunds_of_charge(charge))
+        full = mapping.charge_fully_refunded(charge)
+        sub, _ = self._current(subscription_id, fallback=None, created=created)
         if sub is None:
-            return ParseResult(ignored_reason=f"Stripe has no subscription {subscription_id}")
-        refunds = self._refunds_of_charge(charge)
-        revoke = mapping.charge_fully_refunded(charge) and mapping.obj_id(sub.get("latest_invoice")) == invoice_id
+            stored = self._stored_or_wait(subscription_id)
+            if stored is None:
+                return ParseResult(ignored_reason=f"{_unreadable(subscription_id)} and it is not known here")
+            revoke = full and stored.latest_invoice == invoice_id
+            return ParseResult(snapshots=[self._stored_snapshot(
+                stored, created=created, transactions=transactions, revoked_for=invoice_id if revoke else None,
+                note=_refund_note(charge, revoke))])
+        revoke = full and mapping.obj_id(sub.get("latest_invoice")) == invoice_id
         snapshot = self.snapshot(
-            sub, timezone.now(), status=Status.REVOKED if revoke else None,
-            transactions=mapping.refund_transactions(charge, refunds),
+            sub, timezone.now(), status=Status.REVOKED if revoke else None, transactions=transactions,
             extra_raw={selectors.REVOKED_FOR_INVOICE: invoice_id} if revoke else None,
-            note=(f"charge {charge.get('id')} fully refunded: access revoked" if revoke
-                  else f"charge {charge.get('id')} refunded ({charge.get('amount_refunded')} of "
-                       f"{charge.get('amount')}): access unchanged"))
+            note=_refund_note(charge, revoke))
         return ParseResult(snapshots=[snapshot])
 
-    def _from_dispute(self, dispute: dict) -> ParseResult:
+    def _from_dispute(self, dispute: dict, created: datetime) -> ParseResult:
         """A chargeback: the money is gone and the payer says they did not agree to pay; access is revoked."""
         charge_id = mapping.obj_id(dispute.get("charge"))
-        charge = self._api(lambda c: c.v1.charges.retrieve(charge_id)) if charge_id else None
-        invoice_id = self._invoice_of_charge(charge) if charge else None
+        invoice_id = selectors.invoice_for_charge(charge_id, mapping.obj_id(dispute.get("payment_intent"))) \
+            if charge_id else None
+        if not invoice_id and charge_id and settings.STRIPE_SECRET_KEY:
+            charge = self._api(lambda c: c.v1.charges.retrieve(charge_id))
+            invoice_id = self._invoice_of_charge(charge) if charge else None
         subscription_id = self._subscription_of_invoice(invoice_id) if invoice_id else None
         if not subscription_id:
             return ParseResult(ignored_reason="the disputed charge is not for a subscription invoice")
-        sub = self._retrieve_subscription(subscription_id)
+        transactions = (mapping.dispute_transaction(dispute),)
+        note = f"charge {charge_id} disputed ({dispute.get('reason')}): access revoked"
+        sub, _ = self._current(subscription_id, fallback=None, created=created)
         if sub is None:
-            return ParseResult(ignored_reason=f"Stripe has no subscription {subscription_id}")
-        snapshot = self.snapshot(
-            sub, timezone.now(), status=Status.REVOKED, transactions=(mapping.dispute_transaction(dispute),),
-            extra_raw={selectors.REVOKED_FOR_INVOICE: invoice_id},
-            note=f"charge {charge_id} disputed ({dispute.get('reason')}): access revoked")
+            stored = self._stored_or_wait(subscription_id)
+            if stored is None:
+                return ParseResult(ignored_reason=f"{_unreadable(subscription_id)} and it is not known here")
+            return ParseResult(snapshots=[self._stored_snapshot(stored, created=created, transactions=transactions,
+                                                                revoked_for=invoice_id, note=note)])
+        snapshot = self.snapshot(sub, timezone.now(), status=Status.REVOKED, transactions=transactions,
+                                 extra_raw={selectors.REVOKED_FOR_INVOICE: invoice_id}, note=note)
         return ParseResult(snapshots=[snapshot])
 
     def _catalogue_from_event(self, obj: dict, _results) -> None:
+        # Without the API key the event's own copy is all there is (a product's prices cannot be listed).
+        has_key = bool(settings.STRIPE_SECRET_KEY)
         if obj.get("object") == "price":
-            price = self._api(lambda c: c.v1.prices.retrieve(obj["id"], {"expand": ["product"]}))
+            price = self._api(lambda c: c.v1.prices.retrieve(obj["id"], {"expand": ["product"]})) if has_key else None
             catalogue.product_upsert_from_price(price=mapping.parse_price(price or obj))
-        elif obj.get("object") == "product":
+        elif obj.get("object") == "product" and has_key:
             prices = self._api(lambda c: c.v1.prices.list({"product": obj["id"], "limit": 100}))
             for price in (prices or {}).get("data") or []:
                 price["product"] = obj
@@ -334,12 +390,13 @@ class StripeAdapter(ProviderAdapter):
         return mapping.invoice_subscription_id(invoice) if invoice else None
 
     def _refunds_of_charge(self, charge: dict) -> list[dict]:
-        listed = (charge.get("refunds") or {}).get("data")
-        if settings.STRIPE_SECRET_KEY:  # the event's list can be truncated or absent (current API versions)
-            refunds = self._api(lambda c: c.v1.refunds.list({"charge": charge["id"], "limit": 100}))
-            if refunds is not None:
-                return refunds.get("data") or []
-        return list(listed or [])
+        """The event's own refunds (API versions before 2022-11-15 include them) merged with Stripe's
+        list (the event's can be truncated, and current versions send none); Stripe's copy wins."""
+        refunds = {r["id"]: r for r in (charge.get("refunds") or {}).get("data") or [] if r.get("id")}
+        if settings.STRIPE_SECRET_KEY:
+            listed = self._api(lambda c: c.v1.refunds.list({"charge": charge["id"], "limit": 100}))
+            refunds.update((r["id"], r) for r in (listed or {}).get("data") or [] if r.get("id"))
+        return list(refunds.values())
 
 
 def plain(obj) -> dict:
@@ -350,3 +407,15 @@ def plain(obj) -> dict:
 
 def mapping_note(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
+
+
+def _unreadable(subscription_id: str) -> str:
+    why = "Stripe has no" if settings.STRIPE_SECRET_KEY else "without STRIPE_SECRET_KEY Stripe cannot be asked for"
+    return f"{why} subscription {subscription_id}"
+
+
+def _refund_note(charge: dict, revoked: bool) -> str:
+    if revoked:
+        return f"charge {charge.get('id')} fully refunded: access revoked"
+    return (f"charge {charge.get('id')} refunded ({charge.get('amount_refunded')} of {charge.get('amount')}): "
+            "access unchanged")

@@ -1,11 +1,42 @@
 """Reads of our own state that the Stripe adapter needs."""
 
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+
 from billing.models import Subscription, Transaction
-from billing.snapshots import Provider
+from billing.snapshots import Provider, TransactionKind
 from billing.statuses import Status
 
 # Kept in Subscription.raw_snapshot when a refund or dispute revoked access: the invoice it was for.
 REVOKED_FOR_INVOICE = "revoked_for_invoice"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A Stripe subscription as we hold it: what an event without a subscription copy of its own is
+    applied to when Stripe's copy cannot be read."""
+
+    subscription_id: str
+    status: str
+    last_event_at: datetime | None
+    environment: str
+    raw: dict
+
+    @property
+    def latest_invoice(self) -> str | None:
+        latest = ((self.raw or {}).get("subscription") or {}).get("latest_invoice")
+        return latest.get("id") if isinstance(latest, dict) else latest or None
+
+
+def stored_subscription(subscription_id: str) -> Stored | None:
+    row = (Subscription.objects.filter(provider=Provider.STRIPE, provider_subscription_id=subscription_id)
+           .values("status", "last_event_at", "environment", "raw_snapshot").first())
+    if row is None:
+        return None
+    return Stored(subscription_id=subscription_id, status=row["status"], last_event_at=row["last_event_at"],
+                  environment=row["environment"], raw=row["raw_snapshot"] or {})
 
 
 def revoked_for_invoice(subscription_id: str) -> str | None:
@@ -21,3 +52,14 @@ def subscription_id_for_invoice(invoice_id: str) -> str | None:
     """The subscription an invoice we recorded as a payment belongs to."""
     return (Transaction.objects.filter(provider=Provider.STRIPE, provider_transaction_id=invoice_id)
             .values_list("subscription__provider_subscription_id", flat=True).first())
+
+
+def invoice_for_charge(charge_id: str, payment_intent_id: str | None = None) -> str | None:
+    """The paid invoice we recorded for a charge. Only invoices of API versions before 2025-03-31
+    name their charge and payment intent, so this finds nothing for current ones."""
+    match = Q(raw__charge=charge_id)
+    if payment_intent_id:
+        match |= Q(raw__payment_intent=payment_intent_id)
+    return (Transaction.objects.filter(match, provider=Provider.STRIPE,
+                                       kind__in=(TransactionKind.PURCHASE, TransactionKind.RENEWAL))
+            .values_list("provider_transaction_id", flat=True).first())

@@ -118,12 +118,12 @@ class XsollaAdapter(ProviderAdapter):
 
         if self.api_configured() and event_type != mapping.PARTIAL_REFUND:
             data = client.get_subscription(sub.subscription_id)
+            revoke = event_type in (mapping.REFUND, mapping.AFS_REJECT)
             snapshot = mapping.snapshot_from_api(
-                data, observed_at=timezone.now(), stored=stored,
-                trial_hint=event_type == mapping.CREATE_SUBSCRIPTION and bool(sub.trial_value),
+                data, observed_at=mapping.refund_observed_at(event.received_at, stored) if revoke else timezone.now(),
+                stored=stored, trial_hint=event_type == mapping.CREATE_SUBSCRIPTION and bool(sub.trial_value),
                 environment=Environment.SANDBOX if mapping.is_dry_run(body) else None,
-                transactions=transactions,
-                revoke_if_ended=event_type in (mapping.REFUND, mapping.AFS_REJECT),
+                transactions=transactions, revoke=revoke,
                 note=f"{event_type}; state fetched from the subscriptions API")
         else:
             snapshot = mapping.snapshot_from_notification(event_type, body, received_at=event.received_at,
@@ -222,7 +222,8 @@ def _stored(subscription_id: str) -> Stored | None:
 
 
 def _stored_of(sub: Subscription) -> Stored:
-    return Stored(status=sub.status, expires_at=sub.expires_at, environment=sub.environment)
+    return Stored(status=sub.status, expires_at=sub.expires_at, environment=sub.environment,
+                  last_event_at=sub.last_event_at)
 
 
 def _has_charges(subscription_id: str, body: dict) -> bool:

@@ -221,31 +221,61 @@ class Stored:
     expires_at: datetime | None
     environment: str
     has_charges: bool = False
+    last_event_at: datetime | None = None
+
+
+def stays_revoked(stored: Stored | None, next_charge: datetime | None) -> bool:
+    """A refund revoked access: only a charge for a later period gives it back (a renewal moves the next
+    charge past the one of the refunded period). A late, repeated or older notification does not."""
+    if stored is None or stored.status != Status.REVOKED:
+        return False
+    return next_charge is None or stored.expires_at is None or next_charge <= stored.expires_at
+
+
+def refund_observed_at(received_at: datetime, stored: Stored | None) -> datetime:
+    """A refund is as of when it reached us (notifications carry no time of their own), so that older
+    notifications stay stale after it; never older than the state we hold, so that a refund processed
+    late (a retry) still revokes."""
+    if stored is not None and stored.last_event_at is not None and stored.last_event_at > received_at:
+        return stored.last_event_at
+    return received_at
+
+
+def money_observed_at(body: dict, *, received_at: datetime, stored: Stored | None) -> datetime:
+    """A payment or partial refund keeps the stored status (derived): as of the state it was read from,
+    so that a newer state applied before it (in the same batch) makes it stale and stands; its money is
+    recorded either way. Nothing stored: as of the payment itself."""
+    if stored is not None and stored.last_event_at is not None:
+        return stored.last_event_at
+    tx = as_dict(body.get("transaction"))
+    return parse_date(tx.get("payment_date")) or parse_date(tx.get("date")) or received_at
 
 
 def snapshot_from_api(data: dict, *, observed_at: datetime, stored: Stored | None, trial_hint: bool = False,
                       environment: str | None = None, transactions: tuple[TransactionRecord, ...] = (),
-                      revoke_if_ended: bool = False, note: str = "") -> Snapshot:
-    """The API's view of a subscription, as of `observed_at` (when we fetched it).
+                      revoke: bool = False, note: str = "") -> Snapshot:
+    """The API's view of a subscription, as of `observed_at` (when we fetched it; a refund's time for a refund).
 
     The API has no trial flag: an active subscription that was never charged is in its trial when the
-    webhook said so (`trial_hint`) or we already had it as TRIAL. `revoke_if_ended`: a refund ended it."""
+    webhook said so (`trial_hint`) or we already had it as TRIAL. `revoke`: a full refund (or an
+    anti-fraud rejection) of its payment, whatever status Xsolla still reports."""
     sub = api_subscription(data)
     if sub.status is None:
         raise PermanentError(f"Xsolla's subscription {sub.subscription_id} has no status")
     in_trial = sub.date_last_charge is None and (trial_hint or (stored is not None and stored.status == Status.TRIAL))
     status = unified_status(sub.status, in_trial=in_trial, date_end=sub.date_end, now=observed_at)
-    if revoke_if_ended and status in (Status.EXPIRED, Status.CANCELED, Status.INACTIVE):
-        status = Status.REVOKED
-    elif stored is not None and stored.status == Status.REVOKED and sub.status == "canceled":
-        status = Status.REVOKED  # refunded, then canceled: the refund says more
+    already_revoked = stored is not None and stored.status == Status.REVOKED
+    if revoke or (already_revoked and (sub.status == "canceled" or stays_revoked(stored, sub.date_next_charge))):
+        status = Status.REVOKED  # refunded: canceled after it, or no charge for a later period since
     if status in (Status.ACTIVE, Status.TRIAL, Status.CANCELED) and sub.status != "canceled":
         expires_at = sub.date_next_charge or sub.date_end
     elif sub.status == "canceled":
         expires_at = sub.date_end
+    elif status == Status.REVOKED and (stored is None or stored.expires_at is None):
+        expires_at = sub.date_next_charge  # the refunded period's end: what a renewal must go past
     else:
         expires_at = None
-    ended = status in (Status.EXPIRED, Status.REVOKED)
+    ended = status in (Status.EXPIRED, Status.REVOKED) and not (already_revoked and status == Status.REVOKED)
     return Snapshot(
         provider=Provider.XSOLLA,
         provider_subscription_id=sub.subscription_id,
@@ -280,7 +310,8 @@ def snapshot_from_notification(event_type: str, body: dict, *, received_at: date
     carry no time of their own: `received_at` (when the webhook reached us) orders them.
 
     payment / partial refund: money facts only; the status stays what it is (a snapshot marked
-    derived, so it does not count as a newer store state). refund / afs_reject: REVOKED."""
+    derived, so it does not count as a newer store state). refund / afs_reject: REVOKED, which only a
+    charge for a later period undoes (`stays_revoked`)."""
     sub = notification_subscription(body)
     if sub is None:
         raise PermanentError(f"{event_type} names no subscription")
@@ -288,6 +319,8 @@ def snapshot_from_notification(event_type: str, body: dict, *, received_at: date
                    else stored.environment if stored else Environment.PRODUCTION)
     fields: dict = {}
     derived = False
+    observed_at = received_at
+    already_revoked = stored is not None and stored.status == Status.REVOKED
     if event_type == CREATE_SUBSCRIPTION:
         in_trial = bool(sub.trial_value)
         status = Status.TRIAL if in_trial else Status.ACTIVE
@@ -315,17 +348,22 @@ def snapshot_from_notification(event_type: str, body: dict, *, received_at: date
                   "ended_at": end if status in (Status.EXPIRED, Status.REVOKED) else None}
     elif event_type in (REFUND, AFS_REJECT):
         status = Status.REVOKED
-        fields = {"auto_renew": False, "ended_at": received_at}
+        observed_at = refund_observed_at(received_at, stored)
+        fields = {"auto_renew": False, "ended_at": None if already_revoked else received_at}
     elif event_type in (PAYMENT, PARTIAL_REFUND):
         status = stored.status if stored is not None else Status.INACTIVE
+        observed_at = money_observed_at(body, received_at=received_at, stored=stored)
         derived = True
     else:
         raise PermanentError(f"no mapping for Xsolla notification {event_type!r}")
+    if event_type in (CREATE_SUBSCRIPTION, UPDATE_SUBSCRIPTION, NON_RENEWAL_SUBSCRIPTION) and stays_revoked(
+            stored, fields.get("expires_at")):
+        status, fields = Status.REVOKED, {}  # the dates of the refunded period stay the anchor
     return Snapshot(
         provider=Provider.XSOLLA,
         provider_subscription_id=sub.subscription_id,
         status=status,
-        observed_at=received_at,
+        observed_at=observed_at,
         store_product_id=sub.plan_id,
         user_id=sub.user_id or None,
         identity_field=IDENTITY_FIELD if sub.user_id else None,

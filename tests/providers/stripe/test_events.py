@@ -1,18 +1,20 @@
 """Stripe events → unified state, at the adapter level: authenticate → parse → apply_snapshot, the
 way the webhook pipeline calls them. Stripe's side is the local fake (tests/fakes/stripe.py)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from billing.models import Product, StatusChange, Subscription, Transaction
-from billing.providers.base import TransientError
+from billing.providers.base import InboundEvent, TransientError
 from billing.selectors import check_answer
-from billing.snapshots import TransactionKind
+from billing.services import apply_snapshot
+from billing.snapshots import Cause, CauseKind, TransactionKind
 from billing.statuses import Status
 from tests.factories import ProductFactory, SubscriberFactory
 
-from .conftest import event_body, process, process_all
+from .conftest import event_body, process, process_all, signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +41,12 @@ def subscribe(fake, price, user_id="42", **kwargs):
 
 def row(sub) -> Subscription:
     return Subscription.objects.select_related("subscriber").get(provider="stripe", provider_subscription_id=sub["id"])
+
+
+def inbound(verified, body: bytes) -> InboundEvent:
+    return InboundEvent(id=2, provider="stripe", dedupe_key=verified.dedupe_key, event_type=verified.event_type,
+                        payload=verified.payload, body=body, headers={}, received_at=timezone.now(),
+                        occurred_at=verified.occurred_at)
 
 
 def period_end(sub) -> datetime:
@@ -292,3 +300,138 @@ def test_price_events_update_the_catalogue(fake_stripe, stripe_adapter):
     process_all(stripe_adapter, fake_stripe.take_events())
     product = Product.objects.get(provider="stripe", store_product_id=price["id"])
     assert (product.label, product.period_unit, product.price_minor) == ("Gold / year", "year", 4900)
+
+
+# --- status mapping of the will-not-renew and terminal cases (docs/providers/stripe.md) ---------
+
+def _cancel_at_without_period_end(fake, sub):
+    cancel_at = fake.now() + 10 * 86400  # before the period ends (30 days)
+    fake.set_status(sub["id"], "active", cancel_at=cancel_at)
+    return datetime.fromtimestamp(cancel_at, tz=UTC)
+
+
+def _first_payment_never_made(fake, sub):
+    fake.set_status(sub["id"], "incomplete_expired")  # 23 h after a failed first payment
+    return datetime.fromtimestamp(fake.objects[sub["id"]]["ended_at"], tz=UTC)
+
+
+def _trial_set_not_to_renew(fake, sub):
+    fake.subscription_update({"cancel_at_period_end": "true"}, sub["id"])
+    return datetime.fromtimestamp(sub["trial_end"], tz=UTC)
+
+
+@pytest.mark.parametrize(("start", "change", "status", "entitled"), [
+    ({}, _cancel_at_without_period_end, Status.CANCELED, True),
+    ({"payment_method": "pm_card_chargeCustomerFail"}, _first_payment_never_made, Status.EXPIRED, False),
+    ({"trial_days": 7, "payment_method": None}, _trial_set_not_to_renew, Status.CANCELED, True),
+], ids=["cancel_at_set", "incomplete_expired", "trialing_cancel_at_period_end"])
+def test_status_mapping_of_cases_stripe_has_no_status_for(fake_stripe, stripe_adapter, monthly,
+                                                          django_capture_on_commit_callbacks,
+                                                          start, change, status, entitled):
+    sub = subscribe(fake_stripe, monthly, **start)
+    process_all(stripe_adapter, fake_stripe.take_events())
+    access_until = change(fake_stripe, sub)
+    events = fake_stripe.take_events()
+    assert events, "the change at Stripe sends an event"
+    with django_capture_on_commit_callbacks(execute=True):
+        process_all(stripe_adapter, events)
+
+    r = row(sub)
+    assert r.status == status
+    assert r.expires_at == access_until
+    assert r.auto_renew is False
+    assert check_answer("42")["is_subscribed"] is entitled
+    assert r.is_entitled(access_until - timedelta(seconds=1)) is entitled
+    assert not r.is_entitled(access_until + timedelta(seconds=1))
+
+
+# --- webhook-only set-up (no STRIPE_SECRET_KEY): events are applied from their own content -------
+
+def test_without_the_api_key_a_paid_renewal_is_recorded_from_the_event(fake_stripe, stripe_adapter, monthly,
+                                                                       settings):
+    sub = subscribe(fake_stripe, monthly)
+    created = fake_stripe.take_events()
+    fake_stripe.renew(sub["id"])
+    renewal_events = fake_stripe.take_events()
+    settings.STRIPE_SECRET_KEY = ""  # webhook-only: Stripe cannot be asked anything
+    requests_before = len(fake_stripe.requests)
+
+    process_all(stripe_adapter, created)
+    r = row(sub)
+    assert r.status == Status.ACTIVE
+    [purchase] = Transaction.objects.filter(subscription=r)
+    assert (purchase.kind, purchase.amount_minor, purchase.currency) == (TransactionKind.PURCHASE, 999, "USD")
+
+    paid = next(e for e in renewal_events if e["type"] == "invoice.paid")
+    result = process(stripe_adapter, event_body(paid))  # alone: the subscription's own event is not needed
+    renewal = Transaction.objects.get(provider_transaction_id=paid["data"]["object"]["id"])
+    assert (renewal.kind, renewal.amount_minor, renewal.subscription_id) == (TransactionKind.RENEWAL, 999, r.pk)
+    assert result.results[0].outcome == "unchanged" and row(sub).status == Status.ACTIVE
+    assert len(fake_stripe.requests) == requests_before  # nothing was asked of Stripe
+
+    process(stripe_adapter, event_body(paid))  # a redelivery records nothing more
+    assert Transaction.objects.filter(subscription=r).count() == 2
+
+
+def test_without_the_api_key_a_paid_invoice_before_its_subscription_is_retried(fake_stripe, stripe_adapter, monthly,
+                                                                              settings):
+    sub = subscribe(fake_stripe, monthly)
+    events = fake_stripe.take_events()
+    settings.STRIPE_SECRET_KEY = ""
+    paid = event_body(next(e for e in events if e["type"] == "invoice.paid"))
+    with pytest.raises(TransientError, match="not known yet"):
+        process(stripe_adapter, paid)
+    assert not Transaction.objects.exists()
+
+    process(stripe_adapter, event_body(next(e for e in events if e["type"] == "customer.subscription.created")))
+    process(stripe_adapter, paid)  # the retry
+    assert Transaction.objects.get().subscription == row(sub)
+
+
+def test_without_the_api_key_a_paid_invoice_never_undoes_a_newer_state(fake_stripe, stripe_adapter, monthly,
+                                                                       settings):
+    """An invoice carries no subscription state: it keeps the stored one, as of when it was read. A
+    cancellation applied between the parse and the apply (the same drain batch) stands, even though
+    the invoice's event is the newer one."""
+    sub = subscribe(fake_stripe, monthly)
+    process_all(stripe_adapter, fake_stripe.take_events())
+    fake_stripe.subscription_update({"cancel_at_period_end": "true"}, sub["id"])
+    [canceling] = fake_stripe.take_events()
+    fake_stripe.renew(sub["id"])  # a last period paid (the cancellation takes effect at its end)
+    paid = next(e for e in fake_stripe.take_events() if e["type"] == "invoice.paid")
+    assert paid["created"] > canceling["created"]
+    settings.STRIPE_SECRET_KEY = ""
+
+    verified = stripe_adapter.authenticate(signed_headers(event_body(paid)), event_body(paid), {})
+    parsed = stripe_adapter.parse(inbound(verified, event_body(paid)))
+    process(stripe_adapter, event_body(canceling))
+    [result] = [apply_snapshot(s, Cause(CauseKind.WEBHOOK, ref="paid")) for s in parsed.snapshots]
+
+    assert result.outcome == "stale" and result.transactions_added == 1
+    assert row(sub).status == Status.CANCELED
+    assert Transaction.objects.filter(provider_transaction_id=paid["data"]["object"]["id"]).exists()
+
+
+def test_without_the_api_key_a_full_refund_revokes_until_the_next_paid_period(fake_stripe, stripe_adapter, monthly,
+                                                                             settings):
+    sub = subscribe(fake_stripe, monthly)
+    created = fake_stripe.take_events()
+    charge = fake_stripe.latest_charge(sub["id"])
+    refund = fake_stripe.refund(charge["id"])
+    [refunded] = fake_stripe.take_events()
+    # An endpoint on an older API version: the charge names its invoice and lists its refunds.
+    refunded["data"]["object"].update(invoice=sub["latest_invoice"],
+                                      refunds={"object": "list", "data": [refund], "has_more": False})
+    fake_stripe.renew(sub["id"])
+    renewal = fake_stripe.take_events()
+    settings.STRIPE_SECRET_KEY = ""
+    process_all(stripe_adapter, created)
+
+    process(stripe_adapter, event_body(refunded))
+    r = row(sub)
+    assert r.status == Status.REVOKED and check_answer("42")["is_subscribed"] is False
+    t = Transaction.objects.get(provider_transaction_id=refund["id"])
+    assert (t.kind, t.amount_minor, t.subscription_id) == (TransactionKind.REFUND, 999, r.pk)
+
+    process_all(stripe_adapter, renewal)  # the next period paid: its events' copies name a newer invoice
+    assert row(sub).status == Status.ACTIVE

@@ -2,6 +2,7 @@
 Stripe subscription, with the real stripe library against the fake."""
 
 import pytest
+import stripe
 
 from accounts.models import Subscriber
 from billing.models import Subscription
@@ -9,7 +10,7 @@ from billing.selectors import check_answer
 from billing.statuses import Status
 from tests.api_support import api_key, bearer, configure_jwt, with_key
 
-from .conftest import process_all
+from .conftest import SECRET_KEY, process_all
 
 pytestmark = pytest.mark.django_db
 
@@ -46,12 +47,24 @@ def test_setup_intent_creates_the_customer_once_and_reuses_it(client, fake_strip
     assert intent["usage"] == "off_session"
 
 
+def confirm_like_stripe_js(fake, setup_intent_id: str) -> dict:
+    """The front end's part: Stripe.js confirms the SetupIntent with the card the user typed (here through
+    the stripe library, against the fake)."""
+    stripe_client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": fake.url})
+    return stripe_client.v1.setup_intents.confirm(setup_intent_id, {"payment_method_data": {
+        "type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}})
+
+
 def test_web_flow_setup_intent_then_subscription_then_its_events(client, fake_stripe, prices, stripe_adapter,
                                                                   django_capture_on_commit_callbacks):
-    client.post("/api/stripe/setup-intents", {}, content_type="application/json", **bearer("42"))
+    setup = client.post("/api/stripe/setup-intents", {}, content_type="application/json", **bearer("42")).json()
+    intent = confirm_like_stripe_js(fake_stripe, setup["setup_intent_id"])
+    assert intent.status == "succeeded" and intent.payment_method.startswith("pm_")
+    assert fake_stripe.objects[intent.payment_method]["customer"] == setup["customer_id"]
+
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/api/stripe/subscriptions",
-                               {"price_id": prices["month"]["id"], "payment_method_id": "pm_card_visa"},
+                               {"price_id": prices["month"]["id"], "payment_method_id": intent.payment_method},
                                content_type="application/json", **bearer("42"))
     assert response.status_code == 201, response.content
     body = response.json()
@@ -59,7 +72,9 @@ def test_web_flow_setup_intent_then_subscription_then_its_events(client, fake_st
     assert body["subscription"]["status"] == "ACTIVE" and body["subscription"]["user_id"] == "42"
     sub_id = body["subscription"]["provider_subscription_id"]
     stripe_sub = fake_stripe.objects[sub_id]
-    assert stripe_sub["metadata"] == {"user_id": "42"} and stripe_sub["default_payment_method"] == "pm_card_visa"
+    assert stripe_sub["metadata"] == {"user_id": "42"}
+    assert stripe_sub["customer"] == setup["customer_id"]  # the customer the card was saved for
+    assert stripe_sub["default_payment_method"] == intent.payment_method
     assert check_answer("42")["is_subscribed"] is True  # at once, before any webhook
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -107,9 +107,21 @@ def old_shape(name: str) -> bytes:
     return fixture_event(name).replace(b'"evt_000000000000000000000000"', f'"evt_{name}"'.encode(), 1)
 
 
+def linked(name: str, **fields) -> bytes:
+    """An old-shape body with an event id of its own, tied, test-side, to the subscription of
+    customer.subscription.created.json: the files' zeroed ids are otherwise unrelated (SOURCES.md).
+    Only the linking fields of `data.object` are set; the rest is the file's."""
+    event = json.loads(fixture_event(name))
+    event["id"] = f"evt_{name}_linked"
+    event["data"]["object"].update(fields)
+    return json.dumps(event).encode()
+
+
 def test_real_old_shape_events_are_understood(client, fake_stripe, django_capture_on_commit_callbacks):
-    """stripe-ruby-mock's real bodies (API 2020-08-27: top-level current_period_end). Their ids are
-    zeroed and unknown to Stripe (404), so each event's own copy is used, as of its `created`."""
+    """stripe-ruby-mock's real bodies (API 2020-08-27: top-level current_period_end, `invoice.subscription`,
+    `charge.invoice`, refunds listed in the charge). Their ids are zeroed and unknown to Stripe (404):
+    a subscription event's own copy is used, as of its `created`; the invoice, Checkout, refund and
+    dispute events are applied to the subscription as we hold it."""
     with django_capture_on_commit_callbacks(execute=True):
         assert post(client, fixture_event("customer.subscription.created")).status_code == 200
     created = json.loads(fixture_event("customer.subscription.created"))["data"]["object"]
@@ -128,12 +140,46 @@ def test_real_old_shape_events_are_understood(client, fake_stripe, django_captur
     assert WebhookEvent.objects.get(dedupe_key="evt_customer.subscription.deleted").outcome.startswith(
         "ignored: stale")
 
+    # Unlinked, as captured (a manual invoice, a one-off payment, a charge of no invoice): ignored.
     with django_capture_on_commit_callbacks(execute=True):
-        for name in ("invoice.paid", "charge.refunded", "checkout.session.completed", "charge.dispute.created"):
+        for name in ("invoice.paid", "charge.refunded", "checkout.session.completed"):
             assert post(client, old_shape(name)).status_code == 200
-    outcomes = dict(WebhookEvent.objects.values_list("event_type", "status"))
-    assert outcomes["invoice.paid"] == WebhookEvent.Status.IGNORED  # a manual invoice: no subscription
-    assert WebhookEvent.Status.FAILED not in outcomes.values()
+    assert set(WebhookEvent.objects.filter(status=WebhookEvent.Status.IGNORED).values_list(
+        "event_type", flat=True)) >= {"invoice.paid", "charge.refunded", "checkout.session.completed"}
+    assert not Transaction.objects.exists()
+
+    invoice_id, sub_id = created["latest_invoice"], created["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        # invoice.subscription (top level): the money of the subscription's first invoice.
+        assert post(client, linked("invoice.paid", subscription=sub_id, billing_reason="subscription_create")
+                    ).status_code == 200
+        # client_reference_id: the orphan gets its user.
+        assert post(client, linked("checkout.session.completed", mode="subscription", subscription=sub_id,
+                                   client_reference_id="42")).status_code == 200
+    paid = Transaction.objects.get(provider_transaction_id=invoice_id)
+    assert (paid.subscription_id, paid.kind, paid.amount_minor, paid.currency) == (row.pk, "purchase", 2000, "USD")
+    row.refresh_from_db()
+    assert row.status == Status.ACTIVE and row.subscriber.external_id == "42"
+    assert row.subscriber.stripe_customer_id == created["customer"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        # charge.invoice names the invoice; the refund is in the charge's own `refunds.data`.
+        assert post(client, linked("charge.refunded", invoice=invoice_id)).status_code == 200
+    row.refresh_from_db()
+    assert row.status == Status.REVOKED  # the charge refunded in full, for the current period's invoice
+    refund = Transaction.objects.get(provider_transaction_id="re_000000000000000000000000")
+    assert (refund.subscription_id, refund.kind, refund.amount_minor) == (row.pk, "refund", 100)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        # The disputed charge (ch_0…) is the one the old-shape invoice named.
+        assert post(client, old_shape("charge.dispute.created")).status_code == 200
+    chargeback = Transaction.objects.get(provider_transaction_id="dp_000000000000000000000000")
+    assert (chargeback.subscription_id, chargeback.kind, chargeback.amount_minor) == (row.pk, "chargeback", 100)
+    row.refresh_from_db()
+    assert row.status == Status.REVOKED
+    linked_events = WebhookEvent.objects.filter(dedupe_key__endswith="_linked") | WebhookEvent.objects.filter(
+        event_type="charge.dispute.created")
+    assert {e.status for e in linked_events} == {WebhookEvent.Status.PROCESSED}, [e.outcome for e in linked_events]
 
 
 def test_a_failing_mirror_never_holds_back_the_unified_state(client, fake_stripe, django_capture_on_commit_callbacks):

@@ -79,14 +79,19 @@ class Processed:
         return self.parsed.snapshots[0]
 
 
-def process(adapter, body: bytes, *, received_at=None, event_id: int = 1) -> Processed:
-    """What the webhook pipeline does with one delivery: authenticate, (store), parse, apply each
-    snapshot through the one write path."""
+def parse(adapter, body: bytes, *, received_at=None, event_id: int = 1):
+    """Authenticate and parse one delivery, applying nothing (a drain batch parses all its events first)."""
     headers = signed_headers(body)
     verified = adapter.authenticate(headers, body, {})
     inbound = InboundEvent(id=event_id, provider="xsolla", dedupe_key=verified.dedupe_key,
                            event_type=verified.event_type, payload=verified.payload, body=body, headers=headers,
                            received_at=received_at or timezone.now(), occurred_at=verified.occurred_at)
-    parsed = adapter.parse(inbound)
+    return verified, adapter.parse(inbound)
+
+
+def process(adapter, body: bytes, *, received_at=None, event_id: int = 1) -> Processed:
+    """What the webhook pipeline does with one delivery: authenticate, (store), parse, apply each
+    snapshot through the one write path."""
+    verified, parsed = parse(adapter, body, received_at=received_at, event_id=event_id)
     results = [apply_snapshot(s, Cause(CauseKind.WEBHOOK, ref=str(event_id))) for s in parsed.snapshots]
     return Processed(verified, parsed, results)

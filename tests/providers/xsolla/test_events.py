@@ -8,9 +8,11 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 from billing.models import StatusChange, Subscription, Transaction
+from billing.services import apply_snapshots
+from billing.snapshots import Cause, CauseKind
 from billing.statuses import Status
 
-from .conftest import body_of, fixture_bytes, fixture_json, process
+from .conftest import body_of, fixture_bytes, fixture_json, parse, process
 
 pytestmark = pytest.mark.django_db
 
@@ -175,6 +177,67 @@ def test_refund_of_a_subscription_payment_revokes_at_once(xsolla):
     # the cancel_subscription Xsolla sends after it does not turn REVOKED into EXPIRED
     process(xsolla, fixture_bytes("sdk/cancel_subscription"), received_at=t0 + timedelta(minutes=3))
     assert sub_10().status == Status.REVOKED
+
+
+def test_after_a_refund_only_a_charge_for_a_later_period_gives_access_back(xsolla):
+    t0 = timezone.now()
+    period_end = (t0 + timedelta(days=20)).replace(microsecond=0)
+    process(xsolla, with_subscription("docs/update_subscription", date_next_charge=period_end.isoformat()),
+            received_at=t0)
+    process(xsolla, fixture_bytes("sdk/payment"), received_at=t0 + timedelta(minutes=1))
+    process(xsolla, fixture_bytes("sdk/refund"), received_at=t0 + timedelta(minutes=2))
+    assert sub_10().status == Status.REVOKED
+
+    # Xsolla retrying a notification about the refunded period, after the refund: still REVOKED.
+    again = process(xsolla, with_subscription("docs/update_subscription", date_next_charge=period_end.isoformat()),
+                    received_at=t0 + timedelta(minutes=3))
+    assert again.results[0].new_status == Status.REVOKED and sub_10().expires_at == period_end
+    non_renewal = with_subscription("docs/non_renewal_subscription", date_next_charge=period_end.isoformat())
+    assert process(xsolla, non_renewal, received_at=t0 + timedelta(minutes=4)).results[0].new_status == Status.REVOKED
+    # One that arrived before the refund, replayed later: stale.
+    older = process(xsolla, with_subscription("docs/update_subscription", plan_id="other"),
+                    received_at=t0 + timedelta(seconds=90))
+    assert older.results[0].outcome == "stale" and sub_10().status == Status.REVOKED
+    assert not sub_10().is_entitled(timezone.now())
+
+    # The renewal: a payment, and the update_subscription moving the next charge past the refunded period.
+    renewal = fixture_json("sdk/payment")
+    renewal["transaction"]["id"] = 2
+    process(xsolla, body_of(renewal), received_at=t0 + timedelta(minutes=5))
+    assert sub_10().status == Status.REVOKED  # a payment alone grants nothing
+    next_end = period_end + timedelta(days=30)
+    process(xsolla, with_subscription("docs/update_subscription", date_next_charge=next_end.isoformat()),
+            received_at=t0 + timedelta(minutes=6))
+    sub = sub_10()
+    assert sub.status == Status.ACTIVE and sub.expires_at == next_end and sub.is_entitled(timezone.now())
+
+
+def test_a_refund_processed_after_a_newer_notification_still_revokes(xsolla):
+    t0 = timezone.now()
+    future = (t0 + timedelta(days=20)).replace(microsecond=0).isoformat()
+    process(xsolla, fixture_bytes("sdk/payment"), received_at=t0)
+    process(xsolla, with_subscription("docs/update_subscription", date_next_charge=future),
+            received_at=t0 + timedelta(minutes=5))
+    # Received at t0 + 2 min, processed after the update (its first attempt failed): never stale.
+    done = process(xsolla, fixture_bytes("sdk/refund"), received_at=t0 + timedelta(minutes=2))
+    assert done.results[0].outcome == "updated"
+    assert sub_10().status == Status.REVOKED
+
+
+def test_a_payment_parsed_in_one_batch_with_its_create_keeps_the_created_state(xsolla):
+    """A drain batch parses every event before applying any: the payment, parsed while nothing was
+    stored, must not undo the create_subscription applied before it."""
+    t0 = timezone.now()
+    create = fixture_json("docs/create_subscription")
+    del create["subscription"]["trial"]
+    _, created = parse(xsolla, body_of(create), received_at=t0)
+    _, paid = parse(xsolla, fixture_bytes("sdk/payment"), received_at=t0 + timedelta(seconds=1))
+    results = apply_snapshots([(s, Cause(CauseKind.WEBHOOK, ref="batch")) for s in created.snapshots + paid.snapshots])
+
+    assert [r.new_status for r in results] == [Status.ACTIVE, Status.ACTIVE]
+    assert results[1].transactions_added == 1
+    assert sub_10().status == Status.ACTIVE
+    assert Transaction.objects.get(provider="xsolla", provider_transaction_id="1").subscription == sub_10()
 
 
 def test_refund_code_2_is_a_chargeback(xsolla):

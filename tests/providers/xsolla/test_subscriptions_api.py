@@ -180,22 +180,61 @@ def test_payment_with_the_api_records_the_money_and_the_fetched_state(fake_xsoll
     assert sub.transactions.get().provider_transaction_id == "1"
 
 
-def test_refund_with_the_api_revokes_unless_the_subscription_is_still_active(fake_xsolla, xsolla):
+def test_refund_with_the_api_revokes_until_a_later_period_is_charged(fake_xsolla, xsolla):
+    period_end = (timezone.now() + timedelta(days=20)).replace(microsecond=0)
+    fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567",
+                                                          date_next_charge=iso(period_end)))
+    process(xsolla, fixture_bytes("docs/update_subscription"))
+    process(xsolla, fixture_bytes("sdk/payment"))
+    assert Subscription.objects.get().is_entitled(timezone.now())
+
+    # A full refund revokes, even though Xsolla still reports the subscription active; as of when the
+    # refund arrived (not when the API was asked), so that older notifications stay older.
+    refunded_at = timezone.now()
+    done = process(xsolla, fixture_bytes("sdk/refund"), received_at=refunded_at)
+    sub = Subscription.objects.get()
+    assert sub.status == Status.REVOKED and not sub.is_entitled(timezone.now())
+    assert done.snapshot.observed_at == refunded_at
+    assert sub.transactions.get(provider_transaction_id="refund:1").amount_minor == 999
+    # What follows for the same period keeps it REVOKED: a partial refund, a re-poll, a late
+    # update_subscription, and the cancel_subscription Xsolla may send (not EXPIRED either).
+    process(xsolla, fixture_bytes("sdk/partial_refund"))
+    assert Subscription.objects.get().status == Status.REVOKED
+    assert apply_snapshot(xsolla.fetch(Subscription.objects.get()), Cause(CauseKind.POLL)).new_status == Status.REVOKED
+    late = fixture_json("docs/update_subscription")
+    late["subscription"]["date_next_charge"] = iso(period_end)
+    process(xsolla, body_of(late))
+    assert Subscription.objects.get().status == Status.REVOKED
+
+    # The next period charged: Xsolla's state and its update_subscription move the next charge on.
+    next_end = period_end + timedelta(days=30)
+    fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567", date_next_charge=iso(next_end),
+                                                          date_last_charge=iso(timezone.now())))
+    renewal = fixture_json("docs/update_subscription")
+    renewal["subscription"]["date_next_charge"] = iso(next_end)
+    process(xsolla, body_of(renewal))
+    sub = Subscription.objects.get()
+    assert sub.status == Status.ACTIVE and sub.expires_at == next_end and sub.is_entitled(timezone.now())
+
+
+def test_refund_then_cancel_with_the_api_stays_revoked(fake_xsolla, xsolla):
     fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567", status="canceled",
                                                           date_end=iso(timezone.now())))
     process(xsolla, fixture_bytes("sdk/refund"))
     assert Subscription.objects.get().status == Status.REVOKED
-    # the cancel_subscription that follows, and a re-poll, keep it REVOKED (not EXPIRED)
     process(xsolla, fixture_bytes("sdk/cancel_subscription"))
     assert xsolla.fetch(Subscription.objects.get()).status == Status.REVOKED
     assert Subscription.objects.get().status == Status.REVOKED
 
-    # A refund of one of two payments for the same period: Xsolla keeps the subscription active.
-    fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567", status="active"))
-    second = fixture_json("sdk/refund")
-    second["transaction"]["id"] = 2
-    process(xsolla, body_of(second))
-    assert Subscription.objects.get().status == Status.ACTIVE
+
+def test_partial_refund_with_the_api_keeps_access(fake_xsolla, xsolla):
+    fake_xsolla.put_subscription(fake_xsolla.subscription(
+        "10", user_id="1234567", date_next_charge=iso(timezone.now() + timedelta(days=20))))
+    process(xsolla, fixture_bytes("docs/update_subscription"))
+    process(xsolla, fixture_bytes("sdk/partial_refund"))
+    sub = Subscription.objects.get()
+    assert sub.status == Status.ACTIVE and sub.is_entitled(timezone.now())
+    assert sub.transactions.get().provider_transaction_id.startswith("partial_refund:1:")
 
 
 def test_xsolla_down_while_processing_is_transient(fake_xsolla, xsolla):
