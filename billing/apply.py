@@ -160,6 +160,7 @@ class _Batch:
                 self.refresh.add(sub.subscriber_id)
             return ApplyResult(sub.pk, "stale", old_status, old_status, added)
 
+        before = _state(sub) if cause.kind == CauseKind.STAFF else None
         sub.status = snapshot.status
         for name in _OPTIONAL_FIELDS:
             value = getattr(snapshot, name)
@@ -202,6 +203,11 @@ class _Batch:
             # An orphan getting its user is published too: for that user, access just changed.
             self.status_change(sub, old_status, snapshot.observed_at, cause, _join(
                 cause.note, claim_note, f"linked to user {sub.subscriber.external_id}" if linked else ""))
+        elif before is not None and _state(sub) != before:
+            # A staff fix that changes no status (a grant extended) is in the history all the same: who, why.
+            self.history.append(StatusChange(subscription=sub, old_status=old_status, new_status=sub.status,
+                                             occurred_at=snapshot.observed_at, cause=cause.kind, cause_ref=cause.ref,
+                                             staff_user_id=cause.staff_user_id, note=_join(cause.note, claim_note)))
         elif claim_note and not self._claim_recorded(sub, claim_note):
             # No status change, but support must see the conflicting claim once (not on every event).
             self.history.append(StatusChange(subscription=sub, old_status=old_status, new_status=sub.status,

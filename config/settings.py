@@ -232,6 +232,8 @@ GOOGLE_PUBSUB_SERVICE_ACCOUNT = env.str("GOOGLE_PUBSUB_SERVICE_ACCOUNT", default
 GOOGLE_PUBSUB_VERIFICATION_TOKEN = env.str("GOOGLE_PUBSUB_VERIFICATION_TOKEN", default="")
 GOOGLE_PUBSUB_CERTS_URL = env.str("GOOGLE_PUBSUB_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs")
 GOOGLE_PLAY_QUOTA_PER_MINUTE = env.int("GOOGLE_PLAY_QUOTA_PER_MINUTE", default=3000)
+# One Play API call; slower counts as a transient failure (the event is retried).
+GOOGLE_PLAY_API_TIMEOUT_SECONDS = env.float("GOOGLE_PLAY_API_TIMEOUT_SECONDS", default=20.0)
 # A purchase token nobody here claims: "ignore" (another deployment's, sharing the topic) or "orphan".
 GOOGLE_UNKNOWN_TOKEN_POLICY = env.str("GOOGLE_UNKNOWN_TOKEN_POLICY", default="orphan")
 

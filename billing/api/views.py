@@ -123,11 +123,11 @@ class VerifyPurchaseApi(APIView):
             results = purchase_verify(provider=provider, purchase=dict(request.data), user_id=user_id,
                                       ref=f"verify by {request.user}")
         except PurchaseOwnedByAnotherUser as exc:
-            sub = exc.subscription
-            raise ApiError(f"This purchase ({sub.provider} subscription {sub.provider_subscription_id}) already "
-                           "belongs to another user.", code="purchase_owned_by_another_user", status_code=409,
-                           details={"subscription_id": str(sub.pk), "provider": sub.provider,
-                                    "provider_subscription_id": sub.provider_subscription_id}) from None
+            sub = exc.subscription  # unsaved when the store says another user bought a purchase we never saw
+            raise ApiError(str(exc), code="purchase_owned_by_another_user", status_code=409,
+                           details={"subscription_id": str(sub.pk) if sub.pk else None, "provider": sub.provider,
+                                    "provider_subscription_id": sub.provider_subscription_id,
+                                    "claimed_by_store": exc.claimed_by_store}) from None
         except NothingToVerify as exc:
             raise ApiError(str(exc), code="invalid_purchase", status_code=400) from None
         except _PROVIDER_ERRORS as exc:

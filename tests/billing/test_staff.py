@@ -77,7 +77,8 @@ def test_extend_a_grant_and_reactivate_an_expired_one(staff, user):
     sub = manual_extend(subscription=sub, until=later + timedelta(days=1), reason="came back", staff_user=staff)
     assert sub.status == Status.ACTIVE
     notes = list(StatusChange.objects.filter(subscription=sub).order_by("id").values_list("new_status", "note"))
-    assert notes == [("ACTIVE", "trial for a partner"), ("REVOKED", "partner left"), ("ACTIVE", "came back")]
+    assert notes == [("ACTIVE", "trial for a partner"), ("ACTIVE", "partner renewed"), ("REVOKED", "partner left"),
+                     ("ACTIVE", "came back")]  # the extension too: every staff change says who and why
 
 
 def test_store_subscriptions_are_not_extended_here(staff):
