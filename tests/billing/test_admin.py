@@ -1,23 +1,22 @@
 """The admin as support and finance use it: pages render with data, search finds users by any id, and
-every edit goes through an action that calls a service."""
+every edit goes through an action that calls a service. What goes to a store goes to Google Play's fake
+(tests/fakes/google.py) through the real adapter."""
 
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib import admin as django_admin
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApiKey, Subscriber
 from billing import entitlement_cache
 from billing.models import Entitlement, Outbox, Product, StatusChange, Subscription, Transaction
-from billing.providers import registry
-from billing.providers.base import ProviderAdapter
 from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 from tests.factories import ProductFactory, SubscriberFactory, UserFactory
+from tests.fakes.google import rfc3339
 
 pytestmark = pytest.mark.django_db
 
@@ -174,45 +173,37 @@ def test_link_orphan_to_a_user_publishes(client, staff, data, django_capture_on_
     assert Subscription.objects.get(pk=data["stripe"].pk).subscriber.external_id == "1001"
 
 
-class XsollaAtHand(ProviderAdapter):
-    name = "xsolla"
-
-    def admin_actions(self):
-        @django_admin.action(description="Xsolla: mark as seen")
-        def xsolla_mark(modeladmin, request, queryset):
-            modeladmin.message_user(request, f"xsolla saw {queryset.count()}")
-
-        return [xsolla_mark]
-
-
-class GoogleAtHand(ProviderAdapter):
-    name = "google"
-
-    def fetch(self, subscription):
-        return Snapshot(provider="google", provider_subscription_id=subscription.provider_subscription_id,
-                        status=Status.CANCELED, observed_at=timezone.now(), auto_renew=False)
+def play_purchase(state: str, *, expires_at) -> dict:
+    """The orphan's purchase as Google Play's subscriptionsv2.get answers it (no account id: still nobody's)."""
+    purchase = {"kind": "androidpublisher#subscriptionPurchaseV2", "startTime": rfc3339(T0), "regionCode": "US",
+                "subscriptionState": f"SUBSCRIPTION_STATE_{state}",
+                "acknowledgementState": "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
+                "lineItems": [{"productId": "gp_unmapped", "expiryTime": rfc3339(expires_at),
+                               "autoRenewingPlan": {"autoRenewEnabled": state == "ACTIVE"}}]}
+    if state == "CANCELED":
+        purchase["canceledStateContext"] = {"userInitiatedCancellation": {"cancelTime": rfc3339(timezone.now())}}
+    return purchase
 
 
-def test_resync_from_the_store(client, staff, data):
-    registry.register("google", GoogleAtHand())
-    try:
-        response = act(client, Subscription, "resync_from_store", [data["orphan"]])
-    finally:
-        registry.unregister("google")
+def test_resync_from_the_store(client, staff, data, google):
+    google.set_purchase("token-orphan", play_purchase("CANCELED", expires_at=T0 + timedelta(days=30)))
+    response = act(client, Subscription, "resync_from_store", [data["orphan"]])
     assert "google:token-orphan: updated (ACTIVE → CANCELED)" in messages_of(response)
+    assert [c["token"] for c in google.calls_of("get")] == ["token-orphan"]
     last = StatusChange.objects.filter(subscription=data["orphan"]).order_by("id").last()
     assert (last.new_status, last.cause, last.staff_user) == ("CANCELED", "staff", staff)
 
 
-def test_store_actions_are_offered_and_resync_reports(client, staff, data):
-    registry.register("xsolla", XsollaAtHand())
-    try:
-        page = client.get(changelist(Subscription)).content.decode()
-        assert 'value="xsolla_mark"' in page
-        response = act(client, Subscription, "xsolla_mark", [data["stripe"]])
-        assert "xsolla saw 1" in messages_of(response)
-    finally:
-        registry.unregister("xsolla")
+def test_store_actions_are_offered_and_resync_reports(client, staff, data, google):
+    page = client.get(changelist(Subscription)).content.decode()
+    assert 'value="google_revoke_with_refund"' in page and 'value="google_defer_renewal"' in page
+    google.set_purchase("token-orphan", play_purchase("ACTIVE", expires_at=T0 + timedelta(days=30)))
+    response = act(client, Subscription, "google_revoke_with_refund", [data["orphan"]], apply="1", refund="full",
+                   reason="chargeback, ticket 9")
+    assert "Revoke at Google Play: 1 subscription(s) done at Google and re-read." in messages_of(response)
+    assert [c["body"] for c in google.calls_of("revoke")] == [{"revocationContext": {"fullRefund": {}}}]
+    assert Subscription.objects.get(pk=data["orphan"].pk).status == Status.REVOKED
+
     grant_response = act(client, Subscriber, "grant_access", [Subscriber.objects.get(external_id="1001")],
                          apply="1", entitlement=Entitlement.objects.get(name="premium").pk, reason="r")
     assert grant_response.status_code == 200

@@ -1,20 +1,20 @@
 """The beat jobs: the expiry sweep, the re-poll of the stores, and `manage.py resync_subscriptions`."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from billing import sweeps
 from billing.models import Outbox, StatusChange, Subscription
-from billing.providers import registry
-from billing.providers.base import ProviderAdapter, TransientError
-from billing.snapshots import Snapshot
+from billing.providers.registry import get_adapter
 from billing.statuses import Status
 from billing.sweeps import subscription_expire_if_lapsed, subscriptions_due_for_repoll
 from billing.tasks import expire_lapsed, repoll_subscriptions
 from tests.factories import SubscriptionFactory
+from tests.providers.stripe.conftest import process_all
 
 pytestmark = pytest.mark.django_db
 
@@ -70,37 +70,54 @@ def test_a_user_with_another_entitled_subscription_stays_subscribed():
 
 
 # --- re-poll -----------------------------------------------------------------------------------
+# The real Stripe adapter re-polls FakeStripe (tests/fakes/stripe.py) over HTTP; the App Store is left
+# without its API credentials, as a deployment that has not set them up yet.
 
-class StoreAtHand(ProviderAdapter):
-    """A store adapter whose store answers from a dict (the interface's seam; real adapters are tested
-    against fake servers in their own suites)."""
+class StripeAtTheFake:
+    """Subscriptions started at FakeStripe and stored the way the webhook pipeline stores them (the
+    real adapter parsing the events the fake emitted), then what the re-poll read back from Stripe."""
 
-    name = "stripe"
+    def __init__(self, fake):
+        self.fake = fake
+        self.adapter = get_adapter("stripe")
+        self.price = fake.add_price(fake.add_product("Premium"), unit_amount=999)
 
-    def __init__(self):
-        self.states, self.down, self.calls = {}, set(), []
+    def subscribe(self, user_id: str, **stored) -> Subscription:
+        """A paid subscription of `user_id`; `stored` overrides what we hold about it (e.g. when the
+        store last confirmed it)."""
+        customer = self.fake.customer_create({"email": f"u{user_id}@example.com"})
+        sub = self.fake.start_subscription(customer, self.price, payment_method="pm_card_visa",
+                                           metadata={"user_id": user_id})
+        self.deliver_events()
+        rows = Subscription.objects.filter(provider="stripe", provider_subscription_id=sub["id"])
+        if stored:
+            rows.update(**stored)
+        return rows.get()
 
-    def fetch(self, subscription):
-        self.calls.append(subscription.provider_subscription_id)
-        if subscription.provider_subscription_id in self.down:
-            raise TransientError("store timed out")
-        status, expires_at = self.states[subscription.provider_subscription_id]
-        return Snapshot(provider="stripe", provider_subscription_id=subscription.provider_subscription_id,
-                        status=status, observed_at=timezone.now(), expires_at=expires_at)
+    def deliver_events(self) -> None:
+        process_all(self.adapter, self.fake.take_events())
 
+    def lose_events(self) -> None:
+        self.fake.take_events()
 
-class StoreWithoutRepoll(ProviderAdapter):
-    name = "apple"
+    def mark(self) -> int:
+        return len(self.fake.requests)
+
+    def polled(self, since: int) -> list[str]:
+        """The subscription ids read from Stripe (GET /v1/subscriptions/<id>) since `mark()` said `since`."""
+        return [path.removeprefix("/v1/subscriptions/") for method, path, _ in self.fake.requests[since:]
+                if method == "GET" and path.startswith("/v1/subscriptions/")]
+
+    def period_end(self, row: Subscription) -> datetime:
+        item = self.fake.objects[row.provider_subscription_id]["items"]["data"][0]
+        return datetime.fromtimestamp(item["current_period_end"], UTC)
 
 
 @pytest.fixture
-def store():
-    adapter = StoreAtHand()
-    registry.register("stripe", adapter)
-    registry.register("apple", StoreWithoutRepoll())
-    yield adapter
-    registry.unregister("stripe")
-    registry.unregister("apple")
+def store(fake_stripe, settings):
+    for name in ("APPLE_KEY_ID", "APPLE_ISSUER_ID", "APPLE_PRIVATE_KEY_FILE"):
+        setattr(settings, name, "")  # whatever the environment says: the App Store API is not set up
+    return StripeAtTheFake(fake_stripe)
 
 
 def make(pid, provider="stripe", status=Status.ACTIVE, expires_in=timedelta(days=10), verified_ago=None, **kw):
@@ -132,66 +149,71 @@ def test_what_is_due_for_a_repoll():
 
 
 def test_repoll_applies_what_the_store_says_and_retries_failures_next_time(store):
-    renewed_until = NOW + timedelta(days=40)
-    make("renewed", expires_in=timedelta(minutes=5), verified_ago=timedelta(hours=1))
-    make("canceled_at_store")
-    make("timing_out")
-    make("ios_one", provider="apple")  # that store has no re-poll: not even listed
-    store.states = {"renewed": (Status.ACTIVE, renewed_until), "canceled_at_store": (Status.CANCELED, None),
-                    "timing_out": (Status.ACTIVE, None)}
-    store.down = {"timing_out"}
+    renewed = store.subscribe("1", expires_at=NOW + timedelta(minutes=5), last_verified_at=NOW - timedelta(hours=1))
+    canceled = store.subscribe("2", last_verified_at=None)
+    failing = store.subscribe("3", last_verified_at=None)
+    ios = make("ios_one", provider="apple")  # no App Store API credentials: not even listed
+    store.fake.renew(renewed.provider_subscription_id)  # the period rolled over and was paid ...
+    store.fake.subscription_update({"cancel_at_period_end": "true"}, canceled.provider_subscription_id)
+    store.lose_events()  # ... and neither event reached us
+    store.fake.fail(rf"GET /v1/subscriptions/{failing.provider_subscription_id}$", status=503)
+    since = store.mark()
 
     report = repoll_subscriptions.delay().get()
-    assert report == {"applied": {"unchanged": 1, "updated": 1}, "skipped": 0, "failed": 1}
-    assert sorted(store.calls) == ["canceled_at_store", "renewed", "timing_out"]
-    renewed = Subscription.objects.get(provider_subscription_id="renewed")
-    assert renewed.expires_at == renewed_until and renewed.last_verified_at > NOW
-    change = StatusChange.objects.get()
-    assert (change.new_status, change.cause, change.cause_ref) == ("CANCELED", "poll", "repoll")
-    assert Subscription.objects.get(provider_subscription_id="timing_out").last_verified_at is None
 
-    store.calls.clear()
-    store.down.clear()
+    assert report == {"applied": {"unchanged": 1, "updated": 1}, "skipped": 0, "failed": 1}
+    assert sorted(store.polled(since)) == sorted(r.provider_subscription_id for r in (renewed, canceled, failing))
+    renewed.refresh_from_db()
+    assert renewed.expires_at == store.period_end(renewed) > NOW + timedelta(days=40)
+    assert renewed.status == Status.ACTIVE and renewed.last_verified_at > NOW
+    change = StatusChange.objects.get(cause="poll")
+    assert (change.subscription_id, change.new_status, change.cause_ref) == (canceled.pk, "CANCELED", "repoll")
+    failing.refresh_from_db()
+    assert failing.status == Status.ACTIVE and failing.last_verified_at is None
+    ios.refresh_from_db()
+    assert ios.last_verified_at is None
+
+    since = store.mark()
     repoll_subscriptions()
-    assert store.calls == ["timing_out"]  # the failure was left for the next run, the rest is fresh
+    # the failure was left for the next run, the rest is fresh
+    assert store.polled(since) == [failing.provider_subscription_id]
+    failing.refresh_from_db()
+    assert failing.last_verified_at > NOW
 
 
 def test_repoll_is_bounded(store):
     for i in range(5):
-        make(f"s{i}")
-        store.states[f"s{i}"] = (Status.ACTIVE, None)
-    from billing import sweeps
-
+        store.subscribe(str(i), last_verified_at=None)
+    since = store.mark()
     assert sweeps.subscriptions_repoll(limit=2).applied == {"unchanged": 2}
-    assert len(store.calls) == 2
+    assert len(store.polled(since)) == 2
 
 
 def test_resync_command(store):
-    make("a")
-    make("b", status=Status.CANCELED)
-    make("c", provider="apple")
-    store.states = {"a": (Status.ON_HOLD, None), "b": (Status.CANCELED, None)}
+    unpaid = store.subscribe("1")
+    canceled = store.subscribe("2")
+    store.fake.subscription_update({"cancel_at_period_end": "true"}, canceled.provider_subscription_id)
+    store.deliver_events()
+    make("c", provider="apple")  # no App Store API credentials: skipped
+    store.fake.set_status(unpaid.provider_subscription_id, "unpaid")  # Stripe gave up retrying the payment
+    store.lose_events()
+    assert Subscription.objects.get(pk=canceled.pk).status == Status.CANCELED
+    since = store.mark()
+
     out, err = StringIO(), StringIO()
     call_command("resync_subscriptions", "--provider", "stripe", "--status", "ACTIVE", stdout=out, stderr=err)
-    assert store.calls == ["a"]
+    assert store.polled(since) == [unpaid.provider_subscription_id]
     assert "1 subscriptions: 1 updated; 0 skipped" in out.getvalue()
-    assert Subscription.objects.get(provider_subscription_id="a").status == Status.ON_HOLD
+    assert Subscription.objects.get(pk=unpaid.pk).status == Status.ON_HOLD
+
     out = StringIO()
     call_command("resync_subscriptions", stdout=out, stderr=StringIO())
     assert "3 subscriptions: 2 unchanged; 1 skipped" in out.getvalue()
 
 
-class UnconfiguredStore(StoreAtHand):
-    api_settings = ("STRIPE_SECRET_KEY",)
-
-
-def test_a_store_without_api_credentials_is_not_polled(settings):
-    settings.STRIPE_SECRET_KEY = ""
-    adapter = UnconfiguredStore()
-    registry.register("stripe", adapter)
-    try:
-        make("never_confirmed")
-        assert repoll_subscriptions() == {"applied": {}, "skipped": 0, "failed": 0}
-        assert adapter.calls == []
-    finally:
-        registry.unregister("stripe")
+def test_a_store_without_api_credentials_is_not_polled(store, settings):
+    store.subscribe("1", last_verified_at=None)
+    settings.STRIPE_SECRET_KEY = ""  # webhooks only: Stripe's API is not set up
+    since = store.mark()
+    assert repoll_subscriptions() == {"applied": {}, "skipped": 0, "failed": 0}
+    assert store.polled(since) == []
