@@ -150,12 +150,9 @@ class _Batch:
 
         if sub.last_event_at is not None and snapshot.observed_at < sub.last_event_at:
             added = self._record_transactions(sub, snapshot)
-            self.history.append(StatusChange(
-                subscription=sub, old_status=old_status, new_status=snapshot.status,
-                occurred_at=snapshot.observed_at, cause=cause.kind, cause_ref=cause.ref,
-                staff_user_id=cause.staff_user_id, ignored=True,
-                note=_join(f"stale: store time {snapshot.observed_at.isoformat()} is older than the "
-                           f"state applied ({sub.last_event_at.isoformat()})", cause.note)))
+            self._history(sub, old_status, snapshot.status, snapshot.observed_at, cause, ignored=True,
+                          note=_join(f"stale: store time {snapshot.observed_at.isoformat()} is older than the "
+                                     f"state applied ({sub.last_event_at.isoformat()})", cause.note))
             if added:
                 self.refresh.add(sub.subscriber_id)
             return ApplyResult(sub.pk, "stale", old_status, old_status, added)
@@ -203,16 +200,11 @@ class _Batch:
             # An orphan getting its user is published too: for that user, access just changed.
             self.status_change(sub, old_status, snapshot.observed_at, cause, _join(
                 cause.note, claim_note, f"linked to user {sub.subscriber.external_id}" if linked else ""))
-        elif before is not None and _state(sub) != before:
-            # A staff fix that changes no status (a grant extended) is in the history all the same: who, why.
-            self.history.append(StatusChange(subscription=sub, old_status=old_status, new_status=sub.status,
-                                             occurred_at=snapshot.observed_at, cause=cause.kind, cause_ref=cause.ref,
-                                             staff_user_id=cause.staff_user_id, note=_join(cause.note, claim_note)))
-        elif claim_note and not self._claim_recorded(sub, claim_note):
-            # No status change, but support must see the conflicting claim once (not on every event).
-            self.history.append(StatusChange(subscription=sub, old_status=old_status, new_status=sub.status,
-                                             occurred_at=snapshot.observed_at, cause=cause.kind, cause_ref=cause.ref,
-                                             staff_user_id=cause.staff_user_id, note=_join(cause.note, claim_note)))
+        elif (before is not None and _state(sub) != before) or (
+                claim_note and not self._claim_recorded(sub, claim_note)):
+            # No status change, but in the history all the same: a staff fix (a grant extended: who, why),
+            # or a store's conflicting claim on the user (once, not on every event).
+            self._history(sub, old_status, sub.status, snapshot.observed_at, cause, note=_join(cause.note, claim_note))
         self.refresh.update((sub.subscriber_id, old_subscriber_id))
         outcome = "created" if created else ("updated" if changed else "unchanged")
         return ApplyResult(sub.pk, outcome, old_status, sub.status, added)
@@ -223,14 +215,18 @@ class _Batch:
         a previous owner). An orphan's changes are not published (consumers key everything on userId);
         linking it later publishes its state."""
         if publish_for is None:
-            self.history.append(StatusChange(subscription=sub, old_status=old_status, new_status=sub.status,
-                                             occurred_at=occurred_at, cause=cause.kind, cause_ref=cause.ref,
-                                             staff_user_id=cause.staff_user_id, note=note))
+            self._history(sub, old_status, sub.status, occurred_at, cause, note=note)
         subscriber = publish_for or (sub.subscriber if sub.subscriber_id is not None else None)
         if subscriber is not None:
             self.events.append((outbox.payload_draft(event_id=str(uuid.uuid4()), subscription=sub,
                                                      old_status=old_status, occurred_at=occurred_at,
                                                      subscriber=subscriber), sub, subscriber))
+
+    def _history(self, sub: Subscription, old_status: str, new_status: str, occurred_at: datetime, cause: Cause, *,
+                 note: str, ignored: bool = False) -> None:
+        self.history.append(StatusChange(subscription=sub, old_status=old_status, new_status=new_status,
+                                         occurred_at=occurred_at, cause=cause.kind, cause_ref=cause.ref,
+                                         staff_user_id=cause.staff_user_id, note=note, ignored=ignored))
 
     def _resolve_subscriber(self, sub: Subscription, snapshot: Snapshot) -> Subscriber | None:
         """The app's user id if the store carried it, else a store identity, else the superseded
