@@ -295,3 +295,33 @@ def test_a_derived_snapshot_keeps_the_grace_end():
     apply_snapshot(snap(Status.ON_GRACE, user_id="42", expires_at=T0, grace_until=grace), WEBHOOK)
     apply_snapshot(snap(Status.EXPIRED, at=T0 + timedelta(days=17), derived=True), Cause(CauseKind.BEAT))
     assert Subscription.objects.get().grace_until == grace
+
+
+def test_a_batch_is_applied_as_one_snapshot_after_the_other():
+    from billing.services import apply_snapshots
+
+    renewal = TransactionRecord("GPA.1..0", TransactionKind.RENEWAL, T0 + timedelta(minutes=2), 499, "EUR")
+    results = apply_snapshots([
+        (snap(sub_id="tok_A", provider="google", user_id="61", store_product_id="monthly"), WEBHOOK),
+        # an upgrade: the new token names no user; it supersedes A, whose user it takes over
+        (snap(sub_id="tok_B", provider="google", at=T0 + timedelta(minutes=1), replaces="tok_A",
+              store_product_id="yearly", transactions=(renewal,)), WEBHOOK),
+        (snap(Status.ON_HOLD, sub_id="tok_B", provider="google", at=T0 - timedelta(minutes=5),
+              store_product_id="yearly"), WEBHOOK),  # older than what B has: stale
+        (snap(Status.CANCELED, sub_id="tok_B", provider="google", at=T0 + timedelta(minutes=3),
+              store_product_id="yearly", transactions=(renewal,)), WEBHOOK),  # the same renewal: recorded once
+    ])
+    assert [(r.outcome, r.old_status, r.new_status, r.transactions_added) for r in results] == [
+        ("created", "INACTIVE", "ACTIVE", 0), ("created", "INACTIVE", "ACTIVE", 1),
+        ("stale", "ACTIVE", "ACTIVE", 0), ("updated", "ACTIVE", "CANCELED", 0)]
+    a, b = Subscription.objects.get(provider_subscription_id="tok_A"), Subscription.objects.get(
+        provider_subscription_id="tok_B")
+    assert a.replaced_by == b and b.subscriber == a.subscriber and b.subscriber.external_id == "61"
+    assert b.status == Status.CANCELED and b.store_product_id == "yearly"
+    assert Transaction.objects.filter(provider_transaction_id="GPA.1..0").count() == 1
+    history = list(StatusChange.objects.filter(subscription=b).order_by("id").values_list("new_status", "ignored"))
+    assert history == [("ACTIVE", False), ("ON_HOLD", True), ("CANCELED", False)]
+    events = [o.payload for o in Outbox.objects.order_by("id")]
+    assert [(e["subscriptionId"], e["newStatus"], e["userId"]) for e in events] == [
+        ("tok_A", "ACTIVE", "61"), ("tok_B", "ACTIVE", "61"), ("tok_B", "CANCELED", "61")]
+    assert events[-1]["isSubscribed"] is True  # as of the commit: B is canceled but runs to its end
