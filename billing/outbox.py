@@ -23,17 +23,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def event_payload(*, event_id: str, subscription, old_status: str, occurred_at: datetime, subscriber=None) -> dict:
-    """The stream entry's `event` JSON (ARCHITECTURE.md contract; keys are camelCase; docs/events.md).
-    `subscriber`: the user the event is about when not the subscription's owner (a previous owner)."""
-    subscriber = subscriber or subscription.subscriber
-    draft = payload_draft(event_id=event_id, subscription=subscription, old_status=old_status,
-                          occurred_at=occurred_at, subscriber=subscriber)
-    return payloads_complete([(draft, subscriber.pk if subscriber else None, subscription.product_id)])[0]
-
-
 def payload_draft(*, event_id: str, subscription, old_status: str, occurred_at: datetime, subscriber) -> dict:
-    """The event as of now, from the subscription as it is in memory, but for what other rows decide
+    """The stream entry's `event` JSON (ARCHITECTURE.md contract; keys are camelCase; docs/events.md) as
+    of now, from the subscription as it is in memory, but for what other rows decide
     (`isSubscribed`, `entitlements`): payloads_complete() adds those once the writes are done."""
     return {
         "eventId": event_id,

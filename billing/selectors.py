@@ -24,15 +24,33 @@ def _dt(value: str | None) -> datetime | None:
 
 # --- The check answer -------------------------------------------------------------------------
 
+# What the check answer is computed from, per subscription: dates, not verdicts (the answer is computed
+# at read time, so an expiry passing needs no write). Left-joined to the product's entitlements.
+_ENTRY_COLUMNS = ("pk", "provider", "store_product_id", "status", "expires_at", "grace_until", "environment",
+                  "last_verified_at", "product__entitlements__name")
+
+
+def _current(subscriptions):
+    """Newest first, superseded ones left out."""
+    return subscriptions.filter(replaced_by__isnull=True).order_by("-created_at", "-id")
+
+
 def _entries(subscriptions) -> list[dict]:
-    """One query (subscriptions left-joined to their entitlements), grouped here."""
-    rows = (subscriptions.filter(replaced_by__isnull=True).order_by("-created_at", "-id")
-            .values_list("pk", "provider", "store_product_id", "status", "expires_at", "grace_until", "environment",
-                         "last_verified_at", "product__entitlements__name"))
+    """One query, grouped here."""
     entries: dict[int, dict] = {}
-    for row in rows:
+    for row in _current(subscriptions).values_list(*_ENTRY_COLUMNS):
         _add_row(entries, row)
     return _sorted(entries)
+
+
+def entries_by_subscriber(subscriber_ids: list[int]) -> dict[int, list[dict]]:
+    """The entries of several subscribers in one query (one without subscriptions is absent)."""
+    by_subscriber: dict[int, dict[int, dict]] = {}
+    rows = _current(Subscription.objects.filter(subscriber_id__in=subscriber_ids)).values_list(
+        "subscriber_id", *_ENTRY_COLUMNS)
+    for subscriber_id, *row in rows:
+        _add_row(by_subscriber.setdefault(subscriber_id, {}), row)
+    return {subscriber_id: _sorted(entries) for subscriber_id, entries in by_subscriber.items()}
 
 
 def _add_row(entries: dict[int, dict], row) -> None:
@@ -51,24 +69,6 @@ def _sorted(entries: dict[int, dict]) -> list[dict]:
     for entry in entries.values():
         entry["entitlements"].sort()
     return list(entries.values())  # dicts keep insertion order: newest first
-
-
-def entries_by_subscriber(subscriber_ids: list[int]) -> dict[int, list[dict]]:
-    """subscriber_entries() for several subscribers in one query (one without subscriptions is absent)."""
-    rows = (Subscription.objects.filter(subscriber_id__in=subscriber_ids, replaced_by__isnull=True)
-            .order_by("-created_at", "-id")
-            .values_list("subscriber_id", "pk", "provider", "store_product_id", "status", "expires_at", "grace_until",
-                         "environment", "last_verified_at", "product__entitlements__name"))
-    by_subscriber: dict[int, dict[int, dict]] = {}
-    for subscriber_id, *row in rows:
-        _add_row(by_subscriber.setdefault(subscriber_id, {}), row)
-    return {subscriber_id: _sorted(entries) for subscriber_id, entries in by_subscriber.items()}
-
-
-def subscriber_entries(subscriber_id: int) -> list[dict]:
-    """What the check answer is computed from, for one subscriber: newest first, superseded ones left out.
-    Dates, not verdicts: the answer is computed at read time, so an expiry passing needs no write."""
-    return _entries(Subscription.objects.filter(subscriber_id=subscriber_id))
 
 
 _read_clients: dict[str, redis.Redis] = {}

@@ -139,13 +139,18 @@ def test_stream_length_is_capped(redis_client, settings):
     assert 10 <= redis_client.xlen(settings.BILLING_EVENTS_STREAM) <= 110 < 150
 
 
+def waiting_events(settings, count: int, *, first_user: int) -> None:
+    """Status changes whose after-commit relay failed (Redis down): they wait in the outbox."""
+    up_url = settings.REDIS_URL
+    settings.REDIS_URL = closed_port_url()
+    for i in range(count):
+        apply_snapshot(snap(Status.ACTIVE, sub_id=f"sub_{i}", user_id=str(first_user + i)), WEBHOOK)
+    settings.REDIS_URL = up_url
+
+
 @pytest.mark.django_db(transaction=True, available_apps=["accounts", "billing", "webhooks"])
 def test_two_relays_at_once_publish_each_event_exactly_once(redis_client, settings):
-    up_url = settings.REDIS_URL
-    settings.REDIS_URL = closed_port_url()  # the after-commit relay fails: everything waits
-    for i in range(60):
-        apply_snapshot(snap(Status.ACTIVE, sub_id=f"sub_{i}", user_id=str(2000 + i)), WEBHOOK)
-    settings.REDIS_URL = up_url
+    waiting_events(settings, 60, first_user=2000)
     assert Outbox.objects.filter(published_at__isnull=True).count() == 60
 
     barrier = threading.Barrier(2)
@@ -177,11 +182,7 @@ def test_a_relay_skips_rows_another_relay_holds_instead_of_waiting_for_them(redi
 
     import psycopg
 
-    up_url = settings.REDIS_URL
-    settings.REDIS_URL = closed_port_url()  # the after-commit relay fails: everything waits
-    for i in range(6):
-        apply_snapshot(snap(Status.ACTIVE, sub_id=f"sub_{i}", user_id=str(2100 + i)), WEBHOOK)
-    settings.REDIS_URL = up_url
+    waiting_events(settings, 6, first_user=2100)
     held = list(Outbox.objects.order_by("id").values_list("pk", flat=True)[:3])
     db = connection.settings_dict
     with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
