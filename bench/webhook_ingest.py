@@ -104,8 +104,8 @@ def env(**extra) -> dict:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_"))}
     base.update({"DATABASE_URL": DB_URL, "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": REDIS_URL,
                  "SECRET_KEY": "bench-only", "DEBUG": "0", "LOG_LEVEL": "WARNING",
-                 # BILLING_TESTING only to load the test adapter (BILLING_EXTRA_ADAPTERS is test-only)
-                 "BILLING_TESTING": "1", "BILLING_EXTRA_ADAPTERS": "hooktest=tests.webhooks.adapter:HookTestAdapter",
+                 # the test suite's settings: the project's, plus the test adapter the bench posts to
+                 "DJANGO_SETTINGS_MODULE": "tests.settings",
                  "ALLOWED_HOSTS": "127.0.0.1,localhost", "CELERY_TASK_ALWAYS_EAGER": "0",
                  "BILLING_EVENTS_STREAM": STREAM, "BENCH_WEBHOOK_APP": "1", "PYTHONPATH": str(ROOT)})
     base.update(extra)

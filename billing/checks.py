@@ -8,17 +8,18 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
+from .providers.common import store_adapters
+
 
 @register("billing")
 def providers_configured(app_configs, **kwargs):
-    from .providers import registry
-
     messages = []
-    for name in registry.store_names():
-        try:
-            adapter = registry.get_adapter(name)
-        except registry.UnknownProvider:
+    for name, adapter in store_adapters():
+        if adapter is None:
+            messages.append(Error(f"The {name} adapter cannot be loaded (see the log).",
+                                  id=f"billing.E_{name.upper()}"))
             continue
+        messages.extend(adapter.checks())
         missing = adapter.missing_settings()
         if missing:
             messages.append(Warning(

@@ -1,4 +1,4 @@
-"""The unified subscription model. Written only through billing.services.apply_snapshot()."""
+"""The unified subscription model. Written only through the one write path, billing/apply.py."""
 
 import uuid
 

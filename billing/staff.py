@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 
+from .apply import apply_snapshot
 from .models import Entitlement, Product, Subscription
-from .services import apply_snapshot
 from .snapshots import Cause, CauseKind, Environment, Provider, Snapshot
 from .statuses import Status
 

@@ -1,9 +1,9 @@
 """Changes a user asks the store to make (cancel at period end, change plan). The store does it;
 whatever state it reports back goes through the one write path."""
 
+from .apply import apply_snapshot
 from .models import Subscription
 from .providers import get_adapter
-from .services import apply_snapshot
 from .snapshots import Cause, CauseKind
 
 

@@ -9,10 +9,11 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from .apply import ApplyResult, apply_snapshot
 from .models import Subscription
 from .providers import registry
 from .providers.base import NotConfigured, NotSupported, ProviderAdapter, ProviderError, TransientError
-from .services import ApplyResult, apply_snapshot
+from .providers.common import store_adapters
 from .snapshots import Cause, CauseKind, Provider, Snapshot
 from .statuses import ENTITLED_STATUSES, Status, grants_access, lapsed_status
 
@@ -70,15 +71,7 @@ def can_repoll(adapter: ProviderAdapter) -> bool:
 
 
 def repollable_providers() -> list[str]:
-    names = []
-    for name in registry.store_names():
-        try:
-            adapter = registry.get_adapter(name)
-        except registry.UnknownProvider:
-            continue
-        if can_repoll(adapter):
-            names.append(name)
-    return names
+    return [name for name, adapter in store_adapters() if adapter is not None and can_repoll(adapter)]
 
 
 def subscriptions_due_for_repoll(now=None):

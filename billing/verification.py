@@ -9,10 +9,10 @@ from django.db import transaction
 from accounts.selectors import subscriber_by_identity
 from accounts.services import subscriber_get_or_create
 
+from .apply import ApplyResult, apply_snapshot
 from .models import Subscription
 from .providers import get_adapter
 from .providers.base import ParseResult
-from .services import ApplyResult, apply_snapshot
 from .snapshots import Cause, CauseKind, Snapshot
 
 

@@ -10,5 +10,5 @@ os.environ.setdefault("CELERY_DB_REUSE_MAX", "1000")
 app = Celery("billing")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Store adapters keep their tasks beside them (billing/providers/<store>/tasks.py).
+# Store packages keep their tasks beside them (billing/providers/<store>/tasks.py, where a store has any).
 app.autodiscover_tasks([f"billing.providers.{name}" for name in ("stripe", "apple", "google", "xsolla")])

@@ -128,7 +128,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"  # staff edits survive restarts
 # Periodic jobs. django-celery-beat copies these into its tables at start; staff edit them in the admin.
-# One entry per job, each added by the module that owns the task.
+# Every job is listed here (README and docs/operations.md describe each).
 CELERY_BEAT_SCHEDULE = {
     # --- billing ---
     "billing-relay-outbox": {"task": "billing.tasks.relay_outbox", "schedule": 30.0},
@@ -137,12 +137,11 @@ CELERY_BEAT_SCHEDULE = {
     # --- webhooks ---
     # Re-enqueue events the broker lost (or that arrived while it was down) and retries that are due.
     "webhooks-sweep": {"task": "webhooks.tasks.sweep_events", "schedule": 60.0},
+    # Apple stops retrying a failed delivery after a few tries: fetch what it failed to deliver.
+    "apple-recover-failed": {"task": "webhooks.tasks.recover_apple_notifications", "schedule": 6 * 3600.0},
     # --- providers ---
     # Google refunds purchases not acknowledged within 3 days: retry every 10 minutes.
     "google-acknowledge-due": {"task": "billing.providers.google.tasks.acknowledge_due", "schedule": 10 * 60.0},
-    # Apple stops retrying a failed delivery after a few tries: fetch what it failed to deliver.
-    "apple-recover-failed": {"task": "billing.providers.apple.tasks.recover_failed_notifications",
-                             "schedule": 6 * 3600.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -181,6 +180,16 @@ JWT_PUBLIC_KEY = env.str("JWT_PUBLIC_KEY", default="")
 JWT_ISSUER = env.str("JWT_ISSUER", default="")
 JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="")
 JWT_USER_CLAIM = env.str("JWT_USER_CLAIM", default="sub")
+
+# --- Providers --------------------------------------------------------------------------------
+# Provider name (as in /webhooks/<name> and Subscription.provider) → its adapter class.
+BILLING_PROVIDERS = {
+    "stripe": "billing.providers.stripe.adapter.StripeAdapter",
+    "apple": "billing.providers.apple.adapter.AppleAdapter",
+    "google": "billing.providers.google.adapter.GoogleAdapter",
+    "xsolla": "billing.providers.xsolla.adapter.XsollaAdapter",
+    "manual": "billing.providers.manual.ManualAdapter",
+}
 
 # --- Webhook ingestion ------------------------------------------------------------------------
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)

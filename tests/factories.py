@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from accounts.models import Subscriber, User
 from billing.models import Entitlement, Product, Subscription
-from billing.snapshots import Environment, PeriodUnit, Provider
+from billing.snapshots import Environment, PeriodUnit, Provider, Snapshot
 from billing.statuses import Status
 
 
@@ -79,3 +79,16 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     started_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=10))
     expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=20))
     last_event_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=10))
+
+
+# An hour ago: snapshots are placed in time relative to it (`minutes`), so their order is explicit.
+T0 = timezone.now() - timedelta(hours=1)
+
+
+def snapshot(status: str = Status.ACTIVE, *, minutes: float = 0, at=None, sub_id: str = "sub_1",
+             provider: str = Provider.STRIPE, store_product_id: str = "price_monthly", **fields) -> Snapshot:
+    """The one snapshot builder of the tests: a store's state of `sub_id`, observed `minutes` after T0
+    (or `at`), with any other Snapshot field given by name."""
+    observed_at = at if at is not None else T0 + timedelta(minutes=minutes)
+    return Snapshot(provider=provider, provider_subscription_id=sub_id, status=status, observed_at=observed_at,
+                    store_product_id=store_product_id, **fields)

@@ -5,15 +5,14 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import Exists, OuterRef
-from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import Subscriber
+from billing.admin.toolkit import ReadOnlyMixin, confirm_action
+from billing.apply import subscription_link_subscriber
 from billing.models import Subscription
-from billing.services import subscription_link_subscriber
 from billing.snapshots import Cause, CauseKind
 
 from . import services
@@ -57,12 +56,12 @@ class LinkSubscriberForm(forms.Form):
         subscriber = Subscriber.objects.filter(external_id=value).first()
         if subscriber is None:
             raise forms.ValidationError(f"No user with id {value!r}.")
-        self.subscriber = subscriber
+        self.cleaned_data["subscriber"] = subscriber
         return value
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "provider", "event_type", "status", "attempts", "received_at", "processed_at",
                     "linked_subscriptions", "dedupe_key")
     list_filter = ("status", "provider", "environment", OrphanFilter, "received_at")
@@ -90,16 +89,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
             queryset = queryset.defer("body", "headers", "payload", "traceback")  # the list shows none of them
         return queryset
 
-    # read-only: events are the audit; they change only through processing and replay
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
+    # read-only (ReadOnlyMixin): events are the audit; they change only through processing and replay
     def has_replay_permission(self, request):
         return request.user.has_perm("webhooks.change_webhookevent")
 
@@ -148,17 +138,13 @@ class WebhookEventAdmin(admin.ModelAdmin):
         if not orphans:
             self.message_user(request, "The selected events have no subscription without user.", messages.WARNING)
             return None
-        form = LinkSubscriberForm(request.POST if "apply" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            cause = Cause(CauseKind.STAFF, ref="admin: link orphan", staff_user_id=request.user.pk,
-                          note=form.cleaned_data["note"])
-            with transaction.atomic():
-                for sub in orphans:
-                    subscription_link_subscriber(subscription_id=sub.pk, subscriber=form.subscriber, cause=cause)
-            self.message_user(request, f"Linked {len(orphans)} subscription(s) to user {form.subscriber.external_id}; "
-                                       "their status is published.", messages.SUCCESS)
-            return None
-        context = {**self.admin_site.each_context(request), "title": "Link subscriptions to a user", "form": form,
-                   "orphans": orphans, "queryset": queryset, "opts": self.model._meta,
-                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
-        return TemplateResponse(request, "admin/webhooks/webhookevent/link_subscriber.html", context)
+
+        def do(sub, data):
+            cause = Cause(CauseKind.STAFF, ref="admin: link orphan", staff_user_id=request.user.pk, note=data["note"])
+            subscription_link_subscriber(subscription_id=sub.pk, subscriber=data["subscriber"], cause=cause)
+            return f"linked to user {data['subscriber'].external_id}; their status is published"
+
+        return confirm_action(self, request, queryset, objects=orphans, form_class=LinkSubscriberForm,
+                              title="Link subscriptions to a user", submit="Link", do=do,
+                              intro="These subscriptions have no user. Linking one records a status change with "
+                                    "your name and publishes the user's status on the event stream.")

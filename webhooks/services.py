@@ -1,5 +1,5 @@
 """Writes of the webhook pipeline: store an authentic event once, process it (retry, dead-letter),
-sweep, replay. Processing goes through the adapter and `billing.services.apply_snapshot` only."""
+sweep, replay. Processing goes through the adapter and `billing.apply.apply_snapshot` only."""
 
 import hashlib
 import logging
@@ -17,11 +17,11 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.apply import ApplyResult, apply_snapshots
 from billing.db import insert_ignoring_conflict, update_rows
 from billing.providers import registry
 from billing.providers.base import InboundEvent, TransientError, VerifiedEvent
 from billing.redis_client import get_redis
-from billing.services import ApplyResult, apply_snapshots
 from billing.snapshots import Cause, CauseKind
 
 from . import queue

@@ -12,17 +12,24 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.providers import registry
-from billing.providers.base import NotConfigured, ProviderAdapter, Rejected, TransientError
+from billing.providers.base import Answer, NotConfigured, ProviderAdapter, Rejected, TransientError, WebhookDialect
 
 from . import services
 
 logger = logging.getLogger(__name__)
 
+_OUR_DIALECT = WebhookDialect()
+
+
+def _render(answer: Answer) -> HttpResponse:
+    if answer.body is None:
+        return HttpResponse(status=answer.status)
+    return JsonResponse(answer.body, status=answer.status)
+
 
 def _error(status: int, code: str, message: str, adapter: ProviderAdapter | None = None) -> HttpResponse:
-    if adapter is not None:
-        return adapter.error_response(status=status, code=code, message=message)
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    dialect = adapter.dialect if adapter is not None else _OUR_DIALECT
+    return _render(dialect.error(status=status, code=code, message=message))
 
 
 def _has_webhooks(adapter: ProviderAdapter) -> bool:
@@ -82,7 +89,7 @@ def webhook_receive(request, provider: str):
     headers = services.headers_to_store(request.headers)
     try:
         try:
-            synchronous = adapter.synchronous_response(verified)
+            synchronous = adapter.synchronous_answer(verified)
         except Rejected as exc:
             logger.warning("webhook refused synchronously: provider=%s code=%s reason=%s", provider, exc.code,
                            exc.reason)
@@ -93,12 +100,12 @@ def webhook_receive(request, provider: str):
             # The store needs the answer itself (Xsolla's user validation): kept for the audit only.
             try:
                 services.event_store(provider=provider, verified=verified, body=body, headers=headers,
-                                     answered_with=synchronous.status_code)
+                                     answered_with=synchronous.status)
             except (OperationalError, InterfaceError):
                 logger.exception("webhook answered synchronously but not stored (database unavailable)")
-            return synchronous
+            return _render(synchronous)
         event_id = services.event_store(provider=provider, verified=verified, body=body, headers=headers)
     except (OperationalError, InterfaceError):
         logger.exception("webhook not stored: database unavailable (the store will retry)")
         return _error(503, "unavailable", "The database is unavailable; retry later.", adapter)
-    return adapter.success_response(duplicate=event_id is None)
+    return _render(adapter.dialect.success(duplicate=event_id is None))

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Outbox
-from billing.providers import registry
+from billing.providers.common import store_adapters
 from billing.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -66,14 +66,11 @@ def broker_state(redis_status: str) -> str:
 
 def providers_state() -> dict[str, str]:
     states = {}
-    for name in registry.store_names():
-        try:
-            states[name] = "configured" if registry.get_adapter(name).is_configured() else "not configured"
-        except registry.UnknownProvider:
-            states[name] = "not configured"
-        except Exception:  # an adapter that cannot even load must not take /health down
-            logger.exception("health: the %s adapter failed to load", name)
+    for name, adapter in store_adapters():  # an adapter that cannot even load must not take /health down
+        if adapter is None:
             states[name] = "error"
+        else:
+            states[name] = "configured" if adapter.is_configured() else "not configured"
     return states
 
 

@@ -1,3 +1,3 @@
-from .registry import get_adapter, names, register, store_names, unregister
+from .registry import get_adapter, names, store_names
 
-__all__ = ["get_adapter", "names", "register", "store_names", "unregister"]
+__all__ = ["get_adapter", "names", "store_names"]

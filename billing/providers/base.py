@@ -2,18 +2,22 @@
 
 An adapter is the only place that knows its store's wire format. It turns a webhook request into a
 verified event, an event into snapshots, and can re-poll or verify a purchase through the store's
-official client. Everything else (storing, retrying, applying) is provider-independent."""
+official client. Everything else (storing, retrying, applying) is provider-independent.
+
+Every store package has the same files with the same roles (docs/architecture.md, "where things
+live"): adapter.py (the class below and its HANDLERS table), auth.py, client.py, mapping.py,
+selectors.py, admin.py, and services.py / tasks.py where the store has writes or Celery tasks of its
+own. No HTTP and no admin here: the webhooks app renders a store's `dialect`, and the admin collects
+each store's admin.py."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
 
 from billing.snapshots import Snapshot
 
@@ -64,6 +68,14 @@ class InvalidPurchase(ProviderError):
         super().__init__(reason)
 
 
+class PaymentDeclined(InvalidPurchase):
+    """The store declined the payment (a card refused): the payer must act (the API answers 402)."""
+
+    def __init__(self, reason: str, *, code: str = "card_declined", decline_code: str | None = None):
+        self.decline_code = decline_code
+        super().__init__(reason, code=code)
+
+
 class NotSupported(ProviderError):
     """The operation does not exist for this store (e.g. changing an App Store plan from a server)."""
 
@@ -106,9 +118,33 @@ class ParseResult:
     snapshots: list[Snapshot] = field(default_factory=list)
     ignored_reason: str = ""
     # Follow-up work after the snapshots are applied and committed (e.g. acknowledge a purchase):
-    # callables taking the list of billing.services.ApplyResult, run outside any transaction.
+    # callables taking the list of billing.apply.ApplyResult, run outside any transaction.
     # They may raise TransientError (the event is retried; everything before is idempotent).
     after_apply: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A webhook answer as data (the webhooks app makes the HTTP response): a status and a JSON body,
+    or no body at all."""
+
+    status: int
+    body: dict | None = None
+
+
+class WebhookDialect:
+    """How a store wants its webhook deliveries answered. This default is ours: 200
+    {"status": "received" | "duplicate"}; an error keeps its status, {"error": {"code", "message"}}.
+    A store whose sender reads answers its own way (Xsolla: 204, 400 with its own codes) subclasses it."""
+
+    def success(self, *, duplicate: bool) -> Answer:
+        return Answer(200, {"status": "duplicate" if duplicate else "received"})
+
+    def error(self, *, status: int, code: str, message: str) -> Answer:
+        return Answer(status, {"error": {"code": code, "message": message}})
+
+
+Handler = Callable[[InboundEvent], ParseResult]
 
 
 # --- The interface ----------------------------------------------------------------------------
@@ -119,6 +155,10 @@ class ProviderAdapter:
     required_settings: tuple[str, ...] = ()
     # Settings needed only for calling the store's API (re-poll, verify, cancel).
     api_settings: tuple[str, ...] = ()
+    # How its webhooks are answered.
+    dialect: ClassVar[WebhookDialect] = WebhookDialect()
+    # Event type (as `handler_key` gives it) → the function that turns such an event into a ParseResult.
+    HANDLERS: ClassVar[Mapping[str, Handler]] = {}
 
     # configuration
     def missing_settings(self, *, for_api: bool = False) -> list[str]:
@@ -133,18 +173,38 @@ class ProviderAdapter:
         if missing:
             raise NotConfigured(self.name, missing)
 
+    def checks(self) -> list:
+        """System-check messages (django.core.checks) about this store's configuration, beyond the
+        settings it misses (which billing/checks.py reports for every store)."""
+        return []
+
     # inbound
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
         """Verify the request and return the event, or raise Rejected. No store API call, no writes."""
         raise NotImplementedError
 
-    def synchronous_response(self, event: VerifiedEvent) -> HttpResponse | None:
+    def synchronous_answer(self, event: VerifiedEvent) -> Answer | None:
         """An answer the store needs right away (e.g. Xsolla's user validation), or None to store and queue."""
         return None
 
     def parse(self, event: InboundEvent) -> ParseResult:
-        """Turn a stored event into snapshots. May call the store's API (raise TransientError to retry)."""
-        raise NotImplementedError
+        """Turn a stored event into snapshots through its HANDLERS entry. May call the store's API (raise
+        TransientError to retry)."""
+        handler = self.HANDLERS.get(self.handler_key(event))
+        if handler is None:
+            return ParseResult(ignored_reason=f"{event.event_type} does not change subscription state")
+        return handler(event)
+
+    def handler_key(self, event: InboundEvent) -> str:
+        """Which HANDLERS entry an event goes to (its stored type, unless the store needs another key)."""
+        return event.event_type
+
+    def missed_notifications(self, *, since: datetime, until: datetime, only_failures: bool,
+                             environment: str) -> Iterator[bytes | None]:
+        """The store's own record of what it sent us (its notification history), each as the webhook
+        body it POSTed (None for an entry without one), oldest first, for ingesting what we missed.
+        Raises StoreUnavailable, PermanentError or NotConfigured when the history cannot be read."""
+        raise NotSupported(f"{self.name} keeps no notification history we can read")
 
     # outbound
     def fetch(self, subscription: Subscription) -> Snapshot:
@@ -163,19 +223,3 @@ class ProviderAdapter:
 
     def change_plan(self, subscription: Subscription, *, price_id: str) -> Snapshot | None:
         raise NotSupported(f"{self.name} subscriptions cannot change plan from here")
-
-    def admin_actions(self) -> list:
-        """Django admin actions this store offers on its subscriptions (e.g. Google revoke/defer)."""
-        return []
-
-    def admin_list_filters(self) -> list:
-        """Extra list filters for the subscriptions admin (e.g. Google purchases near their ack deadline)."""
-        return []
-
-    # answers in the store's own dialect
-    def success_response(self, *, duplicate: bool) -> HttpResponse:
-        return JsonResponse({"status": "duplicate" if duplicate else "received"}, status=200)
-
-    def error_response(self, *, status: int, code: str, message: str) -> HttpResponse:
-        return HttpResponse(json.dumps({"error": {"code": code, "message": message}}), status=status,
-                            content_type="application/json")

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Subscriber
 from billing import entitlement_cache
+from billing.apply import apply_snapshot
 from billing.models import Entitlement, Outbox, Product, StatusChange, Subscription, Transaction
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 from tests.factories import ProductFactory, SubscriberFactory, UserFactory
@@ -200,7 +200,7 @@ def test_store_actions_are_offered_and_resync_reports(client, staff, data, googl
     google.set_purchase("token-orphan", play_purchase("ACTIVE", expires_at=T0 + timedelta(days=30)))
     response = act(client, Subscription, "google_revoke_with_refund", [data["orphan"]], apply="1", refund="full",
                    reason="chargeback, ticket 9")
-    assert "Revoke at Google Play: 1 subscription(s) done at Google and re-read." in messages_of(response)
+    assert "google:token-orphan: revoked at Google with a full refund, and re-read" in messages_of(response)
     assert [c["body"] for c in google.calls_of("revoke")] == [{"revocationContext": {"fullRefund": {}}}]
     assert Subscription.objects.get(pk=data["orphan"].pk).status == Status.REVOKED
 

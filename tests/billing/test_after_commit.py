@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing import entitlement_cache
+from billing.apply import apply_snapshot
 from billing.models import Outbox
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Snapshot
 from billing.statuses import Status
 from tests.factories import ProductFactory

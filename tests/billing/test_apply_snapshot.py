@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Subscriber
+from billing.apply import apply_snapshot, subscription_link_subscriber
 from billing.models import Outbox, Product, StatusChange, Subscription, Transaction
-from billing.services import apply_snapshot, subscription_link_subscriber
 from billing.snapshots import Cause, CauseKind, Environment, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 from tests.factories import ProductFactory, SubscriberFactory, UserFactory
@@ -298,7 +298,7 @@ def test_a_derived_snapshot_keeps_the_grace_end():
 
 
 def test_a_batch_is_applied_as_one_snapshot_after_the_other():
-    from billing.services import apply_snapshots
+    from billing.apply import apply_snapshots
 
     renewal = TransactionRecord("GPA.1..0", TransactionKind.RENEWAL, T0 + timedelta(minutes=2), 499, "EUR")
     results = apply_snapshots([

@@ -8,8 +8,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.models import Outbox, StatusChange, Subscription
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Snapshot
 from billing.statuses import Status
 

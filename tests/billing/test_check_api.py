@@ -10,9 +10,9 @@ from django.utils import timezone
 from accounts.authentication import clear_api_key_cache
 from accounts.services import api_key_revoke
 from billing import entitlement_cache
+from billing.apply import apply_snapshot
 from billing.models import StatusChange, Subscription
 from billing.selectors import check_answer
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Provider, Snapshot
 from billing.statuses import Status
 from tests.api_support import UNTRUSTED, api_key, bearer, configure_jwt, token, with_key

@@ -12,8 +12,8 @@ from django.db import connection
 from django.utils import timezone
 
 from billing import entitlement_cache, outbox
+from billing.apply import apply_snapshot
 from billing.models import Outbox, Subscription
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Snapshot
 from billing.statuses import Status
 from billing.tasks import relay_outbox

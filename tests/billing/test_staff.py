@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.models import Outbox, StatusChange, Subscription
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Snapshot
 from billing.staff import StaffActionError, manual_extend, manual_grant, subscription_revoke
 from billing.statuses import Status

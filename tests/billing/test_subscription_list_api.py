@@ -116,7 +116,7 @@ def test_me_needs_an_end_user(client, reader):
 
 def test_a_store_that_does_not_send_the_period_shows_the_catalogues(client, reader):
     # Apple and Google say no period in what they send: staff set it on the product when mapping it.
-    from billing.services import apply_snapshot
+    from billing.apply import apply_snapshot
     from billing.snapshots import Cause, CauseKind, Snapshot
 
     ProductFactory(provider=Provider.GOOGLE, store_product_id="pro_yearly", period_unit="year", period_value=1)

@@ -1,10 +1,9 @@
 """An adapter that exists only in tests (and the ingestion bench): HMAC-signed JSON events
 `{"id", "type", "subscription_id", "user_id", "status", "time"}`.
 
-Registered in the test process with registry.register(), and in a worker or server started by a test
-through BILLING_EXTRA_ADAPTERS=hooktest=tests.webhooks.adapter:HookTestAdapter (honoured only with
-BILLING_TESTING). Some event types misbehave on purpose; their state lives in Redis so that it is
-shared with the worker processes."""
+Registered in tests/settings.py (BILLING_PROVIDERS), which the test process and the workers and
+servers a test starts all use. Some event types misbehave on purpose; their state lives in Redis so
+that it is shared with the worker processes."""
 
 import hashlib
 import hmac
@@ -12,9 +11,8 @@ import json
 import time
 from datetime import datetime
 
-from django.http import HttpResponse
-
 from billing.providers.base import (
+    Answer,
     InboundEvent,
     ParseResult,
     PermanentError,
@@ -61,9 +59,9 @@ class HookTestAdapter(ProviderAdapter):
         return VerifiedEvent(dedupe_key=event_id, event_type=event_type, payload=data, occurred_at=occurred_at,
                              store_ids=(event_id, str(data.get("subscription_id") or "")))
 
-    def synchronous_response(self, event: VerifiedEvent):
+    def synchronous_answer(self, event: VerifiedEvent):
         if event.event_type == "ping":
-            return HttpResponse(status=204)
+            return Answer(204)
         return None
 
     def parse(self, event: InboundEvent) -> ParseResult:

@@ -1,17 +1,7 @@
 import pytest
 from celery import current_app
 
-from billing.providers import registry
-
-from .adapter import NAME, HookTestAdapter
 from .helpers import Server, Worker
-
-
-@pytest.fixture(autouse=True)
-def hooktest_adapter():
-    registry.register(NAME, HookTestAdapter())
-    yield
-    registry.unregister(NAME)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from .adapter import NAME, SIGNATURE_HEADER, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-EXTRA_ADAPTERS = f"{NAME}=tests.webhooks.adapter:HookTestAdapter"
 
 
 def post(client, body: bytes, *, signature: str | None = None, provider: str = NAME):
@@ -65,7 +64,7 @@ def process_env(**overrides) -> dict:
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.REDIS_URL,
         "CELERY_TASK_ALWAYS_EAGER": "0",
-        "BILLING_EXTRA_ADAPTERS": EXTRA_ADAPTERS,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",  # with the test adapter
         "WEBHOOK_RETRY_BASE_SECONDS": "0.05",
         "WEBHOOK_RETRY_MAX_SECONDS": "0.5",
         "LOG_LEVEL": "WARNING",

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from billing.models import StatusChange, Subscription
-from billing.providers import registry
 from billing.statuses import Status
 from webhooks import selectors
 from webhooks.models import WebhookEvent
@@ -123,16 +122,15 @@ def test_unknown_provider_is_404_with_the_known_ones(client):
     assert client.post("/webhooks/manual", data=b"{}", content_type="application/json").status_code == 404
 
 
-def test_provider_not_configured_is_503_naming_the_settings(send):
-    class Unconfigured(HookTestAdapter):
-        name = "hookoff"
-        required_settings = ("HOOKOFF_WEBHOOK_SECRET",)
+class Unconfigured(HookTestAdapter):
+    name = "hookoff"
+    required_settings = ("HOOKOFF_WEBHOOK_SECRET",)
 
-    registry.register("hookoff", Unconfigured())
-    try:
-        response = send(event_body("evt_off"), provider="hookoff")
-    finally:
-        registry.unregister("hookoff")
+
+def test_provider_not_configured_is_503_naming_the_settings(send, settings):
+    settings.BILLING_PROVIDERS = {**settings.BILLING_PROVIDERS,
+                                  "hookoff": "tests.webhooks.test_receive.Unconfigured"}
+    response = send(event_body("evt_off"), provider="hookoff")
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_configured"

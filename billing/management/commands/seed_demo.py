@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.models import Entitlement, Product
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Environment, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 

@@ -6,11 +6,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
+from billing.apply import apply_snapshot
 from billing.providers.base import NotConfigured
 from billing.providers.stripe import catalogue, mapping
 from billing.providers.stripe.adapter import SUBSCRIPTION_EXPAND, StripeAdapter, plain
 from billing.providers.stripe.client import get_client
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from appstoreserverlibrary.models.NotificationHistoryRequest import NotificationHistoryRequest
 from appstoreserverlibrary.receipt_utility import ReceiptUtility
 from django.conf import settings
+from django.utils import timezone
 
 from billing.providers.base import (
     InboundEvent,
@@ -30,6 +32,8 @@ from .client import TransactionNotFound, api_call
 
 if TYPE_CHECKING:
     from billing.models import Subscription
+
+HISTORY_DAYS = 180  # Apple keeps the notification history this long
 
 MANAGED_IN_STORE = ("App Store subscriptions are managed by the user in the App Store: Settings > Apple ID > "
                     "Subscriptions (or App Store > account > Subscriptions).")
@@ -87,6 +91,30 @@ class AppleAdapter(ProviderAdapter):
     def parse(self, event: InboundEvent) -> ParseResult:
         return mapping.notification_result(event.payload,
                                            sandbox_grants_access=verification.sandbox_grants_access())
+
+    def missed_notifications(self, *, since: datetime, until: datetime, only_failures: bool,
+                             environment: str | None = None) -> Iterator[bytes | None]:
+        """The App Store's notification history (get_notification_history, page by page), each entry as
+        the body Apple POSTs: {"signedPayload": …}. `environment`: production or sandbox (default:
+        APPLE_ENVIRONMENT's)."""
+        self.ensure_configured(for_api=True)
+        if since < timezone.now() - timedelta(days=HISTORY_DAYS):
+            oldest = (timezone.now() - timedelta(days=HISTORY_DAYS)).date().isoformat()
+            raise ValueError(f"Apple keeps the notification history for {HISTORY_DAYS} days: start after {oldest}.")
+        if environment is None:
+            environment = Environment.PRODUCTION if settings.APPLE_ENVIRONMENT == "Production" else Environment.SANDBOX
+        apple_environment = "Production" if environment == Environment.PRODUCTION else "Sandbox"
+        request = NotificationHistoryRequest(startDate=int(since.timestamp() * 1000),
+                                             endDate=int(until.timestamp() * 1000),
+                                             onlyFailures=True if only_failures else None)
+        token = None
+        while True:
+            page = api_call(apple_environment, "get_notification_history", token, request)
+            for item in page.notificationHistory or []:
+                yield json.dumps({"signedPayload": item.signedPayload}).encode() if item.signedPayload else None
+            if not page.hasMore or not page.paginationToken:
+                return
+            token = page.paginationToken
 
     # --- outbound -----------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.models import Subscription
 from billing.providers.base import PermanentError, TransientError
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, Provider, Snapshot
 
 from . import client, mapping, selectors

@@ -1,5 +1,5 @@
 """GoogleAdapter: Pub/Sub push → verified event; event → subscriptionsv2.get → Snapshot; verify,
-re-poll, cancel; staff actions (revoke with refund, defer) in admin_actions.py.
+re-poll, cancel; staff actions (revoke with refund, defer) in admin.py.
 
 Who the user is (in this order): a subscriber already carrying the purchase's obfuscated account id;
 else the obfuscated account id taken as the app's user id (apps are asked to put their user id there,
@@ -211,12 +211,3 @@ class GoogleAdapter(ProviderAdapter):
         client.subscription_cancel(subscription.provider_subscription_id)
         return self.fetch(subscription)
 
-    def admin_actions(self) -> list:
-        from .admin_actions import ACTIONS
-
-        return list(ACTIONS)
-
-    def admin_list_filters(self) -> list:
-        from .admin_actions import AcknowledgementDeadlineFilter
-
-        return [AcknowledgementDeadlineFilter]

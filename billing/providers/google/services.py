@@ -6,8 +6,8 @@ import logging
 
 from django.utils import timezone
 
+from billing.apply import ApplyResult, apply_snapshot
 from billing.models import Subscription
-from billing.services import ApplyResult, apply_snapshot
 from billing.snapshots import Cause, CauseKind, Provider
 
 from . import client

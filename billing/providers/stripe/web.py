@@ -14,9 +14,9 @@ from rest_framework import status
 
 from accounts.models import Subscriber
 from accounts.services import subscriber_get_or_create, subscriber_set_identity
+from billing.apply import apply_snapshot
 from billing.models import Subscription
 from billing.providers.base import NotConfigured
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 from config.api_errors import ApiError
 

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 
 from django.conf import settings
 from django.db.models import Q
-from django.http import HttpResponse
 from django.utils import timezone
 
 from accounts.models import Subscriber
 from billing.models import Subscription, Transaction
 from billing.providers.base import (
+    Answer,
     InboundEvent,
     NotConfigured,
     ParseResult,
@@ -29,6 +29,7 @@ from billing.providers.base import (
     ProviderAdapter,
     Rejected,
     VerifiedEvent,
+    WebhookDialect,
 )
 from billing.snapshots import Environment, Provider, Snapshot, TransactionKind
 
@@ -46,8 +47,25 @@ _XSOLLA_CODES = frozenset({INVALID_SIGNATURE, INVALID_USER, INVALID_PARAMETER, "
                            "INCORRECT_INVOICE"})
 
 
+class XsollaDialect(WebhookDialect):
+    def success(self, *, duplicate: bool) -> Answer:
+        """204 and no body, for a first delivery and a repeat alike."""
+        return Answer(204)
+
+    def error(self, *, status: int, code: str, message: str) -> Answer:
+        """Xsolla retries only on 5xx: every server-side failure is answered 500; everything the sender
+        must fix is 400 with one of Xsolla's codes."""
+        if status >= 500:
+            status, code = 500, (code or "SERVER_ERROR").upper()
+        else:
+            status = 400
+            code = code if code in _XSOLLA_CODES else INVALID_PARAMETER
+        return Answer(status, {"error": {"code": code, "message": message}})
+
+
 class XsollaAdapter(ProviderAdapter):
     name = Provider.XSOLLA
+    dialect = XsollaDialect()
     required_settings = ("XSOLLA_WEBHOOK_SECRET",)
     api_settings = ("XSOLLA_PROJECT_ID", "XSOLLA_MERCHANT_ID", "XSOLLA_API_KEY")
 
@@ -84,14 +102,14 @@ class XsollaAdapter(ProviderAdapter):
             environment=Environment.SANDBOX if mapping.is_dry_run(payload) else "",
         )
 
-    def synchronous_response(self, event: VerifiedEvent) -> HttpResponse | None:
+    def synchronous_answer(self, event: VerifiedEvent) -> Answer | None:
         """user_validation: does the user exist here? Nothing is written either way."""
         if event.event_type != mapping.USER_VALIDATION:
             return None
         user_id = mapping.id_str(mapping.as_dict(event.payload.get("user")).get("id"))
         if _subscriber_exists(user_id):
-            return self.success_response(duplicate=False)
-        return self.error_response(status=400, code=INVALID_USER, message=f"Unknown user {user_id!r}.")
+            return self.dialect.success(duplicate=False)
+        return self.dialect.error(status=400, code=INVALID_USER, message=f"Unknown user {user_id!r}.")
 
     def parse(self, event: InboundEvent) -> ParseResult:
         body = event.payload
@@ -153,23 +171,6 @@ class XsollaAdapter(ProviderAdapter):
         missing = self.missing_settings(for_api=True)
         if missing:
             raise NotConfigured(self.name, missing)
-
-    # --- answers in Xsolla's dialect ----------------------------------------------------------
-
-    def success_response(self, *, duplicate: bool) -> HttpResponse:
-        """204 and no body, for a first delivery and a repeat alike."""
-        return HttpResponse(status=204)
-
-    def error_response(self, *, status: int, code: str, message: str) -> HttpResponse:
-        """Xsolla retries only on 5xx: every server-side failure is answered 500; everything the sender
-        must fix is 400 with one of Xsolla's codes."""
-        if status >= 500:
-            status, code = 500, (code or "SERVER_ERROR").upper()
-        else:
-            status = 400
-            code = code if code in _XSOLLA_CODES else INVALID_PARAMETER
-        return HttpResponse(json.dumps({"error": {"code": code, "message": message}}), status=status,
-                            content_type="application/json")
 
 
 # --- helpers ----------------------------------------------------------------------------------

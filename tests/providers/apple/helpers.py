@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
+from billing.apply import apply_snapshot
 from billing.models import Subscription
 from billing.providers.apple.adapter import AppleAdapter
 from billing.providers.base import InboundEvent
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "apple"

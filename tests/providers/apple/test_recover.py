@@ -11,6 +11,7 @@ from billing.models import Subscription
 from billing.statuses import Status
 from tests.fakes.apple import AppleChain, notification_claims, renewal_claims, transaction_claims
 from webhooks.models import WebhookEvent
+from webhooks.tasks import recover_apple_notifications
 
 pytestmark = pytest.mark.django_db
 
@@ -84,11 +85,9 @@ def test_dates_outside_apples_history_are_refused(apple_settings, django_capture
 
 def test_beat_job_recovers_notifications_apple_failed_to_deliver(apple_settings, apple_chain, fake_appstore,
                                                                  django_capture_on_commit_callbacks):
-    from billing.providers.apple.tasks import recover_failed_notifications
-
     fake_appstore.history = [_notification(apple_chain, "2000000000000401")]
     with django_capture_on_commit_callbacks(execute=True):
-        summary = recover_failed_notifications()
+        summary = recover_apple_notifications()
     assert "1 recovered" in summary
     [page] = [r for r in fake_appstore.requests if r["path"] == "/inApps/v1/notifications/history"]
     assert page["body"]["onlyFailures"] is True
@@ -96,7 +95,5 @@ def test_beat_job_recovers_notifications_apple_failed_to_deliver(apple_settings,
 
 
 def test_beat_job_skips_when_the_api_is_not_configured(settings):
-    from billing.providers.apple.tasks import recover_failed_notifications
-
     settings.APPLE_KEY_ID = ""
-    assert recover_failed_notifications().startswith("skipped")
+    assert recover_apple_notifications().startswith("skipped")

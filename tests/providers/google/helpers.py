@@ -7,8 +7,8 @@ from pathlib import Path
 
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.providers.base import InboundEvent
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 from tests.fakes.google import pubsub_body
 

@@ -7,10 +7,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from billing.apply import subscription_link_subscriber
 from billing.models import Subscription
 from billing.providers.base import TransientError
 from billing.providers.google import selectors, tasks
-from billing.services import subscription_link_subscriber
 from billing.snapshots import Cause, CauseKind
 from tests.factories import SubscriberFactory
 

@@ -49,7 +49,7 @@ def test_defer_action_asks_for_a_reason_then_defers_at_google(client, google, su
     done = client.post(CHANGELIST, {"action": "google_defer_renewal", "_selected_action": [subscription.pk],
                                     "apply": "1", "days": "7", "reason": "outage goodwill"}, follow=True)
     assert done.status_code == 200
-    assert b"1 subscription(s) done at Google and re-read" in done.content
+    assert b"next renewal deferred by 7 days at Google, and re-read" in done.content
     (call,) = google.calls_of("defer")
     assert call["body"]["deferralContext"] == {"deferDuration": "604800s", "etag": etag, "validateOnly": False}
     subscription.refresh_from_db()

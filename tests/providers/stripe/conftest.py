@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.providers.base import InboundEvent
 from billing.providers.registry import get_adapter
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 from tests.fakes.stripe import FakeStripe, sign
 

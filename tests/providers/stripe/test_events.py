@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.models import Product, StatusChange, Subscription, Transaction
 from billing.providers.base import InboundEvent, TransientError
 from billing.selectors import check_answer
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind, TransactionKind
 from billing.statuses import Status
 from tests.factories import ProductFactory, SubscriberFactory

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.models import Subscription
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
 from billing.selectors import check_answer
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 from billing.statuses import Status
 from billing.tasks import repoll_subscriptions

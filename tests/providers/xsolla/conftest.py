@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.providers.base import InboundEvent
 from billing.providers.registry import get_adapter
 from billing.providers.xsolla.signature import authorization_header
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 from tests.fakes.xsolla import FakeXsolla
 

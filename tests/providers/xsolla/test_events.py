@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Subscriber
+from billing.apply import apply_snapshots
 from billing.models import StatusChange, Subscription, Transaction
-from billing.services import apply_snapshots
 from billing.snapshots import Cause, CauseKind
 from billing.statuses import Status
 

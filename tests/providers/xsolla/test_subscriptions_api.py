@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from billing.apply import apply_snapshot
 from billing.models import Subscription
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
-from billing.services import apply_snapshot
 from billing.snapshots import Cause, CauseKind
 from billing.statuses import Status
 from tests.factories import SubscriberFactory, SubscriptionFactory

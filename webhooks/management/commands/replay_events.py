@@ -4,27 +4,15 @@ Puts the selected events back to `received` with their attempts reset, and proce
 one, with a progress bar (the outcome of each is printed at the end)."""
 
 from collections import Counter
-from datetime import datetime, time
 
-from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
+from billing.cli import moment
 from webhooks import services
 from webhooks.models import WebhookEvent
 
 REPLAYABLE = [WebhookEvent.Status.DEAD, WebhookEvent.Status.FAILED]
-
-
-def _since(value: str) -> datetime:
-    parsed = parse_datetime(value)
-    if parsed is None:
-        day = parse_date(value)
-        if day is None:
-            raise CommandError(f"--since {value!r}: give a date (2026-11-01) or a date and time (2026-11-01T10:00Z)")
-        parsed = datetime.combine(day, time.min)
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.get_current_timezone())
 
 
 class Command(BaseCommand):
@@ -34,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--status", choices=[s.value for s in REPLAYABLE] + ["all"],
                             help="dead or failed (default: both); 'all' with --id replays any event")
         parser.add_argument("--provider", help="only this provider's events")
-        parser.add_argument("--since", help="only events received from this date or time on")
+        parser.add_argument("--since", type=moment, help="only events received from this date or time on (UTC)")
         parser.add_argument("--id", dest="ids", type=int, action="append", help="this event (repeatable)")
         parser.add_argument("--dry-run", action="store_true", help="list how many would be replayed")
 
@@ -47,7 +35,7 @@ class Command(BaseCommand):
         if provider:
             events = events.filter(provider=provider)
         if since:
-            events = events.filter(received_at__gte=_since(since))
+            events = events.filter(received_at__gte=since)
         if ids:
             events = events.filter(pk__in=ids)
         selected = list(events.order_by("received_at", "id").values_list("pk", flat=True))

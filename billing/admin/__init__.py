@@ -1,0 +1,7 @@
+"""The admin console, one module per room: subscriptions (the console and its actions), subscribers,
+catalogue, ledgers (status history, transactions), outbox; toolkit holds what they share (read-only
+options, fields, the one confirm-action page). Importing the package registers every room."""
+
+from . import catalogue, ledgers, outbox, subscribers, subscriptions
+
+__all__ = ["catalogue", "ledgers", "outbox", "subscribers", "subscriptions"]

@@ -1,0 +1,78 @@
+"""Subscribers (the apps' users), found by any of their ids at any store, with their subscriptions
+and a staff grant."""
+
+import uuid
+from functools import partial
+
+from django.contrib import admin
+from django.utils import timezone
+
+from accounts.models import Subscriber
+from billing.models import Subscription
+
+from .subscriptions import GrantForm, do_grant
+from .toolkit import ReadOnlyInline, admin_link, confirm_action
+
+
+class SubscriptionInline(ReadOnlyInline):
+    model = Subscription
+    fk_name = "subscriber"
+    fields = ("link", "provider", "status", "product", "expires_at", "environment", "entitled_now", "superseded")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    verbose_name_plural = "subscriptions (newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("product")
+
+    @admin.display(description="subscription")
+    def link(self, obj):
+        return admin_link(obj, obj.provider_subscription_id)
+
+    @admin.display(boolean=True, description="entitled now")
+    def entitled_now(self, obj):
+        return obj.is_entitled(timezone.now())
+
+    @admin.display(boolean=True, description="superseded")
+    def superseded(self, obj):
+        return obj.replaced_by_id is not None
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "email", "stripe_customer_id", "apple_app_account_token",
+                    "google_obfuscated_account_id", "xsolla_user_id", "created_at")
+    search_fields = ("=external_id", "email", "=stripe_customer_id", "=google_obfuscated_account_id",
+                     "=xsolla_user_id", "=subscriptions__provider_subscription_id")
+    search_help_text = "User id, email, a store's customer id / account token, or a store subscription id"
+    fieldsets = (
+        (None, {"fields": ("external_id", "email")}),
+        ("Store identities", {"fields": ("stripe_customer_id", "apple_app_account_token",
+                                         "google_obfuscated_account_id", "xsolla_user_id"),
+                              "description": "How each store's events find this user. Each belongs to one user."}),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (SubscriptionInline,)
+    actions = ("grant_access",)
+
+    def has_fix_permission(self, request):
+        return request.user.has_perm("billing.change_subscription")  # as for the subscriptions' own actions
+
+    def get_readonly_fields(self, request, obj=None):
+        # The app's user id is the key everything (events, cache, API) is addressed by: fixed once made.
+        return self.readonly_fields + (("external_id",) if obj is not None else ())
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            token = uuid.UUID(search_term.strip())
+        except (ValueError, AttributeError):
+            return queryset, may_have_duplicates
+        return queryset | self.model.objects.filter(apple_app_account_token=token), may_have_duplicates
+
+    @admin.action(description="Grant access (a staff grant)", permissions=["fix"])
+    def grant_access(self, request, queryset):
+        return confirm_action(self, request, queryset, form_class=GrantForm, title="Grant access",
+                             intro="Each selected user gets a new staff grant (provider: manual).", submit="Grant",
+                             do=partial(do_grant, lambda subscriber: subscriber, request))

@@ -1,0 +1,333 @@
+"""The operations console for subscriptions. Provider-synced rows are read-only: every change goes
+through an action that calls a service (the one write path underneath), recording who and why. Each
+store adds its own actions and list filters in billing/providers/<store>/admin.py."""
+
+import uuid
+from datetime import timedelta
+from functools import partial
+from importlib import import_module
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from accounts.services import subscriber_get_or_create
+from billing import staff, sweeps
+from billing.apply import subscription_link_subscriber
+from billing.models import Entitlement, Product, StatusChange, Subscription, Transaction
+from billing.providers import registry
+from billing.providers.base import NotConfigured, NotSupported, ProviderError
+from billing.providers.common import store_adapters
+from billing.snapshots import Cause, CauseKind
+
+from .toolkit import (
+    REASON,
+    ReadOnlyInline,
+    ReasonForm,
+    UntilField,
+    admin_link,
+    confirm_action,
+    danger,
+    money,
+    period,
+    pretty_json,
+)
+
+
+def store_admin_modules() -> list:
+    """billing/providers/<store>/admin.py of each store: its ACTIONS and LIST_FILTERS."""
+    return [import_module(type(adapter).__module__.rpartition(".")[0] + ".admin")
+            for _name, adapter in store_adapters() if adapter is not None]
+
+
+# --- subscriptions -------------------------------------------------------------------------------
+
+class OrphanFilter(admin.SimpleListFilter):
+    title = "user"
+    parameter_name = "orphan"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "orphans (no user)"), ("no", "linked to a user")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(subscriber__isnull=self.value() == "yes")
+        return queryset
+
+
+class SupersededFilter(admin.SimpleListFilter):
+    title = "superseded"
+    parameter_name = "superseded"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "superseded (replaced by another)"), ("no", "current")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(replaced_by__isnull=self.value() == "no")
+        return queryset
+
+
+class EntitledNowFilter(admin.SimpleListFilter):
+    title = "entitled now"
+    parameter_name = "entitled"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "yes"), ("no", "no"), ("lapsed", "status says entitled, but past its end")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        lapsed = sweeps.lapsed_subscriptions(now).values("pk")
+        entitled = queryset.filter(status__in=["TRIAL", "ACTIVE", "CANCELED", "ON_GRACE"],
+                                   replaced_by__isnull=True).exclude(pk__in=lapsed)
+        if self.value() == "yes":
+            return entitled
+        if self.value() == "no":
+            return queryset.exclude(pk__in=entitled.values("pk"))
+        if self.value() == "lapsed":
+            return queryset.filter(pk__in=lapsed)
+        return queryset
+
+
+class StatusChangeInline(ReadOnlyInline):
+    model = StatusChange
+    fields = ("recorded_at", "occurred_at", "old_status", "new_status", "ignored", "cause", "cause_ref",
+              "staff_user", "note")
+    readonly_fields = fields
+    ordering = ("-recorded_at", "-id")
+    verbose_name_plural = "status history (newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("staff_user")
+
+
+class TransactionInline(ReadOnlyInline):
+    model = Transaction
+    fields = ("occurred_at", "kind", "provider_transaction_id", "amount", "environment")
+    readonly_fields = fields
+
+    @admin.display(description="amount")
+    def amount(self, obj):
+        return money(obj.amount_minor, obj.currency)
+
+
+class GrantForm(forms.Form):
+    entitlement = forms.ModelChoiceField(Entitlement.objects.all(), required=False,
+                                         help_text="What to grant: an entitlement…")
+    product = forms.ModelChoiceField(Product.objects.all(), required=False,
+                                     help_text="…or a product (its entitlements).")
+    until = UntilField(required=False, help_text="UTC. Empty: open-ended (until revoked).")
+    reason = REASON()
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("entitlement")) == bool(data.get("product")):
+            raise forms.ValidationError("Choose an entitlement or a product (one of them).")
+        return data
+
+
+class ExtendForm(forms.Form):
+    until = UntilField(help_text="The new end, UTC.")
+    reason = REASON()
+
+
+class LinkForm(forms.Form):
+    user_id = forms.CharField(label="User id", max_length=255, help_text="The app's user id (e.g. 1001).")
+    move = forms.BooleanField(required=False, label="Move even if linked to another user",
+                              help_text="Both users are told on the event stream.")
+    reason = REASON()
+
+
+def do_grant(user_of, request, obj, data):
+    subscriber = user_of(obj)
+    if subscriber is None:
+        raise staff.StaffActionError("has no user: link it first")
+    sub = staff.manual_grant(subscriber=subscriber, entitlement=data["entitlement"], product=data["product"],
+                             until=data["until"], reason=data["reason"], staff_user=request.user)
+    return f"granted to user {subscriber} until {sub.expires_at or 'revoked'} ({sub.provider_subscription_id})"
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "user", "provider", "status", "product", "expires_at", "environment",
+                    "entitled_now", "last_verified_at", "acknowledge_by")
+    list_filter = ("provider", "status", "environment", EntitledNowFilter, OrphanFilter, SupersededFilter,
+                   ("product", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("=subscriber__external_id", "subscriber__email", "=provider_subscription_id",
+                     "=transactions__provider_transaction_id", "=subscriber__stripe_customer_id",
+                     "=subscriber__google_obfuscated_account_id", "=subscriber__xsolla_user_id")
+    search_help_text = "User id, email, store subscription id, transaction id, or a store's customer id / token"
+    list_select_related = ("subscriber", "product")
+    raw_id_fields = ("subscriber", "product", "replaced_by")
+    inlines = (StatusChangeInline, TransactionInline)
+    ordering = ("-created_at",)
+    fieldsets = (
+        (None, {"fields": ("provider", "provider_subscription_id", "user", "status", "entitled_now",
+                           "product_link", "store_product_id", "environment", "replaced_by_link")}),
+        ("Period and price", {"fields": ("period", "amount", "upcoming_amount", "auto_renew", "started_at",
+                                         "current_period_start", "current_period_end", "expires_at",
+                                         "grace_until", "canceled_at", "ended_at")}),
+        ("Freshness", {"fields": ("last_event_at", "last_verified_at", "acknowledgement_due_at",
+                                  "acknowledged_at", "created_at", "updated_at")}),
+        ("Latest raw snapshot from the store", {"classes": ("collapse",), "fields": ("raw_snapshot_pretty",)}),
+    )
+    readonly_fields = ("provider", "provider_subscription_id", "user", "status", "entitled_now", "product_link",
+                       "store_product_id", "environment", "replaced_by_link", "period", "amount",
+                       "upcoming_amount", "auto_renew", "started_at", "current_period_start", "current_period_end",
+                       "expires_at", "grace_until", "canceled_at", "ended_at", "last_event_at", "last_verified_at",
+                       "acknowledgement_due_at", "acknowledged_at", "created_at", "updated_at",
+                       "raw_snapshot_pretty")
+    actions = ("grant_access", "extend_grant", "revoke", "resync_from_store", "link_to_user")
+
+    # Provider-synced rows: no add, no delete, no edit form (actions only).
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_fix_permission(self, request):
+        """Grant, extend, revoke, re-sync, link: staff allowed to change subscriptions, not viewers."""
+        return request.user.has_perm("billing.change_subscription")
+
+    def get_list_filter(self, request):
+        filters = list(super().get_list_filter(request))
+        for module in store_admin_modules():
+            filters += module.LIST_FILTERS
+        return filters
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not self.has_fix_permission(request):
+            return actions
+        # The stores' own operations (e.g. Google: revoke with refund, defer), from their admin.py.
+        for module in store_admin_modules():
+            for func in module.ACTIONS:
+                description = getattr(func, "short_description", func.__name__.replace("_", " "))
+                actions[func.__name__] = (func, func.__name__, description)
+        return actions
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        token = _apple_token(search_term)
+        if token is not None:
+            queryset |= self.model.objects.filter(subscriber__apple_app_account_token=token)
+        return queryset, may_have_duplicates
+
+    # display
+    @admin.display(description="user", ordering="subscriber__external_id")
+    def user(self, obj):
+        if obj.subscriber is None:
+            return danger("orphan")
+        return admin_link(obj.subscriber)
+
+    @admin.display(boolean=True, description="entitled now")
+    def entitled_now(self, obj):
+        return obj.is_entitled(timezone.now())
+
+    @admin.display(description="acknowledge by", ordering="acknowledgement_due_at")
+    def acknowledge_by(self, obj):
+        """A purchase the store refunds unless acknowledged by then (Google: 3 days); red within a day."""
+        if obj.acknowledgement_due_at is None or obj.acknowledged_at is not None:
+            return "—"
+        due = f"{obj.acknowledgement_due_at:%Y-%m-%d %H:%M} UTC"
+        if obj.acknowledgement_due_at - timezone.now() < timedelta(days=1):
+            return danger(due)
+        return due
+
+    @admin.display(description="product")
+    def product_link(self, obj):
+        return admin_link(obj.product)
+
+    @admin.display(description="replaced by")
+    def replaced_by_link(self, obj):
+        return admin_link(obj.replaced_by)
+
+    @admin.display(description="period")
+    def period(self, obj):
+        return period(obj)
+
+    @admin.display(description="amount")
+    def amount(self, obj):
+        return money(obj.amount_minor, obj.currency)
+
+    @admin.display(description="upcoming amount")
+    def upcoming_amount(self, obj):
+        return money(obj.upcoming_amount_minor, obj.currency)
+
+    @admin.display(description="raw snapshot")
+    def raw_snapshot_pretty(self, obj):
+        return pretty_json(obj.raw_snapshot)
+
+    # actions
+    @admin.action(description="Grant access to the user (a staff grant beside it)", permissions=["fix"])
+    def grant_access(self, request, queryset):
+        return confirm_action(
+            self, request, queryset.select_related("subscriber"), form_class=GrantForm, title="Grant access",
+            intro="Each selected subscription's user gets a new staff grant (provider: manual).",
+            submit="Grant", do=partial(do_grant, lambda sub: sub.subscriber, request))
+
+    @admin.action(description="Extend a staff grant", permissions=["fix"])
+    def extend_grant(self, request, queryset):
+        def do(sub, data):
+            sub = staff.manual_extend(subscription=sub, until=data["until"], reason=data["reason"],
+                                      staff_user=request.user)
+            return f"extended until {sub.expires_at:%Y-%m-%d %H:%M} UTC"
+
+        return confirm_action(self, request, queryset, form_class=ExtendForm, title="Extend staff grants",
+                             intro="Only staff grants (provider: manual) can be extended here; store "
+                                   "subscriptions are extended in their store.", submit="Extend", do=do)
+
+    @admin.action(description="Revoke access now", permissions=["fix"])
+    def revoke(self, request, queryset):
+        def do(sub, data):
+            staff.subscription_revoke(subscription=sub, reason=data["reason"], staff_user=request.user)
+            return "revoked"
+
+        return confirm_action(
+            self, request, queryset, form_class=ReasonForm, title="Revoke access", submit="Revoke",
+            intro="Access ends now (status REVOKED, published on the event stream). For a store subscription "
+                  "this neither cancels nor refunds at the store, and the store's next event (a renewal) "
+                  "overrides it: cancel or refund in the store too.", do=do)
+
+    @admin.action(description="Re-sync from the store", permissions=["fix"])
+    def resync_from_store(self, request, queryset):
+        for sub in queryset:
+            try:
+                result = sweeps.subscription_resync(subscription=sub, cause_ref=f"admin:{request.user.get_username()}",
+                                                    staff_user_id=request.user.pk)
+            except (NotSupported, NotConfigured, registry.UnknownProvider) as exc:
+                self.message_user(request, f"{sub}: cannot be re-synced ({exc})", messages.WARNING)
+            except ProviderError as exc:
+                self.message_user(request, f"{sub}: the store did not answer ({exc}); try again later",
+                                  messages.ERROR)
+            else:
+                self.message_user(request, f"{sub}: {result.outcome} ({result.old_status} → {result.new_status})",
+                                  messages.SUCCESS)
+
+    @admin.action(description="Link to a user (orphans)", permissions=["fix"])
+    def link_to_user(self, request, queryset):
+        def do(sub, data):
+            if sub.subscriber is not None and not data["move"]:
+                raise staff.StaffActionError(f"already linked to user {sub.subscriber}; tick 'move' to move it")
+            subscriber = subscriber_get_or_create(external_id=data["user_id"])
+            subscription_link_subscriber(
+                subscription_id=sub.pk, subscriber=subscriber,
+                cause=Cause(CauseKind.STAFF, ref=f"staff:{request.user.get_username()}",
+                            staff_user_id=request.user.pk, note=data["reason"].strip()))
+            return f"linked to user {subscriber}"
+
+        return confirm_action(self, request, queryset.select_related("subscriber"), form_class=LinkForm,
+                             title="Link to a user", submit="Link",
+                             intro="The user's access is published on the event stream.", do=do)
+
+
+def _apple_token(term: str):
+    """An Apple appAccountToken typed in the search box (a UUID)."""
+    try:
+        return uuid.UUID(term.strip())
+    except (ValueError, AttributeError):
+        return None

@@ -1,0 +1,92 @@
+"""Google Play's staff actions and list filter for the subscriptions admin (collected by
+billing/admin/subscriptions.py): revoke with a full or prorated refund, and defer the next renewal.
+Each asks for a reason on the confirm-action page, goes to Google first, then re-reads the purchase
+and applies it. The filter shows purchases close to their acknowledgement deadline."""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from billing.admin.toolkit import REASON, confirm_action
+from billing.snapshots import Provider
+
+from . import selectors, services
+
+
+class RevokeForm(forms.Form):
+    refund = forms.ChoiceField(choices=[("full", "Full refund"), ("prorated", "Prorated refund (unused time)")])
+    reason = REASON()
+
+
+class DeferForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=services.MAX_DEFER_DAYS,
+                              help_text="The next renewal (and the charge) moves this many days later, free.")
+    reason = REASON()
+
+
+def _google_only(modeladmin, request, queryset):
+    subs = queryset.filter(provider=Provider.GOOGLE).select_related("subscriber")
+    if not subs.exists():
+        modeladmin.message_user(request, "Select Google Play subscriptions.", messages.WARNING)
+        return None
+    return subs
+
+
+@admin.action(description="Google: revoke with a refund (access ends now)")
+def google_revoke_with_refund(modeladmin, request, queryset):
+    subs = _google_only(modeladmin, request, queryset)
+    if subs is None:
+        return None
+
+    def do(sub, data):
+        services.subscription_revoke_at_google(subscription=sub, refund=data["refund"], reason=data["reason"],
+                                               staff_user=request.user)
+        return f"revoked at Google with a {data['refund']} refund, and re-read"
+
+    return confirm_action(modeladmin, request, subs, form_class=RevokeForm, title="Revoke at Google Play",
+                          submit="Revoke and refund", do=do,
+                          intro="Google refunds the user and ends access at once. This cannot be undone.")
+
+
+@admin.action(description="Google: defer the next renewal (free extension)")
+def google_defer_renewal(modeladmin, request, queryset):
+    subs = _google_only(modeladmin, request, queryset)
+    if subs is None:
+        return None
+
+    def do(sub, data):
+        services.subscription_defer_at_google(subscription=sub, days=data["days"], reason=data["reason"],
+                                              staff_user=request.user)
+        return f"next renewal deferred by {data['days']} days at Google, and re-read"
+
+    return confirm_action(modeladmin, request, subs, form_class=DeferForm, title="Defer renewal at Google Play",
+                          submit="Defer", do=do, intro="The user keeps access and is charged later.")
+
+
+class AcknowledgementDeadlineFilter(admin.SimpleListFilter):
+    """Google purchases not acknowledged yet: Google refunds them 3 days after purchase."""
+
+    title = "Google acknowledgement"
+    parameter_name = "google_ack"
+
+    def lookups(self, request, model_admin):
+        return [("24h", "due within 24 hours"), ("awaiting", "awaiting acknowledgement"),
+                ("overdue", "deadline passed")]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        if self.value() == "overdue":
+            ids = selectors.subscriptions_awaiting_acknowledgement(include_overdue_days=30).filter(
+                acknowledgement_due_at__lt=timezone.now())
+        elif self.value() == "24h":
+            ids = selectors.subscriptions_awaiting_acknowledgement(due_within=timedelta(hours=24))
+        else:
+            ids = selectors.subscriptions_awaiting_acknowledgement()
+        return queryset.filter(pk__in=ids.values("pk"))
+
+
+ACTIONS = (google_revoke_with_refund, google_defer_renewal)
+LIST_FILTERS = (AcknowledgementDeadlineFilter,)

@@ -1,0 +1,6 @@
+"""Stripe's own staff actions and list filters for the subscriptions admin (collected by
+billing/admin/subscriptions.py). None yet: staff act on Stripe subscriptions through the console's
+store-independent actions (grant, revoke, re-sync, link)."""
+
+ACTIONS = ()
+LIST_FILTERS = ()

@@ -1,0 +1,8 @@
+"""The test suite's settings: the project's own (config/settings.py, read from the environment as
+in production), plus the adapter that exists only in tests. Workers and servers a test starts use
+this module too (DJANGO_SETTINGS_MODULE=tests.settings)."""
+
+from config.settings import *  # noqa: F403
+from config.settings import BILLING_PROVIDERS
+
+BILLING_PROVIDERS = {**BILLING_PROVIDERS, "hooktest": "tests.webhooks.adapter.HookTestAdapter"}
