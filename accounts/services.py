@@ -5,6 +5,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from .authentication import clear_api_key_cache
 from .models import ApiKey, Subscriber
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,6 @@ def api_key_create(*, name: str, scopes: list[str], created_by=None) -> tuple[Ap
 
 def api_key_revoke(*, prefix: str) -> ApiKey:
     """Revoke a key. This process forgets it at once; other processes within API_KEY_CACHE_SECONDS."""
-    from .authentication import clear_api_key_cache
-
     key = ApiKey.objects.get(prefix=prefix)
     if key.revoked_at is None:
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -20,6 +20,8 @@ from functools import partial
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from . import entitlement_cache, outbox
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,8 +32,6 @@ class _Pending:
     subscriber_ids: list[tuple[int, int]] = field(default_factory=list)  # (item number, subscriber id)
 
     def flush(self, first: int) -> None:
-        from . import entitlement_cache, outbox
-
         outbox_ids = [i for n, i in self.outbox_ids if n >= first]
         subscriber_ids = sorted({i for n, i in self.subscriber_ids if n >= first})
         self.outbox_ids, self.subscriber_ids = [], []  # the rest: flushed already, or rolled back

@@ -17,6 +17,10 @@ import logging
 import redis
 from django.conf import settings
 
+from accounts.models import Subscriber
+
+from .entries import entries_by_subscriber
+from .models import Subscription
 from .redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -61,18 +65,9 @@ def fill(external_id: str, entries: list[dict]) -> None:
         client.set(key_for(external_id), json.dumps(entries), nx=True, ex=settings.CHECK_CACHE_TTL_SECONDS)
 
 
-def refresh(subscriber_id: int) -> None:
-    """Writer path, after commit: recompute a user's entries from the database and store them."""
-    refresh_many([subscriber_id])
-
-
 def refresh_many(subscriber_ids: list[int]) -> None:
     """Writer path, after commit: recompute these users' entries (one query) and store them (one
     pipeline of compare-and-set writes, see the module docstring)."""
-    from accounts.models import Subscriber
-
-    from .selectors import entries_by_subscriber  # selectors read through this module
-
     client = get_redis()
     if client is None or not subscriber_ids:
         return
@@ -100,8 +95,6 @@ def refresh_many(subscriber_ids: list[int]) -> None:
 def forget_products(product_ids: list[int]) -> int:
     """The catalogue changed (a product's entitlements, an entitlement renamed): drop the cached
     entries of every user holding these products, so the next check reads the new mapping."""
-    from .models import Subscription
-
     client = get_redis()
     if client is None or not product_ids:
         return 0

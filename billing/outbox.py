@@ -12,15 +12,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.models import Subscriber
+
+from . import entitlement_cache
 from .models import Outbox, Product, Subscription
 from .redis_client import get_redis
 from .statuses import is_entitled
+from .times import isoformat_z
 
 logger = logging.getLogger(__name__)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def payload_draft(*, event_id: str, subscription, old_status: str, occurred_at: datetime, subscriber) -> dict:
@@ -37,11 +37,11 @@ def payload_draft(*, event_id: str, subscription, old_status: str, occurred_at: 
         "billingSubscriptionId": str(subscription.pk),
         "productId": subscription.store_product_id or None,
         "entitlements": [],
-        "expiresAt": _iso(subscription.expires_at),
-        "accessEndsAt": _iso(subscription.access_ends_at),
+        "expiresAt": isoformat_z(subscription.expires_at),
+        "accessEndsAt": isoformat_z(subscription.access_ends_at),
         "isSubscribed": False,
         "environment": subscription.environment,
-        "occurredAt": _iso(occurred_at),
+        "occurredAt": isoformat_z(occurred_at),
     }
 
 
@@ -106,10 +106,6 @@ def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
 
 
 def _refresh_caches(external_ids: set[str]) -> None:
-    from accounts.models import Subscriber
-
-    from . import entitlement_cache
-
     entitlement_cache.refresh_many(list(Subscriber.objects.filter(external_id__in=external_ids)
                                         .values_list("pk", flat=True)))
 

@@ -9,13 +9,11 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from . import entitlement_cache
+from .entries import entries_of
 from .models import Subscription
 from .snapshots import TransactionKind
 from .statuses import Status, access_ends_at, grants_access, is_entitled, lapsed_status
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+from .times import isoformat_z
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -23,53 +21,6 @@ def _dt(value: str | None) -> datetime | None:
 
 
 # --- The check answer -------------------------------------------------------------------------
-
-# What the check answer is computed from, per subscription: dates, not verdicts (the answer is computed
-# at read time, so an expiry passing needs no write). Left-joined to the product's entitlements.
-_ENTRY_COLUMNS = ("pk", "provider", "store_product_id", "status", "expires_at", "grace_until", "environment",
-                  "last_verified_at", "product__entitlements__name")
-
-
-def _current(subscriptions):
-    """Newest first, superseded ones left out."""
-    return subscriptions.filter(replaced_by__isnull=True).order_by("-created_at", "-id")
-
-
-def _entries(subscriptions) -> list[dict]:
-    """One query, grouped here."""
-    entries: dict[int, dict] = {}
-    for row in _current(subscriptions).values_list(*_ENTRY_COLUMNS):
-        _add_row(entries, row)
-    return _sorted(entries)
-
-
-def entries_by_subscriber(subscriber_ids: list[int]) -> dict[int, list[dict]]:
-    """The entries of several subscribers in one query (one without subscriptions is absent)."""
-    by_subscriber: dict[int, dict[int, dict]] = {}
-    rows = _current(Subscription.objects.filter(subscriber_id__in=subscriber_ids)).values_list(
-        "subscriber_id", *_ENTRY_COLUMNS)
-    for subscriber_id, *row in rows:
-        _add_row(by_subscriber.setdefault(subscriber_id, {}), row)
-    return {subscriber_id: _sorted(entries) for subscriber_id, entries in by_subscriber.items()}
-
-
-def _add_row(entries: dict[int, dict], row) -> None:
-    pk, provider, product_id, status, expires_at, grace_until, environment, verified_at, name = row
-    entry = entries.get(pk)
-    if entry is None:
-        entry = entries[pk] = {
-            "id": pk, "provider": provider, "product_id": product_id, "status": status,
-            "expires_at": _iso(expires_at), "grace_until": _iso(grace_until), "entitlements": [],
-            "environment": environment, "last_verified_at": _iso(verified_at)}
-    if name is not None:
-        entry["entitlements"].append(name)
-
-
-def _sorted(entries: dict[int, dict]) -> list[dict]:
-    for entry in entries.values():
-        entry["entitlements"].sort()
-    return list(entries.values())  # dicts keep insertion order: newest first
-
 
 _read_clients: dict[str, redis.Redis] = {}
 
@@ -98,7 +49,7 @@ def entries_for_user(external_id: str) -> list[dict]:
     cached = _cached_entries(external_id)
     if cached is not None:
         return cached
-    entries = _entries(Subscription.objects.filter(subscriber__external_id=external_id))
+    entries = entries_of(Subscription.objects.filter(subscriber__external_id=external_id))
     entitlement_cache.fill(external_id, entries)
     return entries
 
@@ -140,7 +91,7 @@ def check_answer(external_id: str, *, entitlement: str | None = None, now: datet
         "product_id": (shown["product_id"] or None) if shown else None,
         "expires_at": shown["expires_at"] if shown else None,
         "entitlements": granted,
-        "as_of": _iso(now),
+        "as_of": isoformat_z(now),
         "last_confirmed_at": shown["last_verified_at"] if shown else None,
     }
 

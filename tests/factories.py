@@ -85,7 +85,7 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
 T0 = timezone.now() - timedelta(hours=1)
 
 
-def snapshot(status: str = Status.ACTIVE, *, minutes: float = 0, at=None, sub_id: str = "sub_1",
+def snapshot(status: str = Status.ACTIVE, minutes: float = 0, *, at=None, sub_id: str = "sub_1",
              provider: str = Provider.STRIPE, store_product_id: str = "price_monthly", **fields) -> Snapshot:
     """The one snapshot builder of the tests: a store's state of `sub_id`, observed `minutes` after T0
     (or `at`), with any other Snapshot field given by name."""

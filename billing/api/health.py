@@ -7,6 +7,7 @@ import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from drf_spectacular.utils import extend_schema, inline_serializer
+from kombu import Connection
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -54,8 +55,6 @@ def broker_state(redis_status: str) -> str:
             return "ok"
         except redis.RedisError:
             return "unavailable"
-    from kombu import Connection
-
     try:
         with Connection(url, connect_timeout=1) as conn:
             conn.ensure_connection(max_retries=1)

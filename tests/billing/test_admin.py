@@ -239,7 +239,7 @@ def test_api_key_shown_once_never_its_hash(client, staff):
 def test_product_mapping_is_validated_and_refreshes_cached_answers(client, staff, data,
                                                                    django_capture_on_commit_callbacks):
     product = Product.objects.get(store_product_id="price_monthly")
-    entitlement_cache.refresh(Subscriber.objects.get(external_id="1001").pk)
+    entitlement_cache.refresh_many([Subscriber.objects.get(external_id="1001").pk])
     assert entitlement_cache.get("1001")[0]["entitlements"] == ["premium"]
     form = {"provider": "stripe", "store_product_id": "price_monthly", "label": "Monthly", "period_unit": "month",
             "period_value": "1", "price_minor": "999", "currency": "usd"}
@@ -285,7 +285,7 @@ def test_a_purchase_close_to_its_acknowledgement_deadline_stands_out_in_the_list
 
 def test_deleting_an_entitlement_drops_the_cached_answers_of_its_users(client, staff, data, redis_client,
                                                                        django_capture_on_commit_callbacks):
-    entitlement_cache.refresh(data["stripe"].subscriber_id)
+    entitlement_cache.refresh_many([data["stripe"].subscriber_id])
     assert entitlement_cache.get("1001")[0]["entitlements"] == ["premium"]
     premium = Entitlement.objects.get(name="premium")
     with django_capture_on_commit_callbacks(execute=True):

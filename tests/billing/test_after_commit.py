@@ -4,32 +4,25 @@ rolled back with a savepoint is not published, work added after the rollback is.
 
 import json
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from billing import entitlement_cache
 from billing.apply import apply_snapshot
 from billing.models import Outbox
-from billing.snapshots import Cause, CauseKind, Snapshot
+from billing.snapshots import Cause, CauseKind
 from billing.statuses import Status
-from tests.factories import ProductFactory
+from tests.factories import T0, ProductFactory, snapshot
+from tests.helpers import stream_events
 
-T0 = timezone.now() - timedelta(hours=1)
 WEBHOOK = Cause(CauseKind.WEBHOOK, ref="evt")
 DB = pytest.mark.django_db(transaction=True, available_apps=["accounts", "billing", "webhooks"])
 
 
-def snap(status, minutes=0, sub_id="sub_1", user_id="1001"):
-    return Snapshot(provider="stripe", provider_subscription_id=sub_id, status=status,
-                    observed_at=T0 + timedelta(minutes=minutes), store_product_id="price_m", user_id=user_id,
-                    expires_at=T0 + timedelta(days=30))
-
-
-def stream_events(redis_client, settings) -> list[dict]:
-    return [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
+snap = partial(snapshot, user_id="1001", store_product_id="price_m", expires_at=T0 + timedelta(days=30))
 
 
 @DB
@@ -40,9 +33,9 @@ def test_one_transaction_of_several_snapshots_publishes_each_event_once_and_refr
         for i in range(5):
             apply_snapshot(snap(Status.ACTIVE, sub_id=f"sub_{i}", user_id=str(3000 + i)), WEBHOOK)
         apply_snapshot(snap(Status.CANCELED, 1, sub_id="sub_0", user_id="3000"), WEBHOOK)
-        assert stream_events(redis_client, settings) == []  # nothing leaves before the commit
+        assert stream_events() == []  # nothing leaves before the commit
 
-    events = stream_events(redis_client, settings)
+    events = stream_events()
     rows = list(Outbox.objects.order_by("id"))
     assert [e["eventId"] for e in events] == [str(r.event_id) for r in rows] and len(rows) == 6
     assert [(e["userId"], e["newStatus"]) for e in events][-2:] == [("3004", "ACTIVE"), ("3000", "CANCELED")]
@@ -65,7 +58,7 @@ def test_a_rolled_back_savepoint_is_not_published_and_later_work_still_is(redis_
             pass
         apply_snapshot(snap(Status.ACTIVE, sub_id="sub_kept", user_id="4001"), WEBHOOK)
 
-    events = stream_events(redis_client, settings)
+    events = stream_events()
     assert [(e["userId"], e["subscriptionId"]) for e in events] == [("4001", "sub_kept")]
     assert entitlement_cache.get("4001")[0]["status"] == "ACTIVE"
     assert entitlement_cache.get("4000") is None

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.utils import timezone
@@ -9,9 +10,9 @@ from django.utils import timezone
 from accounts.models import Subscriber
 from billing.apply import apply_snapshot, subscription_link_subscriber
 from billing.models import Outbox, Product, StatusChange, Subscription, Transaction
-from billing.snapshots import Cause, CauseKind, Environment, Snapshot, TransactionKind, TransactionRecord
+from billing.snapshots import Cause, CauseKind, Environment, TransactionKind, TransactionRecord
 from billing.statuses import Status
-from tests.factories import ProductFactory, SubscriberFactory, UserFactory
+from tests.factories import ProductFactory, SubscriberFactory, UserFactory, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +20,7 @@ T0 = timezone.now() - timedelta(hours=2)
 WEBHOOK = Cause(CauseKind.WEBHOOK, ref="evt_1")
 
 
-def snap(status=Status.ACTIVE, at=T0, sub_id="sub_1", provider="stripe", **kw):
-    kw.setdefault("store_product_id", "price_monthly")
-    return Snapshot(provider=provider, provider_subscription_id=sub_id, status=status, observed_at=at, **kw)
+snap = partial(snapshot, at=T0)  # this module's clock: two hours ago
 
 
 def txn(tid, kind=TransactionKind.PURCHASE, amount=999, at=T0):
@@ -59,10 +58,10 @@ def test_create_records_everything():
 
 def test_update_then_unchanged():
     apply_snapshot(snap(user_id="42", expires_at=T0 + timedelta(days=30)), WEBHOOK)
-    r = apply_snapshot(snap(Status.CANCELED, T0 + timedelta(minutes=5), auto_renew=False), WEBHOOK)
+    r = apply_snapshot(snap(Status.CANCELED, at=T0 + timedelta(minutes=5), auto_renew=False), WEBHOOK)
     assert (r.outcome, r.old_status, r.new_status) == ("updated", Status.ACTIVE, Status.CANCELED)
     later = T0 + timedelta(minutes=10)
-    r = apply_snapshot(snap(Status.CANCELED, later, expires_at=T0 + timedelta(days=31)), WEBHOOK)
+    r = apply_snapshot(snap(Status.CANCELED, at=later, expires_at=T0 + timedelta(days=31)), WEBHOOK)
     assert r.outcome == "unchanged" and not r.status_changed
     sub = Subscription.objects.get()
     # None in a snapshot keeps the stored value; given values replace it
@@ -88,8 +87,8 @@ def test_environment_and_sandbox_are_kept():
 
 def test_an_older_snapshot_never_regresses_and_is_visible():
     apply_snapshot(snap(user_id="42", expires_at=T0 + timedelta(days=30)), WEBHOOK)
-    apply_snapshot(snap(Status.REVOKED, T0 + timedelta(minutes=10), ended_at=T0 + timedelta(minutes=10)), WEBHOOK)
-    r = apply_snapshot(snap(Status.ACTIVE, T0 + timedelta(minutes=5), expires_at=T0 + timedelta(days=60)),
+    apply_snapshot(snap(Status.REVOKED, at=T0 + timedelta(minutes=10), ended_at=T0 + timedelta(minutes=10)), WEBHOOK)
+    r = apply_snapshot(snap(Status.ACTIVE, at=T0 + timedelta(minutes=5), expires_at=T0 + timedelta(days=60)),
                        Cause(CauseKind.WEBHOOK, ref="evt_late"))
     assert (r.outcome, r.old_status, r.new_status) == ("stale", Status.REVOKED, Status.REVOKED)
     sub = Subscription.objects.get()
@@ -103,20 +102,20 @@ def test_an_older_snapshot_never_regresses_and_is_visible():
 
 def test_a_snapshot_at_the_same_store_time_applies():
     apply_snapshot(snap(user_id="42"), WEBHOOK)
-    r = apply_snapshot(snap(Status.CANCELED, T0), WEBHOOK)
+    r = apply_snapshot(snap(Status.CANCELED, at=T0), WEBHOOK)
     assert r.outcome == "updated"
 
 
 def test_derived_snapshot_does_not_advance_last_event_at():
     apply_snapshot(snap(user_id="42", expires_at=T0 + timedelta(minutes=30)), WEBHOOK)
     derived_at = timezone.now()
-    r = apply_snapshot(snap(Status.EXPIRED, derived_at, store_product_id="", derived=True),
+    r = apply_snapshot(snap(Status.EXPIRED, at=derived_at, store_product_id="", derived=True),
                        Cause(CauseKind.BEAT, ref="expire_lapsed"))
     assert r.new_status == Status.EXPIRED
     sub = Subscription.objects.get()
     assert sub.last_event_at == T0
     # A store state newer than the last one it told us (but older than the sweep) still applies.
-    r = apply_snapshot(snap(Status.ACTIVE, T0 + timedelta(minutes=29), expires_at=T0 + timedelta(days=30)), WEBHOOK)
+    r = apply_snapshot(snap(Status.ACTIVE, at=T0 + timedelta(minutes=29), expires_at=T0 + timedelta(days=30)), WEBHOOK)
     assert r.outcome == "updated" and r.new_status == Status.ACTIVE
     assert history() == [("INACTIVE", "ACTIVE", False), ("ACTIVE", "EXPIRED", False), ("EXPIRED", "ACTIVE", False)]
 
@@ -216,7 +215,7 @@ def test_orphan_linked_by_a_later_event_is_published():
 
 def test_snapshot_without_user_keeps_the_link():
     apply_snapshot(snap(user_id="42"), WEBHOOK)
-    apply_snapshot(snap(Status.CANCELED, T0 + timedelta(minutes=1)), WEBHOOK)
+    apply_snapshot(snap(Status.CANCELED, at=T0 + timedelta(minutes=1)), WEBHOOK)
     assert Subscription.objects.get().subscriber.external_id == "42"
 
 
@@ -232,14 +231,14 @@ def test_replaces_carries_the_user_and_supersedes():
 
 def test_conflicting_claim_keeps_the_owner_with_a_note_once():
     apply_snapshot(snap(user_id="42"), WEBHOOK)
-    apply_snapshot(snap(Status.CANCELED, T0 + timedelta(minutes=1), user_id="43"), WEBHOOK)
+    apply_snapshot(snap(Status.CANCELED, at=T0 + timedelta(minutes=1), user_id="43"), WEBHOOK)
     sub = Subscription.objects.get()
     assert sub.subscriber.external_id == "42"
     change = StatusChange.objects.order_by("id").last()
     assert change.new_status == Status.CANCELED and "store claims user 43; kept the linked user" in change.note
     # no status change: the claim is still shown, once, and nothing is published
     for minute in (2, 3):
-        apply_snapshot(snap(Status.CANCELED, T0 + timedelta(minutes=minute), user_id="44"), WEBHOOK)
+        apply_snapshot(snap(Status.CANCELED, at=T0 + timedelta(minutes=minute), user_id="44"), WEBHOOK)
     notes = list(StatusChange.objects.filter(note__contains="claims user 44").values_list("old_status", "new_status"))
     assert notes == [("CANCELED", "CANCELED")]
     assert Outbox.objects.count() == 2

@@ -3,26 +3,24 @@
 import itertools
 import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.db import connection, transaction
-from django.utils import timezone
 
 from billing.apply import apply_snapshot
 from billing.models import Outbox, StatusChange, Subscription
-from billing.snapshots import Cause, CauseKind, Snapshot
+from billing.snapshots import Cause, CauseKind
 from billing.statuses import Status
+from tests.factories import T0, snapshot
 
 # Flushing only our apps' tables after each test (not dj-stripe's hundred) keeps these fast.
 pytestmark = pytest.mark.django_db(transaction=True, available_apps=["accounts", "billing", "webhooks"])
 
-T0 = timezone.now() - timedelta(hours=1)
 WEBHOOK = Cause(CauseKind.WEBHOOK)
 
 
-def snap(status, minutes, sub_id="sub_c", **kw):
-    return Snapshot(provider="stripe", provider_subscription_id=sub_id, status=status,
-                    observed_at=T0 + timedelta(minutes=minutes), store_product_id="price_m", user_id="42", **kw)
+snap = partial(snapshot, sub_id="sub_c", store_product_id="price_m", user_id="42")
 
 
 class Holder(threading.Thread):

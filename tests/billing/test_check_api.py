@@ -190,12 +190,12 @@ def test_trusted_networks_come_from_settings(client, settings):
     assert check(client, "1", REMOTE_ADDR="127.0.0.1").status_code == 401
 
 
-def test_api_key_with_check_scope(client):
-    assert check(client, "1", **with_key(api_key("check"))).status_code == 200
+def test_api_key_with_check_scope(client, service_auth):
+    assert check(client, "1", **service_auth("check")).status_code == 200
 
 
-def test_api_key_without_check_scope_is_forbidden(client):
-    response = check(client, "1", **with_key(api_key("read", "verify")))
+def test_api_key_without_check_scope_is_forbidden(client, service_auth):
+    response = check(client, "1", **service_auth("read", "verify"))
     assert response.status_code == 403
     assert "check" in response.json()["error"]["message"]
 

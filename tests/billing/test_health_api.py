@@ -1,18 +1,11 @@
 """GET /health: 200 with each dependency's state; 503 when the database is unreachable."""
 
-import socket
-
 import pytest
 from django.db import connection
 
 from billing.models import Outbox
 from tests.factories import SubscriptionFactory
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the socket is: nothing listens there
+from tests.helpers import closed_port
 
 
 @pytest.mark.django_db
@@ -42,7 +35,7 @@ def test_redis_down_is_degraded_not_down(client, settings):
 def test_database_unreachable_is_503(client):
     connection.close()
     port = connection.settings_dict["PORT"]
-    connection.settings_dict["PORT"] = _closed_port()
+    connection.settings_dict["PORT"] = closed_port()
     try:
         response = client.get("/health")
     finally:

@@ -2,38 +2,27 @@
 left behind; a consumer written as in the integration guide of the service we replace works."""
 
 import json
-import socket
 import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
 import redis
 from django.db import connection
-from django.utils import timezone
 
 from billing import entitlement_cache, outbox
 from billing.apply import apply_snapshot
 from billing.models import Outbox, Subscription
-from billing.snapshots import Cause, CauseKind, Snapshot
+from billing.snapshots import Cause, CauseKind
 from billing.statuses import Status
 from billing.tasks import relay_outbox
-from tests.factories import ProductFactory
+from tests.factories import T0, ProductFactory, snapshot
+from tests.helpers import closed_port, stream_events
 
-T0 = timezone.now() - timedelta(hours=1)
 WEBHOOK = Cause(CauseKind.WEBHOOK, ref="evt")
 
 
-def snap(status, minutes=0, sub_id="sub_1", user_id="1001", **kw):
-    return Snapshot(provider="stripe", provider_subscription_id=sub_id, status=status,
-                    observed_at=T0 + timedelta(minutes=minutes), store_product_id="price_m", user_id=user_id,
-                    expires_at=T0 + timedelta(days=30), **kw)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
+snap = partial(snapshot, user_id="1001", store_product_id="price_m", expires_at=T0 + timedelta(days=30))
 
 
 @pytest.mark.django_db
@@ -104,7 +93,7 @@ def test_relay_when_redis_was_down(django_capture_on_commit_callbacks, redis_cli
     assert entitlement_cache.get("1001")[0]["status"] == "ACTIVE"
     up_url = settings.REDIS_URL
 
-    settings.REDIS_URL = closed_port_url()  # Redis goes down
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port()}/0"  # Redis goes down
     with django_capture_on_commit_callbacks(execute=True):
         result = apply_snapshot(snap(Status.REVOKED, 1), WEBHOOK)  # the write itself must not fail
     assert result.new_status == Status.REVOKED
@@ -121,7 +110,7 @@ def test_relay_when_redis_was_down(django_capture_on_commit_callbacks, redis_cli
     assert relay_outbox() == 0  # and only once
     row.refresh_from_db()
     assert row.published_at is not None and row.last_error == ""
-    events = [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
+    events = stream_events()
     assert [e["newStatus"] for e in events] == ["ACTIVE", "REVOKED"]
     assert events[1]["eventId"] == str(row.event_id)
     # the relay also repaired the user's cached entitlements
@@ -142,7 +131,7 @@ def test_stream_length_is_capped(redis_client, settings):
 def waiting_events(settings, count: int, *, first_user: int) -> None:
     """Status changes whose after-commit relay failed (Redis down): they wait in the outbox."""
     up_url = settings.REDIS_URL
-    settings.REDIS_URL = closed_port_url()
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port()}/0"
     for i in range(count):
         apply_snapshot(snap(Status.ACTIVE, sub_id=f"sub_{i}", user_id=str(first_user + i)), WEBHOOK)
     settings.REDIS_URL = up_url
@@ -171,7 +160,7 @@ def test_two_relays_at_once_publish_each_event_exactly_once(redis_client, settin
     for t in threads:
         t.join(30)
     assert not errors and sum(counts) == 60
-    events = [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
+    events = stream_events()
     assert len(events) == 60 and len({e["eventId"] for e in events}) == 60
     assert not Outbox.objects.filter(published_at__isnull=True).exists()
 

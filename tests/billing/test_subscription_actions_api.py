@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.authentication import clear_api_key_cache
 from billing.models import StatusChange, Subscription
-from tests.api_support import api_key, bearer, configure_jwt, with_key
+from tests.api_support import bearer, configure_jwt
 from tests.factories import SubscriberFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,15 +59,15 @@ def test_store_managed_is_409_saying_where(client):
     assert plan.status_code == 409 and "Settings" in plan.json()["error"]["message"]
 
 
-def test_change_plan_needs_a_price_id(client):
+def test_change_plan_needs_a_price_id(client, service_auth):
     sub = SubscriptionFactory(subscriber=SubscriberFactory(external_id="56"), provider="xsolla")
     missing = client.post(f"/api/subscriptions/{sub.pk}/change-plan", {}, content_type="application/json",
-                          **with_key(api_key("manage")))
+                          **service_auth("manage"))
     assert missing.status_code == 400 and "price_id" in missing.json()["error"]["message"]
 
 
-def test_manage_scope_required_and_unknown_id_404(client):
+def test_manage_scope_required_and_unknown_id_404(client, service_auth):
     sub = SubscriptionFactory(provider="xsolla")
-    assert client.post(f"/api/subscriptions/{sub.pk}/cancel", **with_key(api_key("read"))).status_code == 403
-    assert client.post("/api/subscriptions/999999/cancel", **with_key(api_key("manage"))).status_code == 404
-    assert client.post("/api/subscriptions/abc/cancel", **with_key(api_key("manage"))).status_code == 404
+    assert client.post(f"/api/subscriptions/{sub.pk}/cancel", **service_auth("read")).status_code == 403
+    assert client.post("/api/subscriptions/999999/cancel", **service_auth("manage")).status_code == 404
+    assert client.post("/api/subscriptions/abc/cancel", **service_auth("manage")).status_code == 404

@@ -9,7 +9,7 @@ from accounts.authentication import clear_api_key_cache
 from billing.models import Transaction
 from billing.snapshots import Provider, TransactionKind
 from billing.statuses import Status
-from tests.api_support import UNTRUSTED, api_key, bearer, configure_jwt, with_key
+from tests.api_support import UNTRUSTED, bearer, configure_jwt
 from tests.factories import ProductFactory, SubscriberFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +22,8 @@ def _auth(settings):
 
 
 @pytest.fixture
-def reader():
-    return with_key(api_key("read"))
+def reader(service_auth):
+    return service_auth("read")
 
 
 def _subscriptions(external_id, count):
@@ -95,8 +95,8 @@ def test_unknown_user_has_no_subscriptions(client, reader):
         "items": [], "has_more": False, "limit": 15, "offset": 0}
 
 
-def test_read_scope_is_required(client):
-    response = client.get("/api/users/33/subscriptions", **with_key(api_key("check")))
+def test_read_scope_is_required(client, service_auth):
+    response = client.get("/api/users/33/subscriptions", **service_auth("check"))
     assert response.status_code == 403 and "read" in response.json()["error"]["message"]
     assert client.get("/api/users/33/subscriptions", REMOTE_ADDR="127.0.0.1").status_code == 401
 

@@ -9,12 +9,12 @@ from django.utils import timezone
 
 from billing import sweeps
 from billing.models import Outbox, StatusChange, Subscription
-from billing.providers.registry import get_adapter
 from billing.statuses import Status
 from billing.sweeps import subscription_expire_if_lapsed, subscriptions_due_for_repoll
 from billing.tasks import expire_lapsed, repoll_subscriptions
 from tests.factories import SubscriptionFactory
-from tests.providers.stripe.conftest import process_all
+from tests.helpers import deliver, drain
+from tests.providers.stripe.conftest import event_body, signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +79,6 @@ class StripeAtTheFake:
 
     def __init__(self, fake):
         self.fake = fake
-        self.adapter = get_adapter("stripe")
         self.price = fake.add_price(fake.add_product("Premium"), unit_amount=999)
 
     def subscribe(self, user_id: str, **stored) -> Subscription:
@@ -95,7 +94,11 @@ class StripeAtTheFake:
         return rows.get()
 
     def deliver_events(self) -> None:
-        process_all(self.adapter, self.fake.take_events())
+        """What Stripe sent since the last call, delivered to our webhook and processed."""
+        for event in self.fake.take_events():
+            body = event_body(event)
+            deliver("stripe", body, signed_headers(body), process=False)
+        drain()
 
     def lose_events(self) -> None:
         self.fake.take_events()

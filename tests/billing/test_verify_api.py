@@ -12,7 +12,7 @@ from accounts.authentication import clear_api_key_cache
 from billing.models import StatusChange, Subscription, Transaction
 from billing.providers.apple.mapping import app_account_token_for_user
 from billing.statuses import Status
-from tests.api_support import api_key, bearer, configure_jwt, with_key
+from tests.api_support import bearer, configure_jwt
 from tests.factories import SubscriberFactory, SubscriptionFactory
 from tests.fakes.apple import renewal_claims, transaction_claims
 
@@ -44,10 +44,10 @@ def verify(client, body, **auth):
     return client.post("/api/subscriptions/verify", body, content_type="application/json", **auth)
 
 
-def test_verified_purchase_is_applied_and_returned(client, sell, fake_appstore):
+def test_verified_purchase_is_applied_and_returned(client, sell, fake_appstore, service_auth):
     sell()
     response = verify(client, {"provider": "apple", "user_id": "41", "transaction_id": OTID},
-                      **with_key(api_key("verify")))
+                      **service_auth("verify"))
     assert response.status_code == 200, response.json()
     item = response.json()
     sub = Subscription.objects.get(provider="apple", provider_subscription_id=OTID)
@@ -60,9 +60,9 @@ def test_verified_purchase_is_applied_and_returned(client, sell, fake_appstore):
     assert client.get("/api/subscriptions/check/41").json()["is_subscribed"] is True
 
 
-def test_repeat_verification_is_idempotent(client, sell):
+def test_repeat_verification_is_idempotent(client, sell, service_auth):
     sell()
-    key = with_key(api_key("verify"))
+    key = service_auth("verify")
     for _ in range(2):
         response = verify(client, {"provider": "apple", "user_id": "42", "transaction_id": OTID}, **key)
         assert response.status_code == 200, response.json()
@@ -81,13 +81,13 @@ def test_end_user_verifies_for_themselves(client, sell, fake_appstore):
     assert len(fake_appstore.requests) == asked  # refused before the store is asked
 
 
-def test_purchase_of_another_user_is_409_and_nothing_applied(client, sell):
+def test_purchase_of_another_user_is_409_and_nothing_applied(client, sell, service_auth):
     sell()  # the store says ACTIVE; we hold it, expired, for user 45
     owner = SubscriberFactory(external_id="45")
     sub = SubscriptionFactory(subscriber=owner, provider="apple", provider_subscription_id=OTID,
                               status=Status.EXPIRED, environment="sandbox")
     response = verify(client, {"provider": "apple", "user_id": "46", "transaction_id": OTID},
-                      **with_key(api_key("verify")))
+                      **service_auth("verify"))
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "purchase_owned_by_another_user" and OTID in error["message"]
@@ -97,12 +97,12 @@ def test_purchase_of_another_user_is_409_and_nothing_applied(client, sell):
     assert not Transaction.objects.exists() and not StatusChange.objects.exists()
 
 
-def test_an_orphan_the_store_says_another_user_made_stays_an_orphan(client, sell):
+def test_an_orphan_the_store_says_another_user_made_stays_an_orphan(client, sell, service_auth):
     sell(bought_by=45)
     orphan = SubscriptionFactory(subscriber=None, provider="apple", provider_subscription_id=OTID,
                                  environment="sandbox")
     response = verify(client, {"provider": "apple", "user_id": "46", "transaction_id": OTID},
-                      **with_key(api_key("verify")))
+                      **service_auth("verify"))
     assert response.status_code == 409, response.json()
     error = response.json()["error"]
     assert error["code"] == "purchase_owned_by_another_user"
@@ -112,24 +112,24 @@ def test_an_orphan_the_store_says_another_user_made_stays_an_orphan(client, sell
     assert not Transaction.objects.exists() and not StatusChange.objects.exists()
 
 
-def test_an_orphan_purchase_is_linked_to_the_verifying_user(client, sell):
+def test_an_orphan_purchase_is_linked_to_the_verifying_user(client, sell, service_auth):
     sell()
     orphan = SubscriptionFactory(subscriber=None, provider="apple", provider_subscription_id=OTID,
                                  environment="sandbox")
     response = verify(client, {"provider": "apple", "user_id": "47", "transaction_id": OTID},
-                      **with_key(api_key("verify")))
+                      **service_auth("verify"))
     assert response.status_code == 200, response.json()
     assert response.json()["id"] == str(orphan.pk)
     orphan.refresh_from_db()
     assert orphan.subscriber.external_id == "47"
 
 
-def test_store_not_configured_is_503_naming_the_settings(client, apple_settings, sell, fake_appstore):
+def test_store_not_configured_is_503_naming_the_settings(client, apple_settings, sell, fake_appstore, service_auth):
     sell()
     apple_settings.APPLE_KEY_ID = ""
     apple_settings.APPLE_ISSUER_ID = ""
     response = verify(client, {"provider": "apple", "user_id": "48", "transaction_id": OTID},
-                      **with_key(api_key("verify")))
+                      **service_auth("verify"))
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "provider_not_configured"
@@ -143,16 +143,16 @@ def test_store_not_configured_is_503_naming_the_settings(client, apple_settings,
     {"user_id": "1"},
     {"provider": "apple"},  # a service must say which user
 ])
-def test_bad_requests_are_400(client, sell, fake_appstore, body):
+def test_bad_requests_are_400(client, sell, fake_appstore, body, service_auth):
     sell()
-    response = verify(client, body | {"transaction_id": OTID}, **with_key(api_key("verify")))
+    response = verify(client, body | {"transaction_id": OTID}, **service_auth("verify"))
     assert response.status_code == 400 and response.json()["error"]["message"]
     assert fake_appstore.requests == [] and not Subscription.objects.exists()
 
 
-def test_verify_scope_is_required(client, sell, fake_appstore):
+def test_verify_scope_is_required(client, sell, fake_appstore, service_auth):
     sell()
     response = verify(client, {"provider": "apple", "user_id": "1", "transaction_id": OTID},
-                      **with_key(api_key("check", "read")))
+                      **service_auth("check", "read"))
     assert response.status_code == 403
     assert fake_appstore.requests == [] and not Subscription.objects.exists()
