@@ -29,3 +29,25 @@ def test_every_job_of_the_code_is_created_and_staff_edits_survive_a_restart():
     assert jobs["webhooks-sweep"].interval.every == 120
     assert jobs["billing-repoll-subscriptions"].enabled is False
     assert jobs["billing-expire-lapsed"].task == "billing.tasks.expire_lapsed"  # back from the code
+
+
+def test_every_scheduled_task_exists():
+    """A task that moved must take its schedule along: beat would send a name no worker knows."""
+    current_app.loader.import_default_modules()
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        assert entry["task"] in current_app.tasks, name
+
+
+def test_a_beat_row_of_a_moved_task_follows_it():
+    """The Apple recovery's task moved to webhooks.tasks: the row an existing deployment holds (kept
+    as staff left it) is renamed by the migration, so the job keeps running after the deploy."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("webhooks.migrations.0003_beat_task_names")
+    every_6h = IntervalSchedule.objects.create(every=6, period=IntervalSchedule.HOURS)
+    PeriodicTask.objects.create(name="apple-recover-failed", task=migration.OLD, interval=every_6h)
+    migration.rename(apps, None)
+    assert PeriodicTask.objects.get(name="apple-recover-failed").task == "webhooks.tasks.recover_apple_notifications"
+    assert migration.NEW in current_app.tasks
