@@ -13,7 +13,7 @@ from django.test import Client
 from billing.models import Subscription
 from billing.redis_client import get_redis
 from webhooks.models import WebhookEvent
-from webhooks.services import events_drain
+from webhooks.processing import events_drain
 
 
 @dataclass

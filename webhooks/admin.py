@@ -15,7 +15,7 @@ from billing.apply import subscription_link_subscriber
 from billing.models import Subscription
 from billing.snapshots import Cause, CauseKind
 
-from . import services
+from . import replay
 from .models import WebhookEvent
 
 
@@ -129,7 +129,7 @@ class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Replay the selected events (reset attempts, process again)", permissions=["replay"])
     def replay_events(self, request, queryset):
-        count = services.events_replay(queryset.values_list("pk", flat=True))
+        count = replay.events_replay(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} event{'s' if count != 1 else ''} queued for replay.", messages.SUCCESS)
 
     @admin.action(description="Link their subscriptions without user to a user", permissions=["link"])

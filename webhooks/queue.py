@@ -1,4 +1,4 @@
-"""Enqueueing stored events cheaply.
+"""Publishing to Celery, cheaply: the drain task behind a Redis flag, and one event's retry task.
 
 A Celery `.delay()` per webhook costs more CPU than the rest of the request (~1.1 ms measured), so the
 answer path does not publish one task per event. After the INSERT commits it sets a Redis flag with
@@ -8,18 +8,23 @@ clears the flag, then looks once more (an event committed while the flag was sti
 otherwise wait for the sweeper). The database is the queue: a lost task or a broker outage loses
 nothing, the sweeper (beat) kicks a drain for any event still `received` after a few minutes.
 
-Without a broker (`make run`: tasks run in-process) events are processed right after their commit.
+This module only publishes (tasks by their registered names) and imports nothing of the pipeline.
+Without a broker (`make run`: tasks run in-process) nothing is published: processing.py processes
+right after the commit instead (`event_process_soon`, `events_drain_soon`), and retries.py leaves
+retries to the sweeper.
 """
 
 import logging
 
 import redis
 from celery import current_app
-from django.conf import settings
 
 from billing.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
+
+DRAIN_TASK = "webhooks.tasks.drain_events"
+PROCESS_TASK = "webhooks.tasks.process_event"
 
 DRAIN_FLAG = "webhooks:drain-scheduled"
 # Long enough to cover the time between publishing the drain and a worker taking it; short enough
@@ -28,31 +33,12 @@ DRAIN_FLAG_TTL_SECONDS = 60
 
 
 def inline() -> bool:
-    """Tasks run in-process (no broker): process right away instead of queueing."""
+    """Tasks run in-process (no broker): the callers process right away instead of publishing."""
     return bool(current_app.conf.task_always_eager)
 
 
-def event_stored(event_id: int) -> None:
-    """on_commit hook of the webhook view: have the new event processed. Never raises (the event is
-    committed; the sweeper is the safety net)."""
-    try:
-        if inline():
-            from .services import event_process
-
-            event_process(event_id)
-        else:
-            kick_drain()
-    except Exception:  # the answer must stay 2xx: the event is stored and the sweeper will find it
-        logger.exception("webhook event %s stored but not queued; the sweeper will pick it up", event_id)
-
-
 def kick_drain(*, force: bool = False) -> bool:
-    """Make sure a drain task is scheduled. Returns True if one was published (or run inline)."""
-    if inline():
-        from .services import events_drain
-
-        events_drain()
-        return True
+    """Make sure a drain task is scheduled (a broker is configured). Returns True if one was published."""
     client = get_redis()
     if client is not None and not force:
         try:
@@ -60,7 +46,7 @@ def kick_drain(*, force: bool = False) -> bool:
                 return False  # a drain is already scheduled or running: it will see this event
         except redis.RedisError as exc:
             logger.warning("drain flag unavailable (%s); publishing a drain anyway", exc)
-    return _publish("webhooks.tasks.drain_events")
+    return _publish(DRAIN_TASK)
 
 
 def drain_finished() -> None:
@@ -74,16 +60,9 @@ def drain_finished() -> None:
         logger.warning("could not clear the drain flag (%s); it expires in %ss", exc, DRAIN_FLAG_TTL_SECONDS)
 
 
-def schedule_retry(event_id: int, delay_seconds: float) -> None:
-    """A retry due in `delay_seconds`. Short delays get a countdown task; long ones (beyond what the
-    broker holds reliably: Redis redelivers unacked ETA tasks after its visibility timeout) are left to
-    the sweeper, which enqueues every due retry. In-process mode: the sweeper only."""
-    if inline():
-        return
-    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
-    if delay_seconds > visibility / 2:
-        return
-    _publish("webhooks.tasks.process_event", args=(event_id,), countdown=delay_seconds)
+def event_publish(event_id: int, *, countdown: float) -> bool:
+    """Publish `process_event(event_id)` to run in `countdown` seconds (retries.py decides when)."""
+    return _publish(PROCESS_TASK, args=(event_id,), countdown=countdown)
 
 
 def _publish(task_name: str, *, args=(), countdown: float | None = None) -> bool:
@@ -97,6 +76,6 @@ def _publish(task_name: str, *, args=(), countdown: float | None = None) -> bool
         return True
     except Exception as exc:  # kombu/redis/socket errors: the broker is unavailable
         logger.warning("broker unavailable, %s not published (%s); the sweeper will enqueue it", task_name, exc)
-        if task_name.endswith("drain_events"):
+        if task_name == DRAIN_TASK:
             drain_finished()
         return False

@@ -9,7 +9,7 @@ from datetime import datetime
 from billing.providers import registry
 from billing.providers.base import Rejected, TransientError
 
-from .services import event_store
+from .ingest import event_store
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing.providers import registry
 
-from . import recovery, services
+from . import processing, recovery, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -17,20 +17,20 @@ APPLE_LOOKBACK = timedelta(days=2)
 
 @shared_task(name="webhooks.tasks.drain_events", acks_late=True, ignore_result=True)
 def drain_events() -> int:
-    """Process every due `received` event (scheduled by the webhook view through queue.kick_drain)."""
-    return services.drain_run()
+    """Process every due `received` event (published by queue.kick_drain after a webhook is stored)."""
+    return processing.drain_run()
 
 
 @shared_task(name="webhooks.tasks.process_event", acks_late=True, ignore_result=True)
 def process_event(event_id: int) -> str:
     """One event whose retry is due."""
-    return services.event_process(event_id)
+    return processing.event_process(event_id)
 
 
 @shared_task(name="webhooks.tasks.sweep_events", acks_late=True, ignore_result=True)
 def sweep_events() -> int:
     """Beat: events still `received` (lost task, broker down) and due retries get a drain."""
-    return services.events_sweep()
+    return sweep.events_sweep()
 
 
 @shared_task(name="webhooks.tasks.recover_apple_notifications", acks_late=True, ignore_result=True)

@@ -1,9 +1,7 @@
 """Helpers of the webhook tests: posting signed events, real worker and server processes."""
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +10,8 @@ from pathlib import Path
 import requests
 from django.conf import settings
 from django.db import connection
+
+from tests.helpers import closed_port
 
 from .adapter import NAME, SIGNATURE_HEADER, sign
 
@@ -33,10 +33,6 @@ def http_post(base_url: str, body: bytes, **kw):
                          headers={SIGNATURE_HEADER: sign(body), "Content-Type": "application/json"}, **kw)
 
 
-def stream_events(redis_client) -> list[dict]:
-    return [json.loads(fields["event"]) for _, fields in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
-
-
 def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,12 +41,6 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05, messag
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def process_env(**overrides) -> dict:
@@ -116,7 +106,7 @@ class Server:
 
     def __init__(self, log_dir: Path, *, args: tuple = ("-w", "1"), **env):
         self.args = list(args)
-        self.port = free_port()
+        self.port = closed_port()  # nothing listens there yet: gunicorn binds it
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"server-{self.port}.log"
         self.env = process_env(**env)

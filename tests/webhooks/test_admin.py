@@ -4,20 +4,13 @@ import pytest
 
 from billing.models import Subscription
 from tests.factories import SubscriberFactory
+from tests.helpers import stream_events
 from webhooks.models import WebhookEvent
 
 from .adapter import event_body
-from .helpers import post, stream_events
+from .helpers import post
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def send(client, django_capture_on_commit_callbacks):
-    def send(body):
-        with django_capture_on_commit_callbacks(execute=True):
-            assert post(client, body).status_code == 200
-    return send
 
 
 def test_search_by_the_store_subscription_id_and_the_pretty_body(send, admin_client):
@@ -53,8 +46,7 @@ def test_admin_index_counts_per_provider_and_keeps_the_app_list(send, client, ad
     assert "/admin/webhooks/webhookevent/" in page and "/admin/django_celery_beat/" in page
 
 
-def test_an_orphan_is_applied_listed_and_linked_by_support(send, admin_client, django_capture_on_commit_callbacks,
-                                                            redis_client):
+def test_an_orphan_is_applied_listed_and_linked_by_support(send, admin_client, django_capture_on_commit_callbacks):
     send(event_body("evt_orphan", subscription_id="sub_NOUSER", user_id=None))
     sub = Subscription.objects.get()
     assert sub.subscriber is None and sub.status == "ACTIVE"  # applied, without a user
@@ -74,4 +66,4 @@ def test_an_orphan_is_applied_listed_and_linked_by_support(send, admin_client, d
 
     sub.refresh_from_db()
     assert sub.subscriber == user
-    assert [(e["userId"], e["newStatus"]) for e in stream_events(redis_client)] == [("777", "ACTIVE")]
+    assert [(e["userId"], e["newStatus"]) for e in stream_events()] == [("777", "ACTIVE")]

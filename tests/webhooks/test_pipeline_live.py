@@ -6,25 +6,24 @@ import time
 
 import pytest
 import requests
+from django.db import connection
 
 from billing.models import StatusChange, Subscription
 from billing.statuses import Status
-from webhooks import tasks
+from tests.helpers import closed_port, stream_events
+from webhooks import ingest, processing, tasks
 from webhooks.models import WebhookEvent
 
 from .adapter import SIGNATURE_HEADER, HookTestAdapter, event_body, sign
-from .helpers import http_post, post, stream_events, wait_for
+from .helpers import http_post, post, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-CLOSED_PORT = "127.0.0.1:1"
-
 
 def _status(dedupe_key: str) -> str | None:
     return WebhookEvent.objects.filter(dedupe_key=dedupe_key).values_list("status", flat=True).first()
 
 
-def test_fifty_concurrent_copies_of_one_event_have_one_effect(start_server, redis_client):
+def test_fifty_concurrent_copies_of_one_event_have_one_effect(start_server):
     # Two server processes with eight threads each; events are processed right after their commit.
     server = start_server(args=("-w", "2", "-k", "gthread", "--threads", "8"), CELERY_TASK_ALWAYS_EAGER="1")
     body = event_body("evt_race", subscription_id="sub_RACE", status="ACTIVE")
@@ -49,11 +48,10 @@ def test_fifty_concurrent_copies_of_one_event_have_one_effect(start_server, redi
     assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED
     assert Subscription.objects.get().status == Status.ACTIVE
     assert StatusChange.objects.count() == 1
-    assert len(stream_events(redis_client)) == 1
+    assert len(stream_events()) == 1
 
 
-def test_worker_processes_queued_events_and_retries_transient_failures(client, queued_tasks, start_worker,
-                                                                       redis_client):
+def test_worker_processes_queued_events_and_retries_transient_failures(client, queued_tasks, start_worker):
     start_worker()
     assert post(client, event_body("evt_w1", subscription_id="sub_W1")).status_code == 200
     assert post(client, event_body("evt_w2", type="flaky", fail_times=5, subscription_id="sub_W2")).status_code == 200
@@ -63,8 +61,8 @@ def test_worker_processes_queued_events_and_retries_transient_failures(client, q
     flaky = WebhookEvent.objects.get(dedupe_key="evt_w2")
     assert flaky.attempts == 6 and flaky.error == ""
     # the stream entry follows the commit of the processing
-    wait_for(lambda: len(stream_events(redis_client)) >= 2, message="the stream entries")
-    assert sorted(e["subscriptionId"] for e in stream_events(redis_client)) == ["sub_W1", "sub_W2"]
+    wait_for(lambda: len(stream_events()) >= 2, message="the stream entries")
+    assert sorted(e["subscriptionId"] for e in stream_events()) == ["sub_W1", "sub_W2"]
 
 
 def test_worker_killed_mid_task_processes_the_event_once_after_restart(client, queued_tasks, start_worker,
@@ -84,13 +82,12 @@ def test_worker_killed_mid_task_processes_the_event_once_after_restart(client, q
     event.refresh_from_db()
     assert event.attempts == 1
     assert StatusChange.objects.count() == 1
-    wait_for(lambda: stream_events(redis_client), message="the stream entry")
-    assert [e["subscriptionId"] for e in stream_events(redis_client)] == ["sub_K"]
+    wait_for(lambda: stream_events(), message="the stream entry")
+    assert [e["subscriptionId"] for e in stream_events()] == ["sub_K"]
 
 
-def test_broker_down_answers_2xx_and_the_sweeper_gets_it_processed(start_server, start_worker, queued_tasks,
-                                                                   redis_client):
-    server = start_server(CELERY_BROKER_URL=f"redis://{CLOSED_PORT}/0")
+def test_broker_down_answers_2xx_and_the_sweeper_gets_it_processed(start_server, start_worker, queued_tasks):
+    server = start_server(CELERY_BROKER_URL=f"redis://127.0.0.1:{closed_port()}/0")
 
     started = time.monotonic()
     response = http_post(server.base_url, event_body("evt_nobroker", subscription_id="sub_NB"))
@@ -102,12 +99,12 @@ def test_broker_down_answers_2xx_and_the_sweeper_gets_it_processed(start_server,
     start_worker(WEBHOOK_SWEEP_AFTER_SECONDS="0")
     tasks.sweep_events.delay()  # what beat does every minute
     wait_for(lambda: _status("evt_nobroker") == "processed", timeout=60, message="the swept event processed")
-    wait_for(lambda: stream_events(redis_client), message="the stream entry")
-    assert [e["subscriptionId"] for e in stream_events(redis_client)] == ["sub_NB"], stream_events(redis_client)
+    wait_for(lambda: stream_events(), message="the stream entry")
+    assert [e["subscriptionId"] for e in stream_events()] == ["sub_NB"], stream_events()
 
 
 def test_database_down_answers_503_so_the_store_retries(start_server):
-    server = start_server(DATABASE_URL=f"postgres://postgres:postgres@{CLOSED_PORT}/billing")
+    server = start_server(DATABASE_URL=f"postgres://postgres:postgres@127.0.0.1:{closed_port()}/billing")
 
     response = http_post(server.base_url, event_body("evt_nodb"))
 
@@ -131,21 +128,17 @@ def test_bad_input_leaves_a_real_server_healthy(start_server, settings):
     assert WebhookEvent.objects.count() == 1
 
 
-def test_two_drains_at_once_process_each_event_once(queued_tasks, redis_client):
-    from django.db import connection
-
-    from webhooks import services
-
+def test_two_drains_at_once_process_each_event_once(queued_tasks):
     for i in range(30):  # stored and queued (no worker runs here)
         body = event_body(f"evt_pair_{i}", subscription_id=f"sub_P{i}", user_id=str(100 + i))
-        services.event_store(provider="hooktest", body=body, headers={},
+        ingest.event_store(provider="hooktest", body=body, headers={},
                              verified=HookTestAdapter().authenticate({SIGNATURE_HEADER: sign(body)}, body, {}))
     assert WebhookEvent.objects.filter(status="received").count() == 30
     counts = []
 
     def drain():
         try:
-            counts.append(services.events_drain()[0])
+            counts.append(processing.events_drain()[0])
         finally:
             connection.close()
 
@@ -158,4 +151,4 @@ def test_two_drains_at_once_process_each_event_once(queued_tasks, redis_client):
     assert sum(counts) == 30
     assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
     assert StatusChange.objects.count() == 30
-    assert len(stream_events(redis_client)) == 30
+    assert len(stream_events()) == 30

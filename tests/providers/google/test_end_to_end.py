@@ -12,7 +12,7 @@ from tests.api_support import api_key, with_key
 from tests.factories import SubscriberFactory
 from tests.fakes.google import SigningKey, pubsub_body
 from webhooks.models import WebhookEvent
-from webhooks.services import event_process
+from webhooks.processing import event_process
 
 from .helpers import (
     AUDIENCE,

@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from billing.cli import moment
-from webhooks import services
 from webhooks.models import WebhookEvent
+from webhooks.replay import event_replay_now
 
 REPLAYABLE = [WebhookEvent.Status.DEAD, WebhookEvent.Status.FAILED]
 
@@ -47,7 +47,6 @@ class Command(BaseCommand):
             return
         outcomes = Counter()
         for event_id in tqdm(selected, desc="replaying", unit="event", disable=None, file=self.stderr):
-            services.events_reset_for_replay([event_id])
-            outcomes[services.event_process(event_id)] += 1
+            outcomes[event_replay_now(event_id)] += 1
         summary = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
         self.stdout.write(self.style.SUCCESS(f"Replayed {len(selected)} events: {summary}."))

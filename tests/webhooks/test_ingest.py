@@ -1,4 +1,4 @@
-"""POST /webhooks/<provider>: what the store sees, and what is stored."""
+"""Ingest (POST /webhooks/<provider>): what the store sees, and what is stored."""
 
 import json
 
@@ -6,11 +6,12 @@ import pytest
 
 from billing.models import StatusChange, Subscription
 from billing.statuses import Status
+from tests.helpers import stream_events
 from webhooks import selectors
 from webhooks.models import WebhookEvent
 
 from .adapter import HookTestAdapter, event_body, sign
-from .helpers import post, stream_events
+from .helpers import post
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def send(client, django_capture_on_commit_callbacks):
     return send
 
 
-def test_new_event_is_stored_processed_and_published(send, redis_client):
+def test_new_event_is_stored_processed_and_published(send):
     response = send(event_body("evt_1", subscription_id="sub_A", user_id="42", status="ACTIVE"))
 
     assert response.status_code == 200
@@ -41,11 +42,11 @@ def test_new_event_is_stored_processed_and_published(send, redis_client):
     assert sub.status == Status.ACTIVE and sub.subscriber.external_id == "42"
     assert list(event.subscriptions.all()) == [sub]
     assert StatusChange.objects.get().cause_ref == str(event.pk)
-    [published] = stream_events(redis_client)
+    [published] = stream_events()
     assert (published["userId"], published["newStatus"], published["subscriptionId"]) == ("42", "ACTIVE", "sub_A")
 
 
-def test_repeat_delivery_gets_the_same_answer_and_does_nothing(send, client, redis_client):
+def test_repeat_delivery_gets_the_same_answer_and_does_nothing(send, client):
     body = event_body("evt_dup", status="ACTIVE")
     first = send(body)
     second = send(body)
@@ -57,7 +58,7 @@ def test_repeat_delivery_gets_the_same_answer_and_does_nothing(send, client, red
     assert WebhookEvent.objects.count() == 1
     assert WebhookEvent.objects.get().attempts == 1
     assert StatusChange.objects.count() == 1
-    assert len(stream_events(redis_client)) == 1
+    assert len(stream_events()) == 1
 
 
 def test_authentic_event_of_a_type_we_do_not_act_on_is_ignored_with_the_reason(send):
@@ -87,7 +88,7 @@ def test_synchronous_answer_is_returned_and_kept_for_the_audit(send):
     (None, json.dumps({"id": "evt_x"}).encode(), 400, "malformed"),
 ])
 def test_unauthenticated_or_malformed_is_rejected_clearly_and_nothing_is_stored(
-        send, redis_client, signature, body, status, code):
+        send, signature, body, status, code):
     response = send(body, signature=signature)
 
     assert response.status_code == status
@@ -129,7 +130,7 @@ class Unconfigured(HookTestAdapter):
 
 def test_provider_not_configured_is_503_naming_the_settings(send, settings):
     settings.BILLING_PROVIDERS = {**settings.BILLING_PROVIDERS,
-                                  "hookoff": "tests.webhooks.test_receive.Unconfigured"}
+                                  "hookoff": "tests.webhooks.test_ingest.Unconfigured"}
     response = send(event_body("evt_off"), provider="hookoff")
 
     assert response.status_code == 503
