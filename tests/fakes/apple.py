@@ -1,7 +1,8 @@
 """The App Store, faked at the network edge: a certificate chain of our own that signs JWS the way
 Apple does (root → intermediate → leaf, with the key identifiers, key usages and Apple OIDs the
 library's X509_STRICT check requires), and a local App Store Server API (ThreadingHTTPServer) that the
-library's real client talks to through APPLE_API_BASE_URL."""
+library's real client talks to through APPLE_API_BASE_URL. Beside them, what the real App Store sent
+(genuine sandbox notifications, tests/fixtures/apple/SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import asn1
@@ -26,6 +28,23 @@ LEAF_OID = "1.2.840.113635.100.6.11.1"
 INTERMEDIATE_OID = "1.2.840.113635.100.6.2.1"
 BUNDLE_ID = "com.example.billing"
 APP_APPLE_ID = 1234
+
+
+# The real sandbox captures: Apple-signed, for this app and subscription.
+REAL_CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "apple" / "signed_real_sandbox"
+REAL_BUNDLE_ID = "com.loki-project.loki-messenger"
+REAL_APP_APPLE_ID = 1470168868
+REAL_ORIGINAL_TRANSACTION_ID = "2000001024993299"
+
+
+def real_body(name: str) -> bytes:
+    """One captured notification body, as Apple POSTed it."""
+    return (REAL_CAPTURES / name).read_bytes()
+
+
+def real_sequence(prefix: str) -> list[bytes]:
+    """A captured lifecycle ("seq1", "seq2"), in the order Apple sent it."""
+    return [p.read_bytes() for p in sorted(REAL_CAPTURES.glob(f"{prefix}_*.json"))]
 
 
 def now_ms() -> int:

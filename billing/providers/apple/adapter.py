@@ -1,34 +1,30 @@
-"""The App Store adapter: Server Notifications V2 in, App Store Server API out."""
+"""The App Store adapter: Server Notifications V2 in (auth.py verifies, HANDLERS route on the
+notificationType, mapping.py reads), the App Store Server API out (client.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
 
-from appstoreserverlibrary.models.NotificationHistoryRequest import NotificationHistoryRequest
-from appstoreserverlibrary.receipt_utility import ReceiptUtility
 from django.conf import settings
 from django.utils import timezone
 
 from billing.providers.base import (
+    Handler,
     InboundEvent,
     InvalidPurchase,
-    NotConfigured,
     NotSupported,
     ParseResult,
     PermanentError,
     ProviderAdapter,
-    Rejected,
     StoreUnavailable,
-    TransientError,
     VerifiedEvent,
 )
-from billing.snapshots import Environment, Snapshot
+from billing.providers.common import SubscriptionNotFound
+from billing.snapshots import Snapshot
 
-from . import mapping, verification
-from .client import TransactionNotFound, api_call
+from . import auth, client, mapping
 
 if TYPE_CHECKING:
     from billing.models import Subscription
@@ -39,58 +35,118 @@ MANAGED_IN_STORE = ("App Store subscriptions are managed by the user in the App 
                     "Subscriptions (or App Store > account > Subscriptions).")
 
 
+# --- Handlers: a verified notification (as auth.verified_event stored it) → what it means -------
+
+def _subscription_notification(event: InboundEvent) -> ParseResult:
+    """A type about an auto-renewable subscription's state: the verified state, applied."""
+    problem = mapping.subscription_notification_problem(event.payload,
+                                                        sandbox_grants_access=auth.sandbox_grants_access())
+    if problem:
+        return ParseResult(ignored_reason=problem)
+    return ParseResult(snapshots=[mapping.notification_snapshot(event.payload)])
+
+
+def _test_notification(event: InboundEvent) -> ParseResult:
+    return ParseResult(ignored_reason="test notification (no effect)")
+
+
+def _consumption_request(event: InboundEvent) -> ParseResult:
+    return ParseResult(ignored_reason=mapping.consumption_request_reason(event.payload))
+
+
+def _renewal_extension(event: InboundEvent) -> ParseResult:
+    return ParseResult(ignored_reason=mapping.renewal_extension_reason(event.payload))
+
+
+def _not_a_subscription(event: InboundEvent) -> ParseResult:
+    return ParseResult(ignored_reason=mapping.not_a_subscription_reason(event.payload))
+
+
+# --- Helpers of verify and fetch ---------------------------------------------------------------
+
+def _environments_to_try() -> list[str]:
+    """Production first, then the sandbox (Apple's advice: App Review buys in the sandbox)."""
+    primary = settings.APPLE_ENVIRONMENT
+    return [primary, "Sandbox"] if primary == "Production" else [primary]
+
+
+def _purchase_transaction(purchase: Mapping) -> tuple[str, list[str]]:
+    """The transaction id a purchase sent for verification names, and the App Store environments to
+    ask about it, in order. A signed transaction is verified here first: a forged one never reaches Apple."""
+    given = [k for k in ("signed_transaction", "transaction_id", "receipt") if purchase.get(k)]
+    if len(given) != 1:
+        raise InvalidPurchase("Send exactly one of signed_transaction, transaction_id or receipt.", code="invalid")
+    environments = _environments_to_try()
+    if given == ["signed_transaction"]:
+        try:
+            transaction = auth.verify_transaction(str(purchase["signed_transaction"]))
+        except auth.NotTrusted as exc:
+            raise InvalidPurchase(str(exc), code="invalid_signed_transaction") from None
+        except auth.RetryLater as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        transaction_id = str(transaction.get("originalTransactionId") or transaction.get("transactionId") or "")
+        environments = [transaction.get("environment")]
+    elif given == ["receipt"]:
+        try:
+            transaction_id = mapping.receipt_transaction_id(str(purchase["receipt"]))
+        except ValueError:
+            raise InvalidPurchase("The receipt is not a base64-encoded App Store receipt (PKCS#7).",
+                                  code="invalid_receipt") from None
+        if not transaction_id:
+            raise InvalidPurchase("The receipt holds no in-app purchase.", code="receipt_without_purchase")
+    else:
+        transaction_id = str(purchase["transaction_id"]).strip()
+    if not transaction_id.isdigit():
+        raise InvalidPurchase(f"{transaction_id!r} is not an App Store transaction id.", code="invalid_transaction_id")
+    if any(env != "Production" for env in environments) and not auth.sandbox_grants_access():
+        environments = [env for env in environments if env == "Production"]
+        if not environments:
+            raise InvalidPurchase("Sandbox purchases do not grant access on this deployment.",
+                                  code="sandbox_not_allowed")
+    return transaction_id, environments
+
+
+def _subscription_snapshots(transaction_id: str, apple_environment: str) -> list[Snapshot]:
+    """The App Store's state of every subscription of the account that made this transaction: one
+    verified snapshot per auto-renewable subscription (originalTransactionId)."""
+    response = client.subscription_get(transaction_id, apple_environment=apple_environment)
+    return mapping.status_snapshots(auth.verified_statuses(response, apple_environment=apple_environment),
+                                    environment=auth.environment_of(apple_environment))
+
+
+# --- The adapter ---------------------------------------------------------------------------------
+
 class AppleAdapter(ProviderAdapter):
     name = "apple"
     required_settings = ("APPLE_BUNDLE_ID", "APPLE_ROOT_CERTIFICATES")
     api_settings = ("APPLE_KEY_ID", "APPLE_ISSUER_ID", "APPLE_PRIVATE_KEY_FILE")
+    # notificationType (without its subtype: `handler_key`) → handler.
+    HANDLERS: ClassVar[Mapping[str, Handler]] = {
+        **dict.fromkeys(mapping.SUBSCRIPTION_TYPES, _subscription_notification),
+        **dict.fromkeys(mapping.NOT_SUBSCRIPTION_TYPES, _not_a_subscription),
+        "TEST": _test_notification,
+        "CONSUMPTION_REQUEST": _consumption_request,
+        "RENEWAL_EXTENSION": _renewal_extension,
+    }
+
+    def checks(self) -> list:
+        return auth.system_checks()
 
     # --- inbound ------------------------------------------------------------------------------
 
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
-        try:
-            document = json.loads(body)
-            signed_payload = document["signedPayload"]
-            if not isinstance(signed_payload, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise Rejected('The body must be JSON {"signedPayload": "<JWS>"} (App Store Server Notifications V2).',
-                           code="malformed") from None
-        return self.verified_event(signed_payload)
+        return auth.webhook_authenticate(headers, body, query)
 
-    def verified_event(self, signed_payload: str) -> VerifiedEvent:
-        """A notification's signedPayload, verified (with its nested JWS), as the event to store."""
-        try:
-            notification = verification.verify_notification(signed_payload)
-        except verification.NotTrusted as exc:
-            raise Rejected(str(exc), code=exc.code) from None
-        except verification.RetryLater as exc:
-            raise TransientError(str(exc)) from exc
-        except NotConfigured as exc:  # fixable by us: answer 5xx so Apple retries once it is fixed
-            raise Rejected(str(exc), status=503, code="not_configured") from None
-        claims = notification.claims
-        uuid = claims.get("notificationUUID")
-        if not uuid:
-            raise Rejected("The notification has no notificationUUID.", code="malformed")
-        kind, subtype = claims.get("notificationType") or "", claims.get("subtype")
-        ids = []
-        for part in (notification.transaction or {}, notification.renewal or {}):
-            for key in ("originalTransactionId", "transactionId", "webOrderLineItemId", "appAccountToken"):
-                if part.get(key) and str(part[key]) not in ids:
-                    ids.append(str(part[key]))
-        return VerifiedEvent(
-            dedupe_key=str(uuid),
-            event_type=f"{kind}/{subtype}" if subtype else kind,
-            payload={"notification": claims, "transaction": notification.transaction,
-                     "renewal": notification.renewal, "environment": notification.environment,
-                     "apple_environment": notification.apple_environment},
-            occurred_at=mapping.ms_to_datetime(claims.get("signedDate")),
-            store_ids=tuple(ids),
-            environment=notification.environment,
-        )
+    def handler_key(self, event: InboundEvent) -> str:
+        # The stored type is "TYPE/SUBTYPE"; the subtype never changes which handler applies.
+        return event.event_type.partition("/")[0]
 
     def parse(self, event: InboundEvent) -> ParseResult:
-        return mapping.notification_result(event.payload,
-                                           sandbox_grants_access=verification.sandbox_grants_access())
+        # A type Apple adds after this code is named as unknown (not as one that "does not change
+        # subscription state": it may well, and support should see that we did not know it).
+        if self.handler_key(event) not in self.HANDLERS:
+            return ParseResult(ignored_reason=mapping.unknown_type_reason(event.payload))
+        return super().parse(event)
 
     def missed_notifications(self, *, since: datetime, until: datetime, only_failures: bool,
                              environment: str | None = None) -> Iterator[bytes | None]:
@@ -102,16 +158,14 @@ class AppleAdapter(ProviderAdapter):
             oldest = (timezone.now() - timedelta(days=HISTORY_DAYS)).date().isoformat()
             raise ValueError(f"Apple keeps the notification history for {HISTORY_DAYS} days: start after {oldest}.")
         if environment is None:
-            environment = Environment.PRODUCTION if settings.APPLE_ENVIRONMENT == "Production" else Environment.SANDBOX
-        apple_environment = "Production" if environment == Environment.PRODUCTION else "Sandbox"
-        request = NotificationHistoryRequest(startDate=int(since.timestamp() * 1000),
-                                             endDate=int(until.timestamp() * 1000),
-                                             onlyFailures=True if only_failures else None)
+            environment = auth.environment_of(settings.APPLE_ENVIRONMENT)
+        apple_environment = auth.apple_environment_of(environment)
         token = None
         while True:
-            page = api_call(apple_environment, "get_notification_history", token, request)
+            page = client.notification_history_get(since=since, until=until, only_failures=only_failures,
+                                                   pagination_token=token, apple_environment=apple_environment)
             for item in page.notificationHistory or []:
-                yield json.dumps({"signedPayload": item.signedPayload}).encode() if item.signedPayload else None
+                yield mapping.notification_body(item.signedPayload)
             if not page.hasMore or not page.paginationToken:
                 return
             token = page.paginationToken
@@ -123,42 +177,11 @@ class AppleAdapter(ProviderAdapter):
         app receipt (its transaction id read with the library's ReceiptUtility) → the App Store's current
         state of every subscription of that Apple account for this app."""
         self.ensure_configured(for_api=True)
-        given = [k for k in ("signed_transaction", "transaction_id", "receipt") if purchase.get(k)]
-        if len(given) != 1:
-            raise InvalidPurchase("Send exactly one of signed_transaction, transaction_id or receipt.",
-                                  code="invalid")
-        environments = self._environments_to_try()
-        if given == ["signed_transaction"]:
-            try:
-                transaction = verification.verify_transaction(str(purchase["signed_transaction"]))
-            except verification.NotTrusted as exc:
-                raise InvalidPurchase(str(exc), code="invalid_signed_transaction") from None
-            except verification.RetryLater as exc:
-                raise StoreUnavailable(str(exc)) from exc
-            transaction_id = str(transaction.get("originalTransactionId") or transaction.get("transactionId") or "")
-            environments = [transaction.get("environment")]
-        elif given == ["receipt"]:
-            try:
-                transaction_id = ReceiptUtility().extract_transaction_id_from_app_receipt(str(purchase["receipt"]))
-            except ValueError:
-                raise InvalidPurchase("The receipt is not a base64-encoded App Store receipt (PKCS#7).",
-                                      code="invalid_receipt") from None
-            if not transaction_id:
-                raise InvalidPurchase("The receipt holds no in-app purchase.", code="receipt_without_purchase")
-        else:
-            transaction_id = str(purchase["transaction_id"]).strip()
-        if not transaction_id.isdigit():
-            raise InvalidPurchase(f"{transaction_id!r} is not an App Store transaction id.",
-                                  code="invalid_transaction_id")
-        if any(env != "Production" for env in environments) and not verification.sandbox_grants_access():
-            environments = [env for env in environments if env == "Production"]
-            if not environments:
-                raise InvalidPurchase("Sandbox purchases do not grant access on this deployment.",
-                                      code="sandbox_not_allowed")
+        transaction_id, environments = _purchase_transaction(purchase)
         for apple_environment in environments:
             try:
-                snapshots = self._statuses(transaction_id, apple_environment)
-            except TransactionNotFound:
+                snapshots = _subscription_snapshots(transaction_id, apple_environment)
+            except SubscriptionNotFound:
                 continue
             if transaction_id in {s.provider_subscription_id for s in snapshots}:
                 # The purchase asked about first: the API answers with its subscription.
@@ -171,55 +194,19 @@ class AppleAdapter(ProviderAdapter):
 
     def fetch(self, subscription: Subscription) -> Snapshot:
         self.ensure_configured(for_api=True)
-        apple_environment = "Production" if subscription.environment == Environment.PRODUCTION else "Sandbox"
+        subscription_id = subscription.provider_subscription_id
         try:
-            snapshots = self._statuses(subscription.provider_subscription_id, apple_environment)
-        except TransactionNotFound as exc:
-            raise PermanentError(f"The App Store knows no subscription {subscription.provider_subscription_id}: "
-                                 f"{exc}") from exc
+            snapshots = _subscription_snapshots(subscription_id, auth.apple_environment_of(subscription.environment))
+        except SubscriptionNotFound as exc:
+            raise SubscriptionNotFound(f"The App Store knows no subscription {subscription_id}: {exc}",
+                                       status=exc.status) from exc
         for snapshot in snapshots:
-            if snapshot.provider_subscription_id == subscription.provider_subscription_id:
+            if snapshot.provider_subscription_id == subscription_id:
                 return snapshot
-        raise PermanentError(f"The App Store returned no state for {subscription.provider_subscription_id}.")
+        raise PermanentError(f"The App Store returned no state for {subscription_id}.")
 
     def cancel(self, subscription: Subscription) -> Snapshot | None:
         raise NotSupported(f"This subscription cannot be canceled by the server: {MANAGED_IN_STORE}")
 
     def change_plan(self, subscription: Subscription, *, price_id: str) -> Snapshot | None:
         raise NotSupported(f"The plan cannot be changed by the server: {MANAGED_IN_STORE}")
-
-    # --- helpers ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _environments_to_try() -> list[str]:
-        """Production first, then the sandbox (Apple's advice: App Review buys in the sandbox)."""
-        primary = settings.APPLE_ENVIRONMENT
-        return [primary, "Sandbox"] if primary == "Production" else [primary]
-
-    def _statuses(self, transaction_id: str, apple_environment: str) -> list[Snapshot]:
-        """get_all_subscription_statuses → one verified snapshot per subscription (originalTransactionId)."""
-        response = api_call(apple_environment, "get_all_subscription_statuses", transaction_id)
-        environment = verification.environment_of(apple_environment)
-        snapshots: list[Snapshot] = []
-        for group in response.data or []:
-            for item in group.lastTransactions or []:
-                if not item.signedTransactionInfo:
-                    continue
-                try:
-                    transaction = verification.verify_transaction(item.signedTransactionInfo,
-                                                                  apple_environment=apple_environment)
-                    renewal = (verification.verify_renewal(item.signedRenewalInfo, apple_environment=apple_environment)
-                               if item.signedRenewalInfo else None)
-                except verification.NotTrusted as exc:
-                    # Our own call to Apple answered with data that does not verify: never trust it.
-                    raise StoreUnavailable(f"App Store Server API answer not verified: {exc}") from exc
-                except verification.RetryLater as exc:
-                    raise StoreUnavailable(str(exc)) from exc
-                if transaction.get("type") not in (None, mapping.AUTO_RENEWABLE):
-                    continue
-                signed = [mapping.ms_to_datetime(d.get("signedDate")) for d in (transaction, renewal or {})]
-                observed_at = max((d for d in signed if d is not None), default=datetime.now(UTC))
-                snapshots.append(mapping.subscription_snapshot(
-                    transaction=transaction, renewal=renewal, observed_at=observed_at, environment=environment,
-                    status_code=item.rawStatus, note="App Store Server API: all subscription statuses"))
-        return snapshots

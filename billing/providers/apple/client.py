@@ -1,23 +1,32 @@
-"""The ONE place the App Store Server API client is built, and where its errors become ours.
+"""The ONE place the App Store Server API is called (app-store-server-library's client), and where its
+errors become ours: `subscription_get`, `notification_history_get`.
 
 The library hard-codes Apple's base URLs; APPLE_API_BASE_URL (a local fake in tests, a proxy) replaces
 them through a small subclass. Each request carries an ES256 JWT signed with the In-App Purchase key
-(APPLE_KEY_ID, APPLE_ISSUER_ID, APPLE_PRIVATE_KEY_FILE)."""
+(APPLE_KEY_ID, APPLE_ISSUER_ID, APPLE_PRIVATE_KEY_FILE). The answers' signed data is verified by
+auth.py, not here."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import requests
 from appstoreserverlibrary.api_client import APIError, APIException, AppStoreServerAPIClient
 from appstoreserverlibrary.models.Environment import Environment as AppleEnvironment
+from appstoreserverlibrary.models.NotificationHistoryRequest import NotificationHistoryRequest
+from appstoreserverlibrary.models.NotificationHistoryResponse import NotificationHistoryResponse
+from appstoreserverlibrary.models.StatusResponse import StatusResponse
 from django.conf import settings
 
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+from billing.providers.common import SubscriptionNotFound
 
-from .verification import unsigned_environments_allowed
+from .auth import unsigned_environments_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +38,6 @@ _RETRYABLE = {APIError.ACCOUNT_NOT_FOUND_RETRYABLE, APIError.APP_NOT_FOUND_RETRY
               APIError.ORIGINAL_TRANSACTION_ID_NOT_FOUND_RETRYABLE, APIError.GENERAL_INTERNAL_RETRYABLE}
 _NOT_FOUND = {APIError.TRANSACTION_ID_NOT_FOUND, APIError.ORIGINAL_TRANSACTION_ID_NOT_FOUND,
               APIError.INVALID_TRANSACTION_ID, APIError.INVALID_ORIGINAL_TRANSACTION_ID}
-
-
-class TransactionNotFound(PermanentError):
-    """The App Store knows no such transaction (in that environment)."""
 
 
 class _Client(AppStoreServerAPIClient):
@@ -60,7 +65,27 @@ def _build(apple_environment: str, key_id: str, issuer_id: str, key_file: str, b
                    environment=env)
 
 
-def api_client(apple_environment: str) -> AppStoreServerAPIClient:
+def subscription_get(transaction_id: str, *, apple_environment: str) -> StatusResponse:
+    """get_all_subscription_statuses: every subscription of the Apple account that made this transaction
+    (any of its transaction ids), each with its last transactions and renewal info as signed JWS.
+    SubscriptionNotFound when that environment's App Store knows no such transaction."""
+    client = _api_client(apple_environment)
+    with _store_errors(apple_environment):
+        return client.get_all_subscription_statuses(transaction_id)
+
+
+def notification_history_get(*, since: datetime, until: datetime, only_failures: bool,
+                             pagination_token: str | None, apple_environment: str) -> NotificationHistoryResponse:
+    """One page of get_notification_history: the notifications Apple sent (or, `only_failures`, failed to
+    deliver) in [since, until), and the token of the next page (`hasMore`, `paginationToken`)."""
+    client = _api_client(apple_environment)
+    request = NotificationHistoryRequest(startDate=int(since.timestamp() * 1000), endDate=int(until.timestamp() * 1000),
+                                         onlyFailures=True if only_failures else None)
+    with _store_errors(apple_environment):
+        return client.get_notification_history(pagination_token, request)
+
+
+def _api_client(apple_environment: str) -> AppStoreServerAPIClient:
     """The client for "Production" or "Sandbox" (or "LocalTesting" when unsigned data is allowed: development)."""
     missing = [name for name in API_SETTINGS if not getattr(settings, name, "")]
     if missing:
@@ -73,13 +98,13 @@ def api_client(apple_environment: str) -> AppStoreServerAPIClient:
                   settings.APPLE_PRIVATE_KEY_FILE, settings.APPLE_BUNDLE_ID, settings.APPLE_API_BASE_URL)
 
 
-def api_call(apple_environment: str, method: str, *args, **kwargs):
-    """Call one client method; the store's failures become TransactionNotFound (the id is unknown
-    there), StoreUnavailable (retry: network, 429, 5xx, Apple's retryable errors, our credentials
-    refused) or PermanentError (a request Apple will never accept)."""
-    client = api_client(apple_environment)
+@contextmanager
+def _store_errors(apple_environment: str) -> Iterator[None]:
+    """The store's failures become SubscriptionNotFound (the id is unknown there), StoreUnavailable
+    (retry: network, 429, 5xx, Apple's retryable errors, our credentials refused) or PermanentError (a
+    request Apple will never accept)."""
     try:
-        return getattr(client, method)(*args, **kwargs)
+        yield
     except requests.RequestException as exc:
         raise StoreUnavailable(f"App Store Server API ({apple_environment}) unreachable: {exc}") from exc
     except APIException as exc:
@@ -87,7 +112,7 @@ def api_call(apple_environment: str, method: str, *args, **kwargs):
         detail = f"HTTP {status}" + (f", error {exc.raw_api_error}" if exc.raw_api_error else "") + (
             f": {exc.error_message}" if exc.error_message else "")
         if code in _NOT_FOUND or (status == 404 and code not in _RETRYABLE):
-            raise TransactionNotFound(f"App Store ({apple_environment}): {detail}") from exc
+            raise SubscriptionNotFound(f"App Store ({apple_environment}): {detail}", status=status) from exc
         if status == 401:
             logger.error("App Store Server API refused our credentials: check APPLE_KEY_ID, APPLE_ISSUER_ID, "
                          "APPLE_PRIVATE_KEY_FILE, APPLE_BUNDLE_ID (%s)", detail)

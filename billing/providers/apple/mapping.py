@@ -1,19 +1,23 @@
-"""Decoded App Store data (notification, transaction, renewal info; all verified) → Snapshots.
+"""Decoded App Store data (notification, transaction, renewal info; all verified by auth.py) → Snapshots,
+and the reasons a notification changes nothing. Pure: no ORM, no network, no settings.
 
-The notification type is the trigger; the state comes from the verified data: `data.status` (1 active,
-2 expired, 3 billing retry, 4 grace period, 5 revoked), the transaction and the renewal info. Types are
-switched on as raw strings: a type or subtype the library does not know yet is still seen as itself.
+The notification type is the trigger (the adapter's HANDLERS table routes on it, raw strings, so a type
+or subtype the library does not know yet is still seen as itself); the state comes from the verified
+data: `data.status` (1 active, 2 expired, 3 billing retry, 4 grace period, 5 revoked), the transaction
+and the renewal info. Entry point: `subscription_snapshot`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from billing.money import to_minor
-from billing.providers.base import ParseResult
+from appstoreserverlibrary.receipt_utility import ReceiptUtility
+
+from billing.providers.common import datetime_from_millis, minor_from_milli
 from billing.snapshots import Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 
@@ -41,20 +45,6 @@ _INTEGER_TOKEN = re.compile(r"^([0-9a-f]{8})-0000-0000-0000-000000000000$")
 
 
 # --- Small conversions ------------------------------------------------------------------------
-
-def ms_to_datetime(value) -> datetime | None:
-    if value in (None, ""):
-        return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-
-
-def milli_to_minor(price, currency: str | None) -> int | None:
-    """Apple prices are in milli-units (1990 = 1.990 AUD): to the currency's minor units (199 cents)."""
-    if price is None or not currency:
-        return None
-    code = currency.upper()
-    return to_minor(Decimal(int(price)) / 1000, code)
-
 
 def user_link(app_account_token) -> dict:
     """Who bought: the app's integer user id when the token is `%08x-0000-0000-0000-000000000000`,
@@ -139,16 +129,16 @@ def transaction_records(transaction: dict) -> tuple[TransactionRecord, ...]:
         return ()
     tid = str(transaction["transactionId"])
     currency = (transaction.get("currency") or "").upper()
-    amount = milli_to_minor(transaction.get("price"), currency)
+    amount = minor_from_milli(transaction.get("price"), currency)
     raw = {k: transaction.get(k) for k in ("transactionId", "originalTransactionId", "productId", "price",
                                            "currency", "transactionReason", "offerType", "offerDiscountType",
                                            "storefront", "revocationReason", "revocationType",
                                            "revocationPercentage") if transaction.get(k) is not None}
     kind = TransactionKind.RENEWAL if transaction.get("transactionReason") == "RENEWAL" else TransactionKind.PURCHASE
     records = [TransactionRecord(provider_transaction_id=tid, kind=kind, amount_minor=amount, currency=currency,
-                                 occurred_at=ms_to_datetime(transaction.get("purchaseDate")) or datetime.now(UTC),
+                                 occurred_at=datetime_from_millis(transaction.get("purchaseDate")) or datetime.now(UTC),
                                  raw=raw)]
-    revoked_at = ms_to_datetime(transaction.get("revocationDate"))
+    revoked_at = datetime_from_millis(transaction.get("revocationDate"))
     if revoked_at is not None and transaction.get("revocationType") != "FAMILY_REVOKE":
         refunded = amount
         percentage = transaction.get("revocationPercentage")  # milli-percent: 50000 = 50 %
@@ -167,19 +157,20 @@ def subscription_snapshot(*, transaction: dict, renewal: dict | None, observed_a
     current = is_current(transaction, renewal)
     status = status_for(kind=kind, subtype=subtype, status_code=status_code, transaction=transaction, renewal=renewal)
     currency = (transaction.get("currency") or (renewal or {}).get("currency") or "").upper() or None
-    expires_at = ms_to_datetime(transaction.get("expiresDate") if current else (renewal or {}).get("renewalDate"))
+    expires_at = datetime_from_millis(transaction.get("expiresDate") if current else (renewal or {}).get("renewalDate"))
     product = transaction.get("productId")
     if not current:
         product = (renewal or {}).get("productId") or product
     token = transaction.get("appAccountToken") or (renewal or {}).get("appAccountToken")
     auto_renew = None if renewal is None or renewal.get("autoRenewStatus") is None else renewal["autoRenewStatus"] == 1
 
-    grace_until = ms_to_datetime((renewal or {}).get("gracePeriodExpiresDate")) if status == Status.ON_GRACE else None
+    grace_until = (datetime_from_millis((renewal or {}).get("gracePeriodExpiresDate"))
+                   if status == Status.ON_GRACE else None)
     ended_at = None
     if status == Status.EXPIRED:
         ended_at = expires_at
     elif status == Status.REVOKED:
-        ended_at = ms_to_datetime(transaction.get("revocationDate")) or observed_at
+        ended_at = datetime_from_millis(transaction.get("revocationDate")) or observed_at
     canceled_at = observed_at if (kind, subtype) == ("DID_CHANGE_RENEWAL_STATUS", "AUTO_RENEW_DISABLED") else None
     renewal_currency = ((renewal or {}).get("currency") or currency or "")
 
@@ -190,12 +181,12 @@ def subscription_snapshot(*, transaction: dict, renewal: dict | None, observed_a
         observed_at=observed_at,
         store_product_id=product or "",
         environment=environment,
-        amount_minor=milli_to_minor(transaction.get("price"), currency) if current else None,
-        upcoming_amount_minor=milli_to_minor((renewal or {}).get("renewalPrice"), renewal_currency),
+        amount_minor=minor_from_milli(transaction.get("price"), currency) if current else None,
+        upcoming_amount_minor=minor_from_milli((renewal or {}).get("renewalPrice"), renewal_currency),
         currency=currency,
         auto_renew=auto_renew,
-        started_at=ms_to_datetime(transaction.get("originalPurchaseDate")),
-        current_period_start=ms_to_datetime(transaction.get("purchaseDate")) if current else None,
+        started_at=datetime_from_millis(transaction.get("originalPurchaseDate")),
+        current_period_start=datetime_from_millis(transaction.get("purchaseDate")) if current else None,
         current_period_end=expires_at,
         expires_at=expires_at,
         grace_until=grace_until,
@@ -209,47 +200,94 @@ def subscription_snapshot(*, transaction: dict, renewal: dict | None, observed_a
     )
 
 
-def notification_result(payload: dict, *, sandbox_grants_access: bool) -> ParseResult:
-    """What a verified notification (as stored by authenticate) means."""
-    claims = payload.get("notification") or {}
-    kind = claims.get("notificationType") or ""
-    subtype = claims.get("subtype") or None
-    label = f"{kind}/{subtype}" if subtype else kind
-    data = claims.get("data") or {}
-    transaction = payload.get("transaction")
-    renewal = payload.get("renewal")
+# --- Notifications (as auth.verified_event stores them: the claims, the verified transaction and renewal) --
 
-    if kind == "TEST":
-        return ParseResult(ignored_reason="test notification (no effect)")
-    if kind == "CONSUMPTION_REQUEST":
-        tid = (transaction or {}).get("transactionId", "?")
-        reason = data.get("consumptionRequestReason") or "not given"
-        return ParseResult(ignored_reason=f"consumption request recorded for support: the user asked Apple to "
-                                          f"refund transaction {tid} (reason: {reason}); no state change until "
-                                          "Apple decides (REFUND or REFUND_DECLINED)")
-    if kind == "RENEWAL_EXTENSION":
-        if subtype == "SUMMARY":
-            summary = claims.get("summary") or {}
-            return ParseResult(ignored_reason=(
-                f"renewal-date extension summary (request {summary.get('requestIdentifier', '?')}: "
+def notification_label(claims: dict) -> str:
+    """The notification's type as stored: "TYPE/SUBTYPE", or "TYPE" when it has no subtype."""
+    kind, subtype = claims.get("notificationType") or "", claims.get("subtype")
+    return f"{kind}/{subtype}" if subtype else kind
+
+
+def consumption_request_reason(payload: dict) -> str:
+    """The user asked Apple for a refund: support sees the transaction and Apple's reason."""
+    tid = (payload.get("transaction") or {}).get("transactionId", "?")
+    reason = ((payload.get("notification") or {}).get("data") or {}).get("consumptionRequestReason") or "not given"
+    return (f"consumption request recorded for support: the user asked Apple to refund transaction {tid} "
+            f"(reason: {reason}); no state change until Apple decides (REFUND or REFUND_DECLINED)")
+
+
+def renewal_extension_reason(payload: dict) -> str:
+    """A renewal-date extension's summary or one subscription's failure: no state of its own."""
+    claims = payload.get("notification") or {}
+    if claims.get("subtype") == "SUMMARY":
+        summary = claims.get("summary") or {}
+        return (f"renewal-date extension summary (request {summary.get('requestIdentifier', '?')}: "
                 f"{summary.get('succeededCount', '?')} extended, {summary.get('failedCount', '?')} failed); "
-                "each extended subscription gets its own RENEWAL_EXTENDED"))
-        return ParseResult(ignored_reason=f"{label}: the renewal-date extension failed for this subscription; "
-                                          "no state change")
-    if kind in NOT_SUBSCRIPTION_TYPES:
-        return ParseResult(ignored_reason=f"{label}: {NOT_SUBSCRIPTION_TYPES[kind]}")
-    if kind not in SUBSCRIPTION_TYPES:
-        return ParseResult(ignored_reason=f"unknown notification type {label or '(none)'}: recorded, not acted on")
+                "each extended subscription gets its own RENEWAL_EXTENDED")
+    return f"{notification_label(claims)}: the renewal-date extension failed for this subscription; no state change"
+
+
+def not_a_subscription_reason(payload: dict) -> str:
+    """A type that exists but says nothing about a subscription's state (NOT_SUBSCRIPTION_TYPES)."""
+    claims = payload.get("notification") or {}
+    return f"{notification_label(claims)}: {NOT_SUBSCRIPTION_TYPES[claims.get('notificationType')]}"
+
+
+def unknown_type_reason(payload: dict) -> str:
+    """A type Apple added after this code was written: kept for the record, not acted on."""
+    label = notification_label(payload.get("notification") or {})
+    return f"unknown notification type {label or '(none)'}: recorded, not acted on"
+
+
+def subscription_notification_problem(payload: dict, *, sandbox_grants_access: bool) -> str:
+    """Why a notification of a SUBSCRIPTION_TYPES type cannot be applied; "" when it can."""
+    label = notification_label(payload.get("notification") or {})
+    transaction = payload.get("transaction")
     if not transaction or not transaction.get("originalTransactionId"):
-        return ParseResult(ignored_reason=f"{label} carries no transaction")
+        return f"{label} carries no transaction"
     if transaction.get("type") not in (None, AUTO_RENEWABLE):
-        return ParseResult(ignored_reason=f"{label} for a {transaction['type']}, not an auto-renewable subscription")
-    environment = payload.get("environment") or ""
-    if environment != "production" and not sandbox_grants_access:
-        return ParseResult(ignored_reason=f"{label} from the App Store sandbox: sandbox purchases do not grant access "
-                                          "on this deployment (APPLE_ALLOW_SANDBOX=false)")
-    observed_at = ms_to_datetime(claims.get("signedDate")) or datetime.now(UTC)
-    snapshot = subscription_snapshot(transaction=transaction, renewal=renewal, observed_at=observed_at,
-                                     environment=environment or "production", status_code=data.get("status"),
-                                     kind=kind, subtype=subtype, note=f"App Store {label}")
-    return ParseResult(snapshots=[snapshot])
+        return f"{label} for a {transaction['type']}, not an auto-renewable subscription"
+    if (payload.get("environment") or "") != "production" and not sandbox_grants_access:
+        return (f"{label} from the App Store sandbox: sandbox purchases do not grant access on this deployment "
+                "(APPLE_ALLOW_SANDBOX=false)")
+    return ""
+
+
+def notification_snapshot(payload: dict) -> Snapshot:
+    """The subscription a notification of a SUBSCRIPTION_TYPES type describes, as of its signedDate
+    (check `subscription_notification_problem` first)."""
+    claims = payload.get("notification") or {}
+    kind, subtype = claims.get("notificationType") or "", claims.get("subtype") or None
+    return subscription_snapshot(
+        transaction=payload["transaction"], renewal=payload.get("renewal"),
+        observed_at=datetime_from_millis(claims.get("signedDate")) or datetime.now(UTC),
+        environment=payload.get("environment") or "production", status_code=(claims.get("data") or {}).get("status"),
+        kind=kind, subtype=subtype, note=f"App Store {notification_label(claims)}")
+
+
+def notification_body(signed_payload: str | None) -> bytes | None:
+    """The body Apple POSTs for a notification (None for a history entry without one)."""
+    return json.dumps({"signedPayload": signed_payload}).encode() if signed_payload else None
+
+
+# --- The App Store Server API's answers and the apps' purchases ----------------------------------
+
+def status_snapshots(statuses, *, environment: str) -> list[Snapshot]:
+    """get_all_subscription_statuses' last transactions, verified ((status, transaction, renewal) each,
+    auth.verified_statuses) → one snapshot per auto-renewable subscription, as of its latest signedDate."""
+    snapshots: list[Snapshot] = []
+    for status_code, transaction, renewal in statuses:
+        if transaction.get("type") not in (None, AUTO_RENEWABLE):
+            continue
+        signed = [datetime_from_millis(d.get("signedDate")) for d in (transaction, renewal or {})]
+        observed_at = max((d for d in signed if d is not None), default=datetime.now(UTC))
+        snapshots.append(subscription_snapshot(
+            transaction=transaction, renewal=renewal, observed_at=observed_at, environment=environment,
+            status_code=status_code, note="App Store Server API: all subscription statuses"))
+    return snapshots
+
+
+def receipt_transaction_id(receipt: str) -> str | None:
+    """The transaction id in a legacy base64 app receipt (read, not validated: the API's signed answer
+    about it is what is trusted); None when it holds no in-app purchase. ValueError: not a receipt."""
+    return ReceiptUtility().extract_transaction_id_from_app_receipt(receipt)

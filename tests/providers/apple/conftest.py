@@ -1,9 +1,20 @@
+"""The App Store's fixtures: our own signing chain (`apple_chain`, its root as a file), the In-App
+Purchase key (`api_key`), the fake App Store Server API (`fake_appstore`), and the settings of a
+deployment trusting our chain (`apple_settings`) or Apple's real roots (`real_apple_settings`).
+tests/billing/conftest.py imports the first five."""
+
 import pytest
 
 from billing.providers.apple.adapter import AppleAdapter
-from tests.fakes.apple import APP_APPLE_ID, BUNDLE_ID, ApiKey, AppleChain, FakeAppStoreServer
-
-from .helpers import REAL_BUNDLE_ID
+from tests.fakes.apple import (
+    APP_APPLE_ID,
+    BUNDLE_ID,
+    REAL_APP_APPLE_ID,
+    REAL_BUNDLE_ID,
+    ApiKey,
+    AppleChain,
+    FakeAppStoreServer,
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +64,7 @@ def apple_settings(settings, apple_root_file, api_key, fake_appstore, tmp_path):
 def real_apple_settings(settings):
     """The shipped Apple roots (the default) and the bundle of the real sandbox captures."""
     settings.APPLE_BUNDLE_ID = REAL_BUNDLE_ID
-    settings.APPLE_APP_APPLE_ID = 1470168868
+    settings.APPLE_APP_APPLE_ID = REAL_APP_APPLE_ID
     settings.APPLE_ONLINE_CHECKS = False
     settings.APPLE_ALLOW_SANDBOX = True
     return settings

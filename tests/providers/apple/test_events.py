@@ -1,17 +1,26 @@
-"""Every notification type and subtype → the subscription's state (authenticate → parse → apply_snapshot,
-as the webhook pipeline runs them)."""
+"""Every notification type and subtype through the real pipeline (POST /webhooks/apple, then the
+worker's drain) → the subscription's state, its transactions and the event stream; with our own
+chain, and with Apple's genuine sandbox lifecycles (tests/fixtures/apple/SOURCES.md)."""
 
 from datetime import UTC, datetime
 
 import pytest
 
-from billing.models import StatusChange, Transaction
-from billing.providers.apple.mapping import app_account_token_for_user, milli_to_minor
+from billing.models import StatusChange, Subscription, Transaction
+from billing.providers.apple.mapping import app_account_token_for_user
 from billing.statuses import Status
 from tests.factories import SubscriberFactory
-from tests.fakes.apple import notification_claims, now_ms, renewal_claims, signed_body, transaction_claims
-
-from .helpers import process, subscription
+from tests.fakes.apple import (
+    REAL_ORIGINAL_TRANSACTION_ID,
+    notification_claims,
+    now_ms,
+    real_sequence,
+    renewal_claims,
+    signed_body,
+    transaction_claims,
+)
+from tests.helpers import Delivered, deliver, stream_events
+from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -20,16 +29,30 @@ DAY = 86_400_000
 
 
 @pytest.fixture
-def send(apple_settings, apple_chain, adapter):
-    """Sign and process a notification about subscription OTID; returns the parse result."""
-    def send(kind, subtype=None, *, txn=None, renewal=None, status=1, signed_ms=None, **data):
+def send(apple_settings, apple_chain):
+    """Sign a notification about subscription OTID and deliver it; returns the delivery."""
+    def send(kind, subtype=None, *, txn=None, renewal=None, status=1, signed_ms=None, **data) -> Delivered:
         txn = txn if txn is not None else transaction_claims(original_transaction_id=OTID)
         renewal = renewal if renewal is not None else renewal_claims(txn)
         claims = notification_claims(kind, subtype, chain=apple_chain, transaction=txn or None,
                                      renewal=renewal or None, status=status, signed_ms=signed_ms, **data)
-        parsed, _results = process(adapter, signed_body(apple_chain, claims))
-        return parsed
+        delivered = deliver("apple", signed_body(apple_chain, claims))
+        assert delivered.response.status_code == 200, delivered.response.content
+        return delivered
     return send
+
+
+def subscription(original_transaction_id: str) -> Subscription:
+    return Subscription.objects.get(provider="apple", provider_subscription_id=original_transaction_id)
+
+
+def ignored(delivered: Delivered) -> str:
+    """The reason an event changed nothing (it was stored, processed as ignored and touched nothing)."""
+    event = delivered.event
+    assert event.status == WebhookEvent.Status.IGNORED, event.outcome
+    assert delivered.subscriptions == []
+    assert event.outcome.startswith("ignored: ")
+    return event.outcome.removeprefix("ignored: ")
 
 
 def at(ms: int) -> datetime:
@@ -38,8 +61,10 @@ def at(ms: int) -> datetime:
 
 def test_initial_buy_is_active_with_expiry_product_and_purchase(send):
     txn = transaction_claims(original_transaction_id=OTID, price=9990, currency="USD")
-    send("SUBSCRIBED", "INITIAL_BUY", txn=txn)
+    delivered = send("SUBSCRIBED", "INITIAL_BUY", txn=txn)
+    assert delivered.event.status == WebhookEvent.Status.PROCESSED
     sub = subscription(OTID)
+    assert delivered.subscription == sub
     assert sub.status == Status.ACTIVE
     assert sub.expires_at == at(txn["expiresDate"])
     assert sub.started_at == at(txn["originalPurchaseDate"])
@@ -204,16 +229,14 @@ def test_renewal_extended_moves_the_expiry(send):
     assert subscription(OTID).expires_at == at(txn["expiresDate"] + 7 * DAY)
 
 
-def test_renewal_extension_summary_and_failure_are_recorded_without_effect(apple_settings, apple_chain, adapter, send):
+def test_renewal_extension_summary_and_failure_are_recorded_without_effect(apple_settings, apple_chain, send):
     claims = notification_claims("RENEWAL_EXTENSION", "SUMMARY", chain=apple_chain, status=None)
     claims["summary"] = {**claims.pop("data"), "requestIdentifier": "req-1", "succeededCount": 10,
                          "failedCount": 2, "productId": "com.example.premium.monthly"}
-    parsed, _ = process(adapter, signed_body(apple_chain, claims))
-    assert parsed.snapshots == []
-    assert "req-1" in parsed.ignored_reason and "10 extended" in parsed.ignored_reason
+    reason = ignored(deliver("apple", signed_body(apple_chain, claims)))
+    assert "req-1" in reason and "10 extended" in reason
 
-    parsed = send("RENEWAL_EXTENSION", "FAILURE")
-    assert parsed.snapshots == [] and "failed" in parsed.ignored_reason
+    assert "failed" in ignored(send("RENEWAL_EXTENSION", "FAILURE"))
 
 
 @pytest.mark.parametrize("subtype", ["PENDING", "ACCEPTED"])
@@ -228,24 +251,21 @@ def test_price_increase_changes_no_status(send, subtype):
 
 def test_consumption_request_is_recorded_for_support_without_effect(send):
     send("SUBSCRIBED", "INITIAL_BUY")
-    parsed = send("CONSUMPTION_REQUEST", consumptionRequestReason="UNINTENDED_PURCHASE")
-    assert parsed.snapshots == []
-    assert "consumption request recorded for support" in parsed.ignored_reason
-    assert "UNINTENDED_PURCHASE" in parsed.ignored_reason
+    reason = ignored(send("CONSUMPTION_REQUEST", consumptionRequestReason="UNINTENDED_PURCHASE"))
+    assert "consumption request recorded for support" in reason
+    assert "UNINTENDED_PURCHASE" in reason
     assert subscription(OTID).status == Status.ACTIVE
 
 
 def test_test_notification_has_no_effect(send):
-    parsed = send("TEST", txn={}, renewal={}, status=None)
-    assert parsed.snapshots == [] and parsed.ignored_reason == "test notification (no effect)"
+    assert ignored(send("TEST", txn={}, renewal={}, status=None)) == "test notification (no effect)"
 
 
 def test_unknown_type_and_subtype_are_recorded_not_crashed_on(send):
-    parsed = send("SOMETHING_APPLE_ADDS_LATER", "BRAND_NEW")
-    assert parsed.snapshots == []
-    assert "unknown notification type SOMETHING_APPLE_ADDS_LATER/BRAND_NEW" in parsed.ignored_reason
-    parsed = send("ONE_TIME_CHARGE", txn=transaction_claims(original_transaction_id="5", type="Consumable"))
-    assert parsed.snapshots == [] and "not a subscription" in parsed.ignored_reason
+    reason = ignored(send("SOMETHING_APPLE_ADDS_LATER", "BRAND_NEW"))
+    assert "unknown notification type SOMETHING_APPLE_ADDS_LATER/BRAND_NEW" in reason
+    reason = ignored(send("ONE_TIME_CHARGE", txn=transaction_claims(original_transaction_id="5", type="Consumable")))
+    assert "not a subscription" in reason
 
 
 def test_older_notification_does_not_undo_a_newer_one(send):
@@ -285,13 +305,80 @@ def test_no_token_or_an_unknown_one_is_an_orphan(send):
 def test_sandbox_does_not_grant_access_when_the_deployment_forbids_it(send, apple_settings):
     apple_settings.APPLE_ENVIRONMENT = "Production"
     apple_settings.APPLE_ALLOW_SANDBOX = False
-    parsed = send("SUBSCRIBED", "INITIAL_BUY")
-    assert parsed.snapshots == []
-    assert "APPLE_ALLOW_SANDBOX=false" in parsed.ignored_reason
+    assert "APPLE_ALLOW_SANDBOX=false" in ignored(send("SUBSCRIBED", "INITIAL_BUY"))
+    assert not Subscription.objects.exists()
 
 
-@pytest.mark.parametrize(("milli", "currency", "minor"), [
-    (9990, "USD", 999), (1990, "AUD", 199), (4995, "EUR", 500), (1200000, "JPY", 1200), (120000, "KRW", 120),
-    (2990, "KWD", 2990), (0, "USD", 0), (None, "USD", None)])
-def test_prices_in_milli_units_to_minor_units(milli, currency, minor):
-    assert milli_to_minor(milli, currency) == minor
+def test_end_to_end_purchase_reaches_the_stream_for_the_user(send, django_capture_on_commit_callbacks):
+    txn = transaction_claims(original_transaction_id="2000000000000555",
+                             app_account_token=app_account_token_for_user(77))
+    with django_capture_on_commit_callbacks(execute=True):  # the stream is written once the change commits
+        send("SUBSCRIBED", "INITIAL_BUY", txn=txn)
+    assert [(e["userId"], e["newStatus"], e["provider"], e["subscriptionId"], e["environment"])
+            for e in stream_events()] == [("77", "ACTIVE", "apple", "2000000000000555", "sandbox")]
+
+
+# --- Apple's real sandbox lifecycles ---------------------------------------------------------------
+
+def test_lifecycle_1_upgrade_downgrade_auto_renew_off_expiry(real_apple_settings):
+    seen = []
+    for body in real_sequence("seq1"):
+        deliver("apple", body)
+        seen.append(subscription(REAL_ORIGINAL_TRANSACTION_ID).status)
+    assert seen == [Status.ACTIVE,  # RESUBSCRIBE (3 months)
+                    Status.ACTIVE,  # UPGRADE to the weekly product, at once
+                    Status.CANCELED,  # auto-renew off
+                    Status.ACTIVE,  # DOWNGRADE queued, auto-renew back on
+                    Status.ACTIVE,  # downgrade cancelled
+                    Status.CANCELED,  # auto-renew off
+                    Status.EXPIRED]  # EXPIRED/VOLUNTARY
+    sub = subscription(REAL_ORIGINAL_TRANSACTION_ID)
+    assert sub.store_product_id == "com.getsession.org.pro_sub"
+    assert sub.auto_renew is False
+    assert sub.expires_at == datetime(2025, 10, 6, 5, 19, 30, tzinfo=UTC)
+    assert sub.environment == "sandbox"
+    assert sub.subscriber is None  # the captures carry no appAccountToken: an orphan for support
+    money = {t.provider_transaction_id: (t.kind, t.amount_minor, t.currency) for t in Transaction.objects.all()}
+    assert money == {"2000001027701898": ("purchase", 599, "AUD"),  # 5990 milli-units = 5.99 AUD
+                     "2000001027701928": ("purchase", 199, "AUD")}
+
+
+def test_lifecycle_2_refund_of_an_earlier_period_keeps_the_current_one(real_apple_settings):
+    deliveries = [deliver("apple", body) for body in real_sequence("seq2")]
+    consumption = ignored(deliveries[1])
+    assert "consumption request recorded for support" in consumption
+    assert "2000001032604840" in consumption
+
+    sub = subscription(REAL_ORIGINAL_TRANSACTION_ID)
+    # The refunded transaction (2025-10-13) is not the current period (2025-10-16): access stays.
+    assert sub.status == Status.ACTIVE
+    assert sub.store_product_id == "com.getsession.org.pro_sub_3_months"
+    assert sub.expires_at == datetime(2025, 10, 16, 5, 25, 14, tzinfo=UTC)
+    refund = Transaction.objects.get(provider_transaction_id="2000001032604840:refund")
+    assert (refund.kind, refund.amount_minor, refund.currency) == ("refund", 199, "AUD")
+    assert refund.occurred_at == datetime(2025, 10, 16, 5, 19, 59, tzinfo=UTC)
+    assert Transaction.objects.get(provider_transaction_id="2000001032604840").kind == "purchase"
+
+
+def test_replaying_both_lifecycles_through_the_webhook_endpoint(real_apple_settings):
+    bodies = real_sequence("seq1") + real_sequence("seq2")
+    for body in bodies:
+        response = deliver("apple", body).response
+        assert response.status_code == 200, response.content
+    sub = subscription(REAL_ORIGINAL_TRANSACTION_ID)
+    assert sub.status == Status.ACTIVE
+    assert sub.store_product_id == "com.getsession.org.pro_sub_3_months"
+    events = WebhookEvent.objects.filter(provider="apple")
+    assert events.count() == len(bodies)
+    consumption = events.get(event_type="CONSUMPTION_REQUEST")
+    assert consumption.status == WebhookEvent.Status.IGNORED
+    assert "consumption request recorded for support" in consumption.outcome
+    assert REAL_ORIGINAL_TRANSACTION_ID in consumption.store_ids_text  # support finds it by the subscription id
+    assert events.filter(status=WebhookEvent.Status.PROCESSED).count() == len(bodies) - 1
+
+    # A redelivery (same notificationUUID) is answered, not processed twice.
+    again = deliver("apple", bodies[-1])
+    assert again.response.status_code == 200
+    assert again.response.json()["status"] == "duplicate"
+    assert again.event is None
+    assert events.count() == len(bodies)

@@ -1,17 +1,22 @@
-"""Apple's signed data (JWS) → verified, decoded claims.
+"""Webhook authentication for the App Store: Apple's signed data (JWS) → verified, decoded claims, and a
+notification's body → the VerifiedEvent to store (`webhook_authenticate`).
 
 One `SignedDataVerifier` per environment (sandbox and production notifications arrive at the same URL):
 the unverified environment is only peeked at to pick the verifier, which then checks the signature, the
 certificate chain up to the configured roots, the bundle id, the app Apple id (production) and that the
 environment really is that one. Xcode and LocalTesting data carry no App Store signature (the library
 skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENTS and DEBUG are both on
-(a developer's machine; billing/checks.py makes the setting without DEBUG a startup error too).
+(a developer's machine; the system check `unsigned_environments_check` makes the setting without DEBUG
+a startup error too). The same verifiers check a StoreKit purchase sent for verification and the App
+Store Server API's own signed answers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,15 +31,19 @@ from appstoreserverlibrary.signed_data_verifier import (
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from django.conf import settings
+from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
-from billing.providers.base import NotConfigured
+from billing.providers.base import NotConfigured, Rejected, StoreUnavailable, TransientError, VerifiedEvent
+from billing.providers.common import datetime_from_millis
 from billing.snapshots import Environment
+
+from . import mapping
 
 logger = logging.getLogger(__name__)
 
 # SHA-256 of Apple Root CA - G3, the root of every App Store signature (pinned: a system check
-# compares the shipped file with it at every start, billing/checks.py).
+# compares the shipped file with it at every start, `roots_check` below).
 APPLE_ROOT_CA_G3_SHA256 = (
     "63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:7C:4F:5C:75:6F:30:17:B3:A8:C4:88:C3:65:3E:91:79")
 SHIPPED_ROOTS_DIR = Path(__file__).resolve().parent.parent / "apple_roots"
@@ -85,6 +94,11 @@ class VerifiedNotification:
 def environment_of(apple_environment: str | None) -> str:
     """Our two environments: everything that is not Apple's production is a sandbox."""
     return Environment.PRODUCTION if apple_environment == "Production" else Environment.SANDBOX
+
+
+def apple_environment_of(environment: str) -> str:
+    """The App Store (API) environment of one of ours: "Production" or "Sandbox"."""
+    return "Production" if environment == Environment.PRODUCTION else "Sandbox"
 
 
 def unsigned_environments_allowed() -> bool:
@@ -229,3 +243,132 @@ def verify_transaction(signed_transaction: str, *, apple_environment: str | None
 
 def verify_renewal(signed_renewal: str, *, apple_environment: str) -> dict:
     return _verified(verifier_for(apple_environment), signed_renewal, renewal=True)
+
+
+def verified_statuses(response, *, apple_environment: str) -> list[tuple[int | None, dict, dict | None]]:
+    """The last transactions of a get_all_subscription_statuses answer (client.subscription_get), each
+    verified: (status, transaction claims, renewal claims or None). Our own call to Apple answered with
+    data that does not verify: never trusted, the store counts as unavailable."""
+    statuses = []
+    for group in response.data or []:
+        for item in group.lastTransactions or []:
+            if not item.signedTransactionInfo:
+                continue
+            try:
+                transaction = verify_transaction(item.signedTransactionInfo, apple_environment=apple_environment)
+                renewal = (verify_renewal(item.signedRenewalInfo, apple_environment=apple_environment)
+                           if item.signedRenewalInfo else None)
+            except NotTrusted as exc:
+                raise StoreUnavailable(f"App Store Server API answer not verified: {exc}") from exc
+            except RetryLater as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            statuses.append((item.rawStatus, transaction, renewal))
+    return statuses
+
+
+# --- The webhook ------------------------------------------------------------------------------
+
+def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
+    """POST /webhooks/apple: the body is {"signedPayload": "<JWS>"} (Server Notifications V2); the
+    signature is in it, so the headers and query say nothing."""
+    try:
+        document = json.loads(body)
+        signed_payload = document["signedPayload"]
+        if not isinstance(signed_payload, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise Rejected('The body must be JSON {"signedPayload": "<JWS>"} (App Store Server Notifications V2).',
+                       code="malformed") from None
+    return verified_event(signed_payload)
+
+
+def verified_event(signed_payload: str) -> VerifiedEvent:
+    """A notification's signedPayload, verified (with its nested JWS), as the event to store."""
+    try:
+        notification = verify_notification(signed_payload)
+    except NotTrusted as exc:
+        raise Rejected(str(exc), code=exc.code) from None
+    except RetryLater as exc:
+        raise TransientError(str(exc)) from exc
+    except NotConfigured as exc:  # fixable by us: answer 5xx so Apple retries once it is fixed
+        raise Rejected(str(exc), status=503, code="not_configured") from None
+    claims = notification.claims
+    uuid = claims.get("notificationUUID")
+    if not uuid:
+        raise Rejected("The notification has no notificationUUID.", code="malformed")
+    return VerifiedEvent(
+        dedupe_key=str(uuid),
+        event_type=mapping.notification_label(claims),
+        payload={"notification": claims, "transaction": notification.transaction,
+                 "renewal": notification.renewal, "environment": notification.environment,
+                 "apple_environment": notification.apple_environment},
+        occurred_at=datetime_from_millis(claims.get("signedDate")),
+        store_ids=_store_ids(notification),
+        environment=notification.environment,
+    )
+
+
+def _store_ids(notification: VerifiedNotification) -> tuple[str, ...]:
+    """The ids support searches events by: the subscription's, the transaction's, the app's token."""
+    ids: list[str] = []
+    for part in (notification.transaction or {}, notification.renewal or {}):
+        for key in ("originalTransactionId", "transactionId", "webOrderLineItemId", "appAccountToken"):
+            if part.get(key) and str(part[key]) not in ids:
+                ids.append(str(part[key]))
+    return tuple(ids)
+
+
+# --- System checks (AppleAdapter.checks: `manage.py check`, every server start) ----------------
+
+def system_checks() -> list:
+    """Configurations that would trust unsigned or wrongly rooted Apple data."""
+    return unsigned_environments_check() + roots_check(shipped_g3=SHIPPED_G3_ROOT,
+                                                       configured=settings.APPLE_ROOT_CERTIFICATES)
+
+
+def unsigned_environments_check() -> list:
+    """Xcode / LocalTesting data carries no signature at all: never reachable outside development.
+    (The verifier refuses it without DEBUG as well; this makes the mistake loud at start.)"""
+    if settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS and not settings.DEBUG:
+        return [Error(
+            "APPLE_ALLOW_UNSIGNED_ENVIRONMENTS is on while DEBUG is off: Xcode and LocalTesting notifications "
+            "and transactions carry no App Store signature, so anyone could forge them.",
+            hint="Unset APPLE_ALLOW_UNSIGNED_ENVIRONMENTS (it is for a developer's machine with DEBUG=true).",
+            id="billing.E_APPLE_UNSIGNED_ENVIRONMENTS")]
+    return []
+
+
+def roots_check(*, shipped_g3: Path, configured) -> list:
+    """The shipped Apple Root CA - G3 file must be Apple's (pinned fingerprint): a replaced file would
+    make us trust whoever replaced it. The configured roots should include it: without it, no genuine
+    App Store signature verifies (e.g. a test root left in a deployment's settings)."""
+    pinned = APPLE_ROOT_CA_G3_SHA256
+    messages = []
+    try:
+        shipped = load_root_certificates([shipped_g3])
+    except ImproperlyConfigured as exc:
+        shipped = []
+        messages.append(Error(f"The shipped Apple root {shipped_g3} cannot be read: {exc}",
+                              hint="Restore billing/providers/apple_roots/AppleRootCA-G3.cer from the repository.",
+                              id="billing.E_APPLE_G3_ROOT"))
+    if shipped and [sha256_fingerprint(der) for der in shipped] != [pinned]:
+        found = ", ".join(sha256_fingerprint(der) for der in shipped)
+        messages.append(Error(
+            f"The shipped Apple root {shipped_g3} is not Apple Root CA - G3: its SHA-256 fingerprint is {found}, "
+            f"expected {pinned}.",
+            hint="Restore the file from the repository, or from https://www.apple.com/certificateauthority/.",
+            id="billing.E_APPLE_G3_ROOT"))
+    try:
+        roots = load_root_certificates(configured)
+    except ImproperlyConfigured as exc:
+        messages.append(Error(str(exc), hint="APPLE_ROOT_CERTIFICATES lists DER or PEM certificate files.",
+                              id="billing.E_APPLE_ROOT_CERTIFICATES"))
+        return messages
+    if pinned not in {sha256_fingerprint(der) for der in roots}:
+        messages.append(Warning(
+            "APPLE_ROOT_CERTIFICATES holds no Apple Root CA - G3 (SHA-256 " + pinned + "): genuine App Store "
+            "notifications and transactions will not verify.",
+            hint="Leave APPLE_ROOT_CERTIFICATES unset (Apple's roots shipped with the project), or include "
+                 "billing/providers/apple_roots/AppleRootCA-G3.cer. A test root belongs in tests only.",
+            id="billing.W_APPLE_G3_ROOT"))
+    return messages

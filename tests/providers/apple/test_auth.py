@@ -1,29 +1,39 @@
-"""Authenticity of notifications: our own chain signs like Apple; anything else is rejected with a
-clear reason and nothing is stored."""
+"""Authenticity of what the App Store sends (auth.py): our own chain signs like Apple and Apple's real
+sandbox captures verify against its shipped roots; anything else is rejected with a clear reason and
+nothing is stored. The endpoint's answers, and the system checks that keep the roots and the unsigned
+environments honest."""
 
 import base64
 import json
-import socket
+from pathlib import Path
 
 import jwt
 import pytest
-from django.conf import settings
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from django.conf import settings as django_settings
+from django.core import checks
 
 from billing.models import Subscription
-from billing.providers.apple.adapter import AppleAdapter
-from billing.providers.apple.mapping import app_account_token_for_user
+from billing.providers.apple import auth
 from billing.providers.base import Rejected, TransientError
 from tests.fakes.apple import (
+    REAL_CAPTURES,
+    REAL_ORIGINAL_TRANSACTION_ID,
     AppleChain,
     notification_claims,
     now_ms,
+    real_body,
     renewal_claims,
     signed_body,
     transaction_claims,
 )
+from tests.helpers import closed_port, deliver
 from webhooks.models import WebhookEvent
 
 HMAC_SECRET = "a-shared-secret-of-at-least-32-bytes!"
+G3_SHA256 = "63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:7C:4F:5C:75:6F:30:17:B3:A8:C4:88:C3:65:3E:91:79"
+ALL_REAL = sorted(p.name for p in REAL_CAPTURES.glob("*.json"))
 
 
 def _subscribed(chain, *, environment="Sandbox", txn_environment=None, bundle_id=None, **kw):
@@ -34,18 +44,15 @@ def _subscribed(chain, *, environment="Sandbox", txn_environment=None, bundle_id
                                **({"bundle_id": bundle_id} if bundle_id else {}), **kw)
 
 
-def _post(client, body: bytes, capture):
-    with capture(execute=True):
-        return client.post("/webhooks/apple", data=body, content_type="application/json")
-
+# --- Our chain, through the endpoint and the adapter ------------------------------------------
 
 @pytest.mark.django_db
-def test_genuine_notification_is_accepted_and_processed(apple_settings, apple_chain, client,
-                                                        django_capture_on_commit_callbacks):
+def test_genuine_notification_is_accepted_and_processed(apple_settings, apple_chain):
     claims = _subscribed(apple_chain)
-    response = _post(client, signed_body(apple_chain, claims), django_capture_on_commit_callbacks)
-    assert response.status_code == 200
+    delivered = deliver("apple", signed_body(apple_chain, claims))
+    assert delivered.response.status_code == 200
     event = WebhookEvent.objects.get(provider="apple")
+    assert event == delivered.event
     assert event.dedupe_key == claims["notificationUUID"]
     assert event.event_type == "SUBSCRIBED/INITIAL_BUY"
     assert event.environment == "sandbox"
@@ -97,13 +104,14 @@ def _cases(chain: AppleChain) -> dict:
 @pytest.mark.django_db
 @pytest.mark.parametrize("case", list(_cases(AppleChain()).keys()))
 def test_inauthentic_or_malformed_is_rejected_with_a_clear_reason_and_nothing_is_stored(
-        apple_settings, apple_chain, client, django_capture_on_commit_callbacks, case):
+        apple_settings, apple_chain, case):
     body, status, code = _cases(apple_chain)[case]
-    response = _post(client, body, django_capture_on_commit_callbacks)
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
+    delivered = deliver("apple", body)
+    assert delivered.response.status_code == status, delivered.response.content
+    error = delivered.response.json()["error"]
     assert error["code"] == code
     assert error["message"]
+    assert delivered.event is None
     assert not WebhookEvent.objects.exists()
     assert not Subscription.objects.exists()
 
@@ -142,12 +150,11 @@ def test_unsigned_environments_only_when_enabled_for_development(apple_settings,
 
 
 @pytest.mark.django_db
-def test_unsigned_environments_stay_refused_without_debug_even_when_allowed(apple_settings, apple_chain, client,
-                                                                           django_capture_on_commit_callbacks):
+def test_unsigned_environments_stay_refused_without_debug_even_when_allowed(apple_settings, apple_chain):
     """Defence in depth: the setting copied into a production environment (DEBUG off) opens nothing."""
     apple_settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = True
     apple_settings.DEBUG = False
-    response = _post(client, _unsigned_body(apple_chain, "LocalTesting"), django_capture_on_commit_callbacks)
+    response = deliver("apple", _unsigned_body(apple_chain, "LocalTesting")).response
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "unsigned_environment" and "DEBUG is off" in error["message"]
@@ -170,16 +177,9 @@ def test_production_needs_the_app_apple_id(apple_settings, apple_chain, adapter)
     assert "APPLE_APP_APPLE_ID" in exc.value.reason
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.django_db
-def test_unreachable_revocation_check_is_a_503_so_apple_retries(apple_settings, client, tmp_path,
-                                                                django_capture_on_commit_callbacks):
-    chain = AppleChain(name="OCSP", ocsp_url=f"http://127.0.0.1:{_closed_port()}/ocsp")
+def test_unreachable_revocation_check_is_a_503_so_apple_retries(apple_settings, adapter, tmp_path):
+    chain = AppleChain(name="OCSP", ocsp_url=f"http://127.0.0.1:{closed_port()}/ocsp")
     root = tmp_path / "ocsp-root.cer"
     root.write_bytes(chain.root_der)
     apple_settings.APPLE_ROOT_CERTIFICATES = [str(root)]
@@ -187,24 +187,9 @@ def test_unreachable_revocation_check_is_a_503_so_apple_retries(apple_settings, 
     body = signed_body(chain, _subscribed(chain))
 
     with pytest.raises(TransientError):
-        AppleAdapter().authenticate({}, body, {})
-    response = _post(client, body, django_capture_on_commit_callbacks)
-    assert response.status_code == 503
+        adapter.authenticate({}, body, {})
+    assert deliver("apple", body).response.status_code == 503
     assert not WebhookEvent.objects.exists()
-
-
-@pytest.mark.django_db
-def test_end_to_end_purchase_reaches_the_stream_for_the_user(apple_settings, apple_chain, client, redis_client,
-                                                             django_capture_on_commit_callbacks):
-    txn = transaction_claims(original_transaction_id="2000000000000555",
-                             app_account_token=app_account_token_for_user(77))
-    claims = notification_claims("SUBSCRIBED", "INITIAL_BUY", chain=apple_chain, transaction=txn,
-                                 renewal=renewal_claims(txn))
-    response = _post(client, signed_body(apple_chain, claims), django_capture_on_commit_callbacks)
-    assert response.status_code == 200
-    events = [json.loads(f["event"]) for _, f in redis_client.xrange(settings.BILLING_EVENTS_STREAM)]
-    assert [(e["userId"], e["newStatus"], e["provider"], e["subscriptionId"], e["environment"]) for e in events] == [
-        ("77", "ACTIVE", "apple", "2000000000000555", "sandbox")]
 
 
 def test_unreadable_root_file_is_a_503_naming_the_setting(apple_settings, apple_chain, adapter, tmp_path):
@@ -215,3 +200,115 @@ def test_unreadable_root_file_is_a_503_naming_the_setting(apple_settings, apple_
         adapter.authenticate({}, signed_body(apple_chain, _subscribed(apple_chain)), {})
     assert exc.value.status == 503
     assert "APPLE_ROOT_CERTIFICATES" in exc.value.reason
+
+
+# --- Apple's real sandbox captures against its shipped roots -------------------------------------
+
+def test_the_shipped_g3_root_is_apples_and_the_default():
+    g3 = next(p for p in django_settings.APPLE_ROOT_CERTIFICATES if p.endswith("AppleRootCA-G3.cer"))
+    der = Path(g3).read_bytes()
+    assert auth.sha256_fingerprint(der) == auth.APPLE_ROOT_CA_G3_SHA256
+    assert auth.APPLE_ROOT_CA_G3_SHA256 == G3_SHA256
+    # Every shipped root loads (DER as shipped).
+    assert len(auth.load_root_certificates(django_settings.APPLE_ROOT_CERTIFICATES)) == 3
+
+
+@pytest.mark.parametrize("name", ALL_REAL)
+def test_real_notification_verifies_against_the_g3_root(real_apple_settings, adapter, name):
+    event = adapter.authenticate({}, real_body(name), {})
+    assert event.environment == "sandbox"
+    assert REAL_ORIGINAL_TRANSACTION_ID in event.store_ids
+    # The nested JWS were verified and decoded too; nothing of them is left unverified in the payload.
+    assert event.payload["transaction"]["originalTransactionId"] == REAL_ORIGINAL_TRANSACTION_ID
+    assert "signedTransactionInfo" not in event.payload["notification"]["data"]
+    assert event.event_type.split("/")[0] in name
+
+
+def test_real_notification_is_rejected_when_the_roots_do_not_include_apples(real_apple_settings, adapter, tmp_path):
+    other = tmp_path / "testCA.der"
+    other.write_bytes(AppleChain().root_der)
+    real_apple_settings.APPLE_ROOT_CERTIFICATES = [str(other)]
+    with pytest.raises(Rejected) as exc:
+        adapter.authenticate({}, real_body("seq1_e00_SUBSCRIBED_RESUBSCRIBE.json"), {})
+    assert exc.value.code == "verification_failure"
+    assert "VERIFICATION_FAILURE" in exc.value.reason
+
+
+def test_real_notification_for_another_bundle_is_rejected(real_apple_settings, adapter):
+    real_apple_settings.APPLE_BUNDLE_ID = "com.example.someone-else"
+    with pytest.raises(Rejected) as exc:
+        adapter.authenticate({}, real_body("sandbox_01_DID_RENEW.json"), {})
+    assert exc.value.code == "invalid_app_identifier"
+
+
+# --- System checks (what `manage.py check`, and with it every server start, reports) -----------
+
+def _billing_messages() -> dict:
+    return {m.id: m for m in checks.run_checks(tags=["billing"])}
+
+
+@pytest.mark.parametrize(("allow", "debug", "error"), [
+    (True, False, True),
+    (True, True, False),  # a developer's machine
+    (False, False, False),
+])
+def test_unsigned_environments_are_an_error_outside_debug(settings, allow, debug, error):
+    settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = allow
+    settings.DEBUG = debug
+    message = _billing_messages().get("billing.E_APPLE_UNSIGNED_ENVIRONMENTS")
+    assert (message is not None) == error
+    if error:
+        assert message.level == checks.ERROR and message.is_serious()
+        assert "APPLE_ALLOW_UNSIGNED_ENVIRONMENTS" in message.msg and "DEBUG" in message.msg
+
+
+def test_the_shipped_roots_pass(settings):
+    settings.APPLE_ROOT_CERTIFICATES = [str(auth.SHIPPED_ROOTS_DIR / name) for name in (
+        "AppleRootCA-G3.cer", "AppleRootCA-G2.cer", "AppleIncRootCertificate.cer")]
+    found = _billing_messages()
+    assert not {"billing.E_APPLE_G3_ROOT", "billing.W_APPLE_G3_ROOT", "billing.E_APPLE_ROOT_CERTIFICATES"} & set(found)
+
+
+def test_the_shipped_g3_file_is_the_pinned_one():
+    assert auth.SHIPPED_G3_ROOT.name == "AppleRootCA-G3.cer"
+    assert auth.APPLE_ROOT_CA_G3_SHA256 == G3_SHA256
+    assert auth.roots_check(shipped_g3=auth.SHIPPED_G3_ROOT, configured=[str(auth.SHIPPED_G3_ROOT)]) == []
+
+
+def test_a_replaced_g3_file_is_an_error_naming_both_fingerprints(apple_chain, tmp_path):
+    impostor = tmp_path / "AppleRootCA-G3.cer"
+    impostor.write_bytes(apple_chain.root_der)
+    (message,) = [m for m in auth.roots_check(shipped_g3=impostor, configured=[str(auth.SHIPPED_G3_ROOT)])
+                  if m.id == "billing.E_APPLE_G3_ROOT"]
+    assert message.level == checks.ERROR
+    assert G3_SHA256 in message.msg and auth.sha256_fingerprint(apple_chain.root_der) in message.msg
+
+
+def test_a_missing_g3_file_is_an_error(tmp_path):
+    messages = auth.roots_check(shipped_g3=tmp_path / "gone.cer", configured=[str(auth.SHIPPED_G3_ROOT)])
+    assert [(m.id, m.level) for m in messages] == [("billing.E_APPLE_G3_ROOT", checks.ERROR)]
+    assert "cannot be read" in messages[0].msg
+
+
+def test_configured_roots_without_g3_warn(settings, apple_root_file):
+    settings.APPLE_ROOT_CERTIFICATES = [apple_root_file]  # e.g. a test root left in a deployment
+    message = _billing_messages()["billing.W_APPLE_G3_ROOT"]
+    assert message.level == checks.WARNING and G3_SHA256 in message.msg
+
+    settings.APPLE_ROOT_CERTIFICATES = [apple_root_file, str(auth.SHIPPED_G3_ROOT)]
+    assert "billing.W_APPLE_G3_ROOT" not in _billing_messages()
+
+
+def test_configured_g3_as_pem_counts(settings, tmp_path):
+    pem = tmp_path / "g3.pem"
+    pem.write_bytes(x509.load_der_x509_certificate(auth.SHIPPED_G3_ROOT.read_bytes()).public_bytes(Encoding.PEM))
+    settings.APPLE_ROOT_CERTIFICATES = [str(pem)]
+    assert "billing.W_APPLE_G3_ROOT" not in _billing_messages()
+
+
+def test_unreadable_configured_root_is_an_error(settings, tmp_path):
+    broken = tmp_path / "broken.cer"
+    broken.write_bytes(b"not a certificate")
+    settings.APPLE_ROOT_CERTIFICATES = [str(broken)]
+    message = _billing_messages()["billing.E_APPLE_ROOT_CERTIFICATES"]
+    assert message.level == checks.ERROR and str(broken) in message.msg

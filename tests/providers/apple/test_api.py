@@ -1,5 +1,6 @@
-"""POST /api/subscriptions/verify for the App Store (signed transaction, transaction id, legacy receipt),
-re-poll (fetch) and cancel, with the library's real client talking to a local fake App Store Server API."""
+"""POST /api/subscriptions/verify for the App Store (signed transaction, transaction id, legacy receipt)
+and cancel, with the library's real client talking to a local fake App Store Server API. What the
+store's failures become is in test_client.py, re-polls in test_repoll.py."""
 
 import base64
 
@@ -9,16 +10,12 @@ import pytest
 from accounts.models import Subscriber
 from billing.models import Subscription, Transaction
 from billing.providers.apple.mapping import app_account_token_for_user
-from billing.providers.base import PermanentError
-from billing.statuses import Status
-from tests.api_support import api_key, with_key
 from tests.factories import SubscriberFactory, SubscriptionFactory
 from tests.fakes.apple import (
     APP_APPLE_ID,
     BUNDLE_ID,
     AppleChain,
     app_receipt,
-    now_ms,
     renewal_claims,
     transaction_claims,
 )
@@ -30,11 +27,6 @@ LATEST = "2000000000000105"
 
 
 @pytest.fixture
-def headers():
-    return with_key(api_key("verify", "manage"))
-
-
-@pytest.fixture
 def on_the_store(apple_chain, fake_appstore):
     """The App Store holds a subscription renewed once (the latest transaction is LATEST)."""
     txn = transaction_claims(original_transaction_id=OTID, transaction_id=LATEST, reason="RENEWAL", price=4990,
@@ -43,15 +35,16 @@ def on_the_store(apple_chain, fake_appstore):
     return txn
 
 
-def verify(client, headers, **body):
+def verify(client, service_auth, **body):
     return client.post("/api/subscriptions/verify", data={"provider": "apple", "user_id": "42", **body},
-                       content_type="application/json", **headers)
+                       content_type="application/json", **service_auth("verify"))
 
 
 def test_signed_transaction_is_verified_locally_then_confirmed_with_the_api(apple_settings, apple_chain, client,
-                                                                            headers, on_the_store, fake_appstore):
+                                                                            service_auth, on_the_store,
+                                                                            fake_appstore):
     from_the_app = apple_chain.sign(transaction_claims(original_transaction_id=OTID, transaction_id="2000000000000101"))
-    response = verify(client, headers, signed_transaction=from_the_app)
+    response = verify(client, service_auth, signed_transaction=from_the_app)
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["provider"], body["provider_subscription_id"], body["status"]) == ("apple", OTID, "ACTIVE")
@@ -69,35 +62,35 @@ def test_signed_transaction_is_verified_locally_then_confirmed_with_the_api(appl
     assert request["token"]["iss"] == apple_settings.APPLE_ISSUER_ID
 
 
-def test_transaction_id_is_looked_up_with_the_api(apple_settings, client, headers, on_the_store):
-    response = verify(client, headers, transaction_id="2000000000000101")
+def test_transaction_id_is_looked_up_with_the_api(apple_settings, client, service_auth, on_the_store):
+    response = verify(client, service_auth, transaction_id="2000000000000101")
     assert response.status_code == 200, response.content
     assert response.json()["provider_subscription_id"] == OTID
     assert Subscription.objects.get(provider_subscription_id=OTID).subscriber.external_id == "42"
 
 
-def test_legacy_receipt_gives_its_transaction_id_to_the_api(apple_settings, apple_chain, client, headers,
+def test_legacy_receipt_gives_its_transaction_id_to_the_api(apple_settings, apple_chain, client, service_auth,
                                                             on_the_store, fake_appstore):
     receipt = app_receipt(apple_chain, transaction_id="2000000000000101")
-    response = verify(client, headers, receipt=receipt)
+    response = verify(client, service_auth, receipt=receipt)
     assert response.status_code == 200, response.content
     assert fake_appstore.requests[-1]["path"] == "/inApps/v1/subscriptions/2000000000000101"
     assert response.json()["status"] == "ACTIVE"
 
 
-def test_stored_app_account_token_of_the_user_is_remembered(apple_settings, apple_chain, client, headers,
+def test_stored_app_account_token_of_the_user_is_remembered(apple_settings, apple_chain, client, service_auth,
                                                             fake_appstore):
     token = "5a1a3c52-8b8b-4b8e-9d0e-1c2d3e4f5a6b"
     txn = transaction_claims(original_transaction_id=OTID, app_account_token=token)
     fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
-    assert verify(client, headers, transaction_id=OTID).status_code == 200
+    assert verify(client, service_auth, transaction_id=OTID).status_code == 200
     assert str(Subscription.objects.get(provider_subscription_id=OTID).subscriber.apple_app_account_token) == token
 
 
-def test_another_users_transaction_is_a_409_naming_the_conflict(apple_settings, client, headers, on_the_store):
+def test_another_users_transaction_is_a_409_naming_the_conflict(apple_settings, client, service_auth, on_the_store):
     SubscriptionFactory(provider="apple", provider_subscription_id=OTID, subscriber=SubscriberFactory(external_id="7"),
                         environment="sandbox")
-    response = verify(client, headers, transaction_id=OTID)
+    response = verify(client, service_auth, transaction_id=OTID)
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "purchase_owned_by_another_user"
@@ -106,11 +99,12 @@ def test_another_users_transaction_is_a_409_naming_the_conflict(apple_settings, 
 
 
 def test_purchase_the_store_says_another_user_made_is_a_409_and_nothing_is_linked(apple_settings, apple_chain,
-                                                                                 client, headers, fake_appstore):
+                                                                                 client, service_auth,
+                                                                                 fake_appstore):
     """User 42 restores, on a shared device, a purchase the App Store says user 7 made (integer token)."""
     txn = transaction_claims(original_transaction_id=OTID, app_account_token=app_account_token_for_user(7))
     fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
-    response = verify(client, headers, transaction_id=OTID)
+    response = verify(client, service_auth, transaction_id=OTID)
     assert response.status_code == 409, response.content
     error = response.json()["error"]
     assert error["code"] == "purchase_owned_by_another_user" and OTID in error["message"]
@@ -118,34 +112,35 @@ def test_purchase_the_store_says_another_user_made_is_a_409_and_nothing_is_linke
     assert not Subscriber.objects.exists()  # 42 is not created with 7's token, nor 7 from the hint
 
 
-def test_purchase_with_the_callers_own_integer_token_is_linked(apple_settings, apple_chain, client, headers,
+def test_purchase_with_the_callers_own_integer_token_is_linked(apple_settings, apple_chain, client, service_auth,
                                                                fake_appstore):
     txn = transaction_claims(original_transaction_id=OTID, app_account_token=app_account_token_for_user(42))
     fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
-    response = verify(client, headers, transaction_id=OTID)
+    response = verify(client, service_auth, transaction_id=OTID)
     assert response.status_code == 200, response.content
     subscriber = Subscription.objects.get(provider_subscription_id=OTID).subscriber
     assert subscriber.external_id == "42"
     assert str(subscriber.apple_app_account_token) == app_account_token_for_user(42)
 
 
-def test_purchase_whose_token_another_subscriber_holds_is_a_409(apple_settings, apple_chain, client, headers,
+def test_purchase_whose_token_another_subscriber_holds_is_a_409(apple_settings, apple_chain, client, service_auth,
                                                                 fake_appstore):
     token = "5a1a3c52-8b8b-4b8e-9d0e-1c2d3e4f5a6b"
     SubscriberFactory(external_id="user-abc", apple_app_account_token=token)
     txn = transaction_claims(original_transaction_id=OTID, app_account_token=token)
     fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
-    response = verify(client, headers, transaction_id=OTID)
+    response = verify(client, service_auth, transaction_id=OTID)
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "purchase_owned_by_another_user"
     assert not Subscription.objects.exists() and not Subscriber.objects.filter(external_id="42").exists()
 
 
-def test_unsigned_local_testing_transaction_is_refused_without_debug(apple_settings, client, headers, fake_appstore):
+def test_unsigned_local_testing_transaction_is_refused_without_debug(apple_settings, client, service_auth,
+                                                                     fake_appstore):
     apple_settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = True  # DEBUG stays off: not a development machine
     unsigned = jwt.encode(transaction_claims(original_transaction_id=OTID, environment="LocalTesting"),
                           "a-shared-secret-of-at-least-32-bytes!")
-    response = verify(client, headers, signed_transaction=unsigned)
+    response = verify(client, service_auth, signed_transaction=unsigned)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_signed_transaction" and "DEBUG" in error["message"]
@@ -159,101 +154,56 @@ def test_unsigned_local_testing_transaction_is_refused_without_debug(apple_setti
     ({"transaction_id": "2000000000009999"}, "unknown_transaction"),
     ({}, "invalid"),
 ])
-def test_invalid_purchases_are_400_with_a_clear_code(apple_settings, client, headers, on_the_store, body, code):
-    response = verify(client, headers, **body)
+def test_invalid_purchases_are_400_with_a_clear_code(apple_settings, client, service_auth, on_the_store, body, code):
+    response = verify(client, service_auth, **body)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == code
     assert not Subscription.objects.exists()
 
 
-def test_signed_transaction_from_an_untrusted_chain_is_400_and_the_api_is_not_asked(apple_settings, client, headers,
-                                                                                    on_the_store, fake_appstore):
+def test_signed_transaction_from_an_untrusted_chain_is_400_and_the_api_is_not_asked(apple_settings, client,
+                                                                                    service_auth, on_the_store,
+                                                                                    fake_appstore):
     forged = AppleChain(name="Forger").sign(transaction_claims(original_transaction_id=OTID))
-    response = verify(client, headers, signed_transaction=forged)
+    response = verify(client, service_auth, signed_transaction=forged)
     assert response.status_code == 400
     assert "VERIFICATION_FAILURE" in response.json()["error"]["message"]
     assert fake_appstore.requests == []
 
 
-def test_receipt_without_purchases_is_400(apple_settings, apple_chain, client, headers):
-    response = verify(client, headers, receipt=app_receipt(apple_chain, transaction_id=None))
+def test_receipt_without_purchases_is_400(apple_settings, apple_chain, client, service_auth):
+    response = verify(client, service_auth, receipt=app_receipt(apple_chain, transaction_id=None))
     assert (response.status_code, response.json()["error"]["code"]) == (400, "receipt_without_purchase")
 
 
-@pytest.mark.parametrize(("status", "answer"), [
-    (503, None), (500, {"errorCode": 5000000, "errorMessage": "An unknown error occurred."}),
-    (429, {"errorCode": 4290000, "errorMessage": "Rate limit exceeded."}),
-    (404, {"errorCode": 4040006, "errorMessage": "Original transaction id not found. Please try again."}),
-])
-def test_store_failures_are_502(apple_settings, client, headers, fake_appstore, status, answer):
-    fake_appstore.script.append((status, answer))
-    response = verify(client, headers, transaction_id=OTID)
-    assert response.status_code == 502, response.content
-    assert response.json()["error"]["code"] == "store_unavailable"
-    assert not Subscription.objects.exists()
-
-
-def test_unreachable_store_is_502(apple_settings, client, headers, fake_appstore):
-    fake_appstore.stop()
-    response = verify(client, headers, transaction_id=OTID)
-    assert response.status_code == 502
-
-
-def test_refused_credentials_are_502_not_the_apps_fault(apple_settings, client, headers, on_the_store):
-    apple_settings.APPLE_ISSUER_ID = "someone-else"
-    response = verify(client, headers, transaction_id=OTID)
-    assert response.status_code == 502
-    assert "credentials" in response.json()["error"]["message"]
-
-
-def test_production_first_then_sandbox(apple_settings, client, headers, on_the_store, fake_appstore):
+def test_production_first_then_sandbox(apple_settings, client, service_auth, on_the_store, fake_appstore):
     apple_settings.APPLE_ENVIRONMENT = "Production"
     fake_appstore.script.append((404, {"errorCode": 4040010, "errorMessage": "Transaction id not found."}))
-    response = verify(client, headers, transaction_id=OTID)
+    response = verify(client, service_auth, transaction_id=OTID)
     assert response.status_code == 200, response.content
     assert response.json()["environment"] == "sandbox"
     assert len(fake_appstore.requests) == 2
 
 
-def test_sandbox_purchase_refused_where_sandbox_is_not_allowed(apple_settings, apple_chain, client, headers,
+def test_sandbox_purchase_refused_where_sandbox_is_not_allowed(apple_settings, apple_chain, client, service_auth,
                                                                on_the_store):
     apple_settings.APPLE_ENVIRONMENT = "Production"
     apple_settings.APPLE_ALLOW_SANDBOX = False
-    response = verify(client, headers, signed_transaction=apple_chain.sign(on_the_store))
+    response = verify(client, service_auth, signed_transaction=apple_chain.sign(on_the_store))
     assert (response.status_code, response.json()["error"]["code"]) == (400, "sandbox_not_allowed")
 
 
-def test_verify_without_an_api_key_configured_is_503_naming_the_settings(apple_settings, client, headers):
+def test_verify_without_an_api_key_configured_is_503_naming_the_settings(apple_settings, client, service_auth):
     apple_settings.APPLE_KEY_ID = ""
-    response = verify(client, headers, transaction_id=OTID)
+    response = verify(client, service_auth, transaction_id=OTID)
     assert response.status_code == 503
     assert "APPLE_KEY_ID" in response.json()["error"]["message"]
 
 
-# --- Re-poll and cancel -----------------------------------------------------------------------
-
-def test_fetch_re_reads_the_state_from_the_api(apple_settings, apple_chain, adapter, fake_appstore):
-    sub = SubscriptionFactory(provider="apple", provider_subscription_id=OTID, environment="sandbox")
-    txn = transaction_claims(original_transaction_id=OTID, expires_ms=now_ms() - 1000)
-    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn, autoRenewStatus=0), status=2)
-    snapshot = adapter.fetch(sub)
-    assert (snapshot.provider_subscription_id, snapshot.status, snapshot.auto_renew) == (OTID, Status.EXPIRED, False)
-    assert snapshot.environment == "sandbox"
-
-
-def test_fetch_of_a_subscription_the_store_does_not_know_is_permanent(apple_settings, adapter):
-    sub = SubscriptionFactory(provider="apple", provider_subscription_id="2000000000000999", environment="sandbox")
-    with pytest.raises(PermanentError):
-        adapter.fetch(sub)
-
-
-def test_cancel_is_409_saying_where_the_user_manages_it(apple_settings, client, headers):
+def test_cancel_is_409_saying_where_the_user_manages_it(apple_settings, client, service_auth):
     sub = SubscriptionFactory(provider="apple", provider_subscription_id=OTID, environment="sandbox",
                               subscriber=SubscriberFactory(external_id=str(APP_APPLE_ID)))
-    response = client.post(f"/api/subscriptions/{sub.pk}/cancel", content_type="application/json", **headers)
+    response = client.post(f"/api/subscriptions/{sub.pk}/cancel", content_type="application/json",
+                           **service_auth("manage"))
     assert response.status_code == 409
     assert "Settings > Apple ID > Subscriptions" in response.json()["error"]["message"]
-
-
-def test_integer_token_round_trip():
-    assert app_account_token_for_user(1) == "00000001-0000-0000-0000-000000000000"

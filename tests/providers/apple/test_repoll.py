@@ -1,4 +1,6 @@
-"""manage.py apple_recover: missed notifications come back through the webhook's own path, once."""
+"""Asking the App Store again, against the fake App Store Server API: a subscription's current state
+(`fetch`, the beat re-poll), and the notifications Apple failed to deliver (manage.py apple_recover and
+its beat job: they come back through the webhook's own path, once)."""
 
 from datetime import timedelta
 from io import StringIO
@@ -8,12 +10,54 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from billing.models import Subscription
+from billing.providers.base import PermanentError
 from billing.statuses import Status
-from tests.fakes.apple import AppleChain, notification_claims, renewal_claims, transaction_claims
+from billing.tasks import repoll_subscriptions
+from tests.factories import SubscriptionFactory
+from tests.fakes.apple import AppleChain, notification_claims, now_ms, renewal_claims, transaction_claims
+from tests.helpers import deliver
 from webhooks.models import WebhookEvent
 from webhooks.tasks import recover_apple_notifications
 
 pytestmark = pytest.mark.django_db
+
+OTID = "2000000000000100"
+
+
+# --- A subscription's state ------------------------------------------------------------------------
+
+def test_fetch_re_reads_the_state_from_the_api(apple_settings, apple_chain, adapter, fake_appstore):
+    sub = SubscriptionFactory(provider="apple", provider_subscription_id=OTID, environment="sandbox")
+    txn = transaction_claims(original_transaction_id=OTID, expires_ms=now_ms() - 1000)
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn, autoRenewStatus=0), status=2)
+    snapshot = adapter.fetch(sub)
+    assert (snapshot.provider_subscription_id, snapshot.status, snapshot.auto_renew) == (OTID, Status.EXPIRED, False)
+    assert snapshot.environment == "sandbox"
+
+
+def test_fetch_of_a_subscription_the_store_does_not_know_is_permanent(apple_settings, adapter):
+    sub = SubscriptionFactory(provider="apple", provider_subscription_id="2000000000000999", environment="sandbox")
+    with pytest.raises(PermanentError):
+        adapter.fetch(sub)
+
+
+def test_the_beat_re_poll_applies_what_the_app_store_says(apple_settings, apple_chain, fake_appstore):
+    lapsed = SubscriptionFactory(provider="apple", provider_subscription_id=OTID, environment="sandbox")
+    SubscriptionFactory(provider="apple", provider_subscription_id="2000000000000999", environment="sandbox")
+    txn = transaction_claims(original_transaction_id=OTID, expires_ms=now_ms() - 1000)
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn, autoRenewStatus=0), status=2)
+
+    report = repoll_subscriptions()
+
+    assert report["failed"] == 1  # the one the App Store does not know (SubscriptionNotFound, logged)
+    lapsed.refresh_from_db()
+    assert (lapsed.status, lapsed.auto_renew) == (Status.EXPIRED, False)
+    assert lapsed.last_verified_at is not None
+    asked = sorted(r["path"].rsplit("/", 1)[1] for r in fake_appstore.requests)
+    assert asked == ["2000000000000100", "2000000000000999"]
+
+
+# --- Notifications Apple failed to deliver -----------------------------------------------------------
 
 
 def _notification(chain, otid: str, kind="SUBSCRIBED", subtype="INITIAL_BUY", status=1):
@@ -29,15 +73,14 @@ def _recover(capture, *args):
     return out.getvalue(), err.getvalue()
 
 
-def test_walks_every_page_and_ingests_what_we_missed_once(apple_settings, apple_chain, fake_appstore, client,
+def test_walks_every_page_and_ingests_what_we_missed_once(apple_settings, apple_chain, fake_appstore,
                                                           django_capture_on_commit_callbacks):
     payloads = [_notification(apple_chain, f"20000000000002{i:02d}") for i in range(5)]
     payloads.append(_notification(AppleChain(name="Stranger"), "2000000000000299"))  # not ours: rejected
     fake_appstore.history = payloads
     fake_appstore.page_size = 2
     # One of them did reach us at the time.
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post("/webhooks/apple", data=f'{{"signedPayload": "{payloads[0]}"}}', content_type="application/json")
+    deliver("apple", f'{{"signedPayload": "{payloads[0]}"}}'.encode())
     assert WebhookEvent.objects.count() == 1
 
     since = (timezone.now() - timedelta(days=3)).date().isoformat()
