@@ -3,8 +3,8 @@ conflicts, orphans, error mapping, request checks, scope), through the real Appl
 library's client talking to the local fake App Store Server API (tests/fakes/apple.py).
 
 Store-specific cases live with the stores: tests/providers/apple/test_api.py and test_client.py (invalid
-purchases, store failures, the store's own user hint), tests/providers/google/test_end_to_end.py and
-test_store_api.py (Google's verify, acknowledgement after apply)."""
+purchases, store failures, the store's own user hint), tests/providers/google/test_api.py (Google's
+verify, acknowledgement after apply)."""
 
 import pytest
 

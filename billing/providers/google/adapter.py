@@ -1,13 +1,10 @@
-"""GoogleAdapter: Pub/Sub push → verified event; event → subscriptionsv2.get → Snapshot; verify,
-re-poll, cancel; staff actions (revoke with refund, defer) in admin.py.
+"""GoogleAdapter: Pub/Sub push → verified event (auth.py); event → subscriptionsv2.get → Snapshot through
+the HANDLERS table; verify, re-poll, cancel. Staff actions (revoke with refund, defer) are in admin.py
+and services.py; who bought a purchase is decided in selectors.purchase_buyer.
 
-Who the user is (in this order): a subscriber already carrying the purchase's obfuscated account id;
-else the obfuscated account id taken as the app's user id (apps are asked to put their user id there,
-see docs/providers/google.md); else the owner of the token this one replaces (linkedPurchaseToken);
-else, for a resubscribe from the Play subscription center, the owner of the expired token; else the
-link we already have; else an orphan for support to link — or, with GOOGLE_UNKNOWN_TOKEN_POLICY=ignore,
-a token never seen here that nobody here claims is recorded as ignored (another deployment's purchase
-on a shared topic)."""
+With GOOGLE_UNKNOWN_TOKEN_POLICY=ignore, a notification of a token never seen here that nobody here
+claims is recorded as ignored (another deployment's purchase on a shared topic); with `orphan` it is
+kept for support to link."""
 
 from collections.abc import Mapping
 
@@ -22,20 +19,139 @@ from billing.providers.base import (
     ProviderAdapter,
     VerifiedEvent,
 )
+from billing.providers.common import SubscriptionNotFound
 from billing.snapshots import Provider, Snapshot
-from billing.statuses import Status
 
-from . import acknowledgement, client, mapping, notifications, selectors
-from .push_auth import authenticate_push
+from . import auth, client, mapping, selectors, services
 
 POLICY_IGNORE = "ignore"
 POLICY_ORPHAN = "orphan"
+
+
+def _ignore_unknown() -> bool:
+    return settings.GOOGLE_UNKNOWN_TOKEN_POLICY == POLICY_IGNORE
+
+
+def _notification(event: InboundEvent) -> dict:
+    return (event.payload or {}).get("notification") or {}
+
+
+def _known_status(token: str) -> str | None:
+    known = selectors.known_token(token)
+    return known.status if known else None
+
+
+def _with_acknowledgement(snapshots: list[Snapshot], purchase: dict) -> ParseResult:
+    """The snapshots to apply, the first one's purchase acknowledged afterwards if it still needs it."""
+    pending = services.pending_acknowledgement(snapshots[0], purchase)
+    return ParseResult(snapshots=snapshots, after_apply=[pending] if pending else [])
+
+
+# --- Handlers (one per notification kind) ---------------------------------------------------------
+
+def subscription_notification(event: InboundEvent) -> ParseResult:
+    """Any subscriptionNotification, whatever its number: the state is read back from Google."""
+    notification = _notification(event)
+    notice = mapping.SubscriptionNotice.of(notification)
+    token = notice.purchase_token
+    if not token:
+        return ParseResult(ignored_reason="subscription notification without a purchase token")
+    purchase = client.subscription_get(token)  # the notification carries no state
+    snapshot = selectors.purchase_snapshot(token, purchase, known_status=_known_status(token),
+                                           revoked=notice.number == mapping.SUBSCRIPTION_REVOKED,
+                                           event_time=mapping.event_time(notification),
+                                           ignore_unknown=_ignore_unknown())
+    if snapshot is None:
+        return ParseResult(ignored_reason=f"purchase token never seen here and claimed by no user here "
+                                          f"(GOOGLE_UNKNOWN_TOKEN_POLICY={POLICY_IGNORE}): another "
+                                          "deployment's purchase")
+    snapshots = [snapshot]
+    linked = purchase.get("linkedPurchaseToken")
+    if notice.number == mapping.SUBSCRIPTION_PENDING_PURCHASE_CANCELED and linked:
+        old_status = _known_status(linked)
+        if old_status is not None:  # a pending plan change was abandoned: the old one goes on; re-read it
+            snapshots.append(selectors.purchase_snapshot(linked, client.subscription_get(linked),
+                                                         known_status=old_status))
+    return _with_acknowledgement(snapshots, purchase)
+
+
+def voided_purchase(event: InboundEvent) -> ParseResult:
+    """A refund or chargeback: the refund transaction, and the purchase re-read (REVOKED unless Google
+    still reports it live)."""
+    notification = _notification(event)
+    voided = mapping.VoidedPurchase.of(notification)
+    token, order_id = voided.purchase_token, voided.order_id
+    if not voided.is_subscription:
+        return ParseResult(ignored_reason=f"voided one-time purchase {order_id!r}: not a subscription")
+    if not token:
+        return ParseResult(ignored_reason="voided purchase without a purchase token")
+    known_status = _known_status(token)
+    at = mapping.event_time(notification) or timezone.now()
+    extra = ()
+    if order_id:
+        amount, currency = selectors.order_amount(order_id)
+        extra = (mapping.refund_transaction(order_id=order_id, occurred_at=at, currency=currency,
+                                            amount_minor=amount if voided.full_refund else None,
+                                            refund_type=voided.refund_type),)
+    try:
+        purchase = client.subscription_get(token)
+    except SubscriptionNotFound:
+        # Google no longer knows the token: what the notification says is all there is.
+        if known_status is None and _ignore_unknown():
+            return ParseResult(ignored_reason="voided purchase of a token never seen here")
+        return ParseResult(snapshots=[mapping.voided_snapshot(token, at=at, transactions=extra)])
+    # A voided order ends access unless Google still reports the subscription live (e.g. only an
+    # earlier renewal was refunded): then only the refund is recorded.
+    snapshot = selectors.purchase_snapshot(token, purchase, known_status=known_status, revoked=True,
+                                           event_time=mapping.event_time(notification),
+                                           ignore_unknown=_ignore_unknown(), extra_transactions=extra)
+    if snapshot is None:
+        return ParseResult(ignored_reason="voided purchase of a token never seen here and claimed by no user")
+    return ParseResult(snapshots=[snapshot])
+
+
+def play_console_test(event: InboundEvent) -> ParseResult:
+    return ParseResult(ignored_reason="test notification from the Play Console")
+
+
+def one_time_product(event: InboundEvent) -> ParseResult:
+    sku = mapping.one_time_product_sku(_notification(event))
+    return ParseResult(ignored_reason=f"one-time product {sku!r}: not a subscription")
+
+
+def undecodable(event: InboundEvent) -> ParseResult:
+    return ParseResult(ignored_reason=event.payload["undecodable"])
+
+
+def unknown_notification(event: InboundEvent) -> ParseResult:
+    kinds = mapping.unhandled_kinds(_notification(event))
+    return ParseResult(ignored_reason=f"notification kind not handled: {', '.join(kinds) or 'none'}")
+
+
+def _purchase_request(purchase: Mapping) -> tuple[str, str | None]:
+    """The verify request's (purchase token, product id), or InvalidPurchase."""
+    token = purchase.get("purchase_token")
+    product = purchase.get("product_id")
+    if not isinstance(token, str) or not token.strip():
+        raise InvalidPurchase("purchase_token is required (the token Google Play Billing returned).",
+                              code="invalid_request")
+    if product is not None and not isinstance(product, str):
+        raise InvalidPurchase("product_id must be a string.", code="invalid_request")
+    return token.strip(), product
 
 
 class GoogleAdapter(ProviderAdapter):
     name = Provider.GOOGLE
     required_settings = ("GOOGLE_PLAY_PACKAGE_NAME",)
     api_settings = ("GOOGLE_SERVICE_ACCOUNT_FILE",)
+    HANDLERS = {
+        mapping.SUBSCRIPTION: subscription_notification,
+        mapping.VOIDED_PURCHASE: voided_purchase,
+        mapping.TEST: play_console_test,
+        mapping.ONE_TIME_PRODUCT: one_time_product,
+        mapping.UNDECODABLE: undecodable,
+        mapping.UNKNOWN: unknown_notification,
+    }
 
     # --- configuration ----------------------------------------------------------------------
     def missing_settings(self, *, for_api: bool = False) -> list[str]:
@@ -50,164 +166,43 @@ class GoogleAdapter(ProviderAdapter):
 
     # --- inbound ------------------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
-        authenticate_push(headers, query)  # before reading anything else of the request
-        envelope = notifications.parse_envelope(body)
-        meta = {k: envelope[k] for k in ("message_id", "publish_time", "subscription", "attributes",
-                                         "delivery_attempt")}
-        if "undecodable" in envelope:
-            return VerifiedEvent(dedupe_key=envelope["message_id"], event_type=notifications.UNDECODABLE,
-                                 payload={**meta, "undecodable": envelope["undecodable"]})
-        notification = envelope["notification"]
-        return VerifiedEvent(
-            dedupe_key=envelope["message_id"], event_type=notifications.event_type(notification),
-            payload={**meta, "notification": notification}, occurred_at=notifications.event_time(notification),
-            store_ids=notifications.store_ids(notification))
+        return auth.webhook_authenticate(headers, body, query)
 
     def parse(self, event: InboundEvent) -> ParseResult:
-        payload = event.payload or {}
-        if "undecodable" in payload:
-            return ParseResult(ignored_reason=payload["undecodable"])
-        notification = payload.get("notification") or {}
-        package = notification.get("packageName")
-        if package != settings.GOOGLE_PLAY_PACKAGE_NAME:
-            return ParseResult(ignored_reason=f"package {package!r} is not this deployment's "
-                                              f"({settings.GOOGLE_PLAY_PACKAGE_NAME!r})")
-        kind = notifications.event_type(notification)
-        event_time = notifications.event_time(notification)
-        if kind == notifications.TEST:
-            return ParseResult(ignored_reason="test notification from the Play Console")
-        if kind == notifications.ONE_TIME_PRODUCT:
-            inner = notification["oneTimeProductNotification"] or {}
-            return ParseResult(ignored_reason=f"one-time product {inner.get('sku')!r}: not a subscription")
-        if kind == notifications.VOIDED_PURCHASE:
-            return self._voided(notification["voidedPurchaseNotification"] or {}, event_time)
-        if kind == notifications.UNKNOWN:
-            keys = sorted(k for k in notification if k not in ("version", "packageName", "eventTimeMillis"))
-            return ParseResult(ignored_reason=f"notification kind not handled: {', '.join(keys) or 'none'}")
-        return self._subscription(notification["subscriptionNotification"] or {}, event_time)
+        """Every notification names its app: another app's (sharing the topic) is ignored before routing."""
+        if "undecodable" not in (event.payload or {}):
+            package = _notification(event).get("packageName")
+            if package != settings.GOOGLE_PLAY_PACKAGE_NAME:
+                return ParseResult(ignored_reason=f"package {package!r} is not this deployment's "
+                                                  f"({settings.GOOGLE_PLAY_PACKAGE_NAME!r})")
+        return super().parse(event)
 
-    def _subscription(self, inner: dict, event_time) -> ParseResult:
-        token = inner.get("purchaseToken")
-        if not token:
-            return ParseResult(ignored_reason="subscription notification without a purchase token")
-        number = inner.get("notificationType")
-        purchase = client.subscription_get(token)  # the notification carries no state
-        known = selectors.known_token(token)
-        snapshot = self.snapshot_for(token, purchase, known_status=known.status if known else None,
-                                     revoked=number == notifications.SUBSCRIPTION_REVOKED, event_time=event_time,
-                                     enforce_policy=True)
-        if snapshot is None:
-            return ParseResult(ignored_reason=f"purchase token never seen here and claimed by no user here "
-                                              f"(GOOGLE_UNKNOWN_TOKEN_POLICY={POLICY_IGNORE}): another "
-                                              "deployment's purchase")
-        snapshots = [snapshot]
-        linked = purchase.get("linkedPurchaseToken")
-        if number == notifications.SUBSCRIPTION_PENDING_PURCHASE_CANCELED and linked and \
-                selectors.known_token(linked) is not None:
-            # A pending plan change was abandoned: the old subscription goes on; re-read it.
-            old = selectors.known_token(linked)
-            snapshots.append(self.snapshot_for(linked, client.subscription_get(linked), known_status=old.status))
-        return self._result(snapshots[0], purchase, snapshots)
-
-    def _voided(self, inner: dict, event_time) -> ParseResult:
-        token, order_id = inner.get("purchaseToken"), inner.get("orderId")
-        if inner.get("productType") != notifications.PRODUCT_TYPE_SUBSCRIPTION:
-            return ParseResult(ignored_reason=f"voided one-time purchase {order_id!r}: not a subscription")
-        if not token:
-            return ParseResult(ignored_reason="voided purchase without a purchase token")
-        known = selectors.known_token(token)
-        now = timezone.now()
-        refund = None
-        if order_id:
-            amount, currency = selectors.order_amount(order_id)
-            full = inner.get("refundType") == 1
-            refund = mapping.refund_transaction(order_id=order_id, occurred_at=event_time or now,
-                                                amount_minor=amount if full else None, currency=currency,
-                                                refund_type=inner.get("refundType"))
-        extra = (refund,) if refund else ()
-        try:
-            purchase = client.subscription_get(token)
-        except client.TokenNotFound:
-            # Google no longer knows the token: what the notification says is all there is.
-            if known is None and settings.GOOGLE_UNKNOWN_TOKEN_POLICY == POLICY_IGNORE:
-                return ParseResult(ignored_reason="voided purchase of a token never seen here")
-            return ParseResult(snapshots=[Snapshot(
-                provider=Provider.GOOGLE, provider_subscription_id=token, status=Status.REVOKED,
-                observed_at=event_time or now, ended_at=event_time or now, transactions=extra,
-                note="voided purchase (refund or chargeback)")])
-        # A voided order ends access unless Google still reports the subscription live (e.g. only an
-        # earlier renewal was refunded): then only the refund is recorded.
-        snapshot = self.snapshot_for(token, purchase, known_status=known.status if known else None, revoked=True,
-                                     event_time=event_time, enforce_policy=True, extra_transactions=extra)
-        if snapshot is None:
-            return ParseResult(ignored_reason="voided purchase of a token never seen here and claimed by no user")
-        return ParseResult(snapshots=[snapshot])
-
-    def _result(self, snapshot: Snapshot, purchase: dict, snapshots: list[Snapshot]) -> ParseResult:
-        pending = acknowledgement.pending_for(snapshot, purchase)
-        return ParseResult(snapshots=snapshots, after_apply=[pending] if pending else [])
-
-    # --- mapping with the user link -----------------------------------------------------------
-    def snapshot_for(self, token: str, purchase: dict, *, known_status: str | None, observed_at=None,
-                     revoked: bool = False, event_time=None, enforce_policy: bool = False,
-                     extra_transactions=()) -> Snapshot | None:
-        """The snapshot for a purchase just read from Google, with the user link decided. None: an
-        unseen token nobody claims, under the "ignore" policy (only when `enforce_policy`)."""
-        who = self._who(purchase, known=known_status is not None, enforce_policy=enforce_policy)
-        if who is None:
-            return None
-        return mapping.to_snapshot(token, purchase, observed_at=observed_at or timezone.now(), who=who,
-                                   revoked=revoked or known_status == Status.REVOKED, event_time=event_time,
-                                   extra_transactions=tuple(extra_transactions))
-
-    def _who(self, purchase: dict, *, known: bool, enforce_policy: bool) -> mapping.Who | None:
-        ignore_unknown = enforce_policy and settings.GOOGLE_UNKNOWN_TOKEN_POLICY == POLICY_IGNORE
-        expired_token, expired_account = mapping.out_of_app_context(purchase)
-        for account in (mapping.obfuscated_account_id(purchase), expired_account):
-            if not account:
-                continue
-            found = selectors.subscriber_with_account_id(account)
-            if found is not None and found.google_obfuscated_account_id == account:
-                return mapping.Who(identity_value=account)  # apply_snapshot finds them by it
-            if found is not None or known or not ignore_unknown:
-                return mapping.Who(user_id=account, identity_value=account)
-        for token in (purchase.get("linkedPurchaseToken"), expired_token):
-            owner = selectors.owner_of_token(token)
-            if owner:
-                return mapping.Who(user_id=owner)
-        if not known and ignore_unknown:
-            return None
-        return mapping.Who()  # keep the link we have, or an orphan for support
+    def handler_key(self, event: InboundEvent) -> str:
+        """The notification's kind (every subscriptionNotification number goes to one handler)."""
+        if "undecodable" in (event.payload or {}):
+            return mapping.UNDECODABLE
+        return mapping.notification_kind(_notification(event))
 
     # --- outbound -----------------------------------------------------------------------------
     def fetch(self, subscription) -> Snapshot:
-        purchase = client.subscription_get(subscription.provider_subscription_id)
-        return self.snapshot_for(subscription.provider_subscription_id, purchase, known_status=subscription.status)
+        token = subscription.provider_subscription_id
+        return selectors.purchase_snapshot(token, client.subscription_get(token), known_status=subscription.status)
 
     def verify(self, purchase: Mapping, *, user_id: str | None) -> ParseResult:
-        token = purchase.get("purchase_token")
-        product = purchase.get("product_id")
-        if not isinstance(token, str) or not token.strip():
-            raise InvalidPurchase("purchase_token is required (the token Google Play Billing returned).",
-                                  code="invalid_request")
-        if product is not None and not isinstance(product, str):
-            raise InvalidPurchase("product_id must be a string.", code="invalid_request")
-        token = token.strip()
+        token, product = _purchase_request(purchase)
         try:
             state = client.subscription_get(token)
-        except client.TokenNotFound as exc:
+        except SubscriptionNotFound as exc:
             raise InvalidPurchase(f"Google Play does not know this purchase token ({exc.status}).") from exc
         except PermanentError as exc:
             raise InvalidPurchase(f"Google Play rejected the purchase token: {exc}") from exc
         if product and product not in (mapping.product_id(state), mapping.store_product_id(state)):
             raise InvalidPurchase(f"The purchase is for {mapping.product_id(state)!r}, not {product!r}.",
                                   code="product_mismatch")
-        known = selectors.known_token(token)
-        snapshot = self.snapshot_for(token, state, known_status=known.status if known else None)
-        return self._result(snapshot, state, [snapshot])
+        snapshot = selectors.purchase_snapshot(token, state, known_status=_known_status(token))
+        return _with_acknowledgement([snapshot], state)
 
     def cancel(self, subscription) -> Snapshot:
         """Stop renewal at Google (the user keeps access until expiry); the new state is returned."""
         client.subscription_cancel(subscription.provider_subscription_id)
         return self.fetch(subscription)
-

@@ -1,7 +1,7 @@
 """The ONE place the Play Developer API is called: service-account credentials (google-auth; the
 library refreshes the access token), the discovery document shipped inside google-api-python-client
 (no network for it), the timeout (GOOGLE_PLAY_API_TIMEOUT_SECONDS), the shared per-minute quota, and
-errors mapped to ours.
+errors mapped to ours (404/410: `common.SubscriptionNotFound`; our own budget spent: `QuotaExceeded`).
 
 The service object (and its httplib2 connection) is not thread-safe: a new one is built per call
 (about 15 ms); the credentials are shared per process so the access token is reused."""
@@ -23,6 +23,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+from billing.providers.common import SubscriptionNotFound
 from billing.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -46,14 +47,6 @@ return 1
 
 _lock = threading.Lock()
 _credentials: dict[tuple, service_account.Credentials] = {}
-
-
-class TokenNotFound(PermanentError):
-    """404/410: the purchase token is unknown to Google, or too old (60 days after expiry)."""
-
-    def __init__(self, message: str, *, status: int):
-        self.status = status
-        super().__init__(message)
 
 
 class QuotaExceeded(StoreUnavailable):
@@ -126,8 +119,8 @@ def execute(request, what: str):
     except HttpError as exc:
         status = exc.status_code or getattr(exc.resp, "status", 0)
         reason = exc.reason or str(exc)
-        if status in (404, 410):
-            raise TokenNotFound(f"{what}: Google answered {status} ({reason})", status=status) from exc
+        if status in (404, 410):  # the token is unknown to Google, or too old (60 days after expiry)
+            raise SubscriptionNotFound(f"{what}: Google answered {status} ({reason})", status=status) from exc
         if status in (429,) or status >= 500:
             raise StoreUnavailable(f"{what}: Google answered {status} ({reason})") from exc
         if status in (401, 403):

@@ -1,16 +1,147 @@
-"""SubscriptionPurchaseV2 (the subscriptionsv2.get response) → Snapshot.
+"""Google Play's wire format → our values, as pure functions: the Real-time Developer Notification
+(its kind, type name, store ids, time) and the SubscriptionPurchaseV2 that subscriptionsv2.get answers
+(→ Snapshot, via `subscription_snapshot`).
 
-Pure functions: who the user is and whether the token is ours are decided by the adapter, which
-passes them in. Times are RFC 3339 strings; money is {currencyCode, units, nanos}."""
+The RTDN says only *that* something changed (and which purchase token): the state is always read
+back with subscriptionsv2.get. Notification numbers 1-13 are from Google's reference; the later ones
+from several independent sources (PROVIDERS.md §2.2). An unknown number is handled like any other:
+re-read. Who the user is and whether the token is ours are decided from what we hold
+(selectors.purchase_snapshot), which passes them in. Times are RFC 3339 strings; money is
+{currencyCode, units, nanos}."""
 
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from billing.money import exponent as currency_exponent
 from billing.providers.base import PermanentError
+from billing.providers.common import datetime_from_iso, datetime_from_millis, minor_from_units_nanos
 from billing.snapshots import Environment, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
+
+# --- The notification ---------------------------------------------------------------------------
+
+SUBSCRIPTION_TYPES = {
+    1: "SUBSCRIPTION_RECOVERED",
+    2: "SUBSCRIPTION_RENEWED",
+    3: "SUBSCRIPTION_CANCELED",
+    4: "SUBSCRIPTION_PURCHASED",
+    5: "SUBSCRIPTION_ON_HOLD",
+    6: "SUBSCRIPTION_IN_GRACE_PERIOD",
+    7: "SUBSCRIPTION_RESTARTED",
+    8: "SUBSCRIPTION_PRICE_CHANGE_CONFIRMED",
+    9: "SUBSCRIPTION_DEFERRED",
+    10: "SUBSCRIPTION_PAUSED",
+    11: "SUBSCRIPTION_PAUSE_SCHEDULE_CHANGED",
+    12: "SUBSCRIPTION_REVOKED",
+    13: "SUBSCRIPTION_EXPIRED",
+    17: "SUBSCRIPTION_ITEMS_CHANGED",
+    18: "SUBSCRIPTION_CANCELLATION_SCHEDULED",
+    19: "SUBSCRIPTION_PRICE_CHANGE_UPDATED",
+    20: "SUBSCRIPTION_PENDING_PURCHASE_CANCELED",
+    22: "SUBSCRIPTION_PRICE_STEP_UP_CONSENT_UPDATED",
+}
+SUBSCRIPTION_REVOKED = 12
+SUBSCRIPTION_PENDING_PURCHASE_CANCELED = 20
+
+# The kinds of notification (the adapter's HANDLERS keys). A subscription notification's event type
+# is its type's name; the others' event type is their kind.
+SUBSCRIPTION = "SUBSCRIPTION_NOTIFICATION"
+TEST = "TEST_NOTIFICATION"
+ONE_TIME_PRODUCT = "ONE_TIME_PRODUCT_NOTIFICATION"
+VOIDED_PURCHASE = "VOIDED_PURCHASE"
+UNDECODABLE = "UNDECODABLE"  # authentic, but message.data is no notification
+UNKNOWN = "UNKNOWN_NOTIFICATION"
+
+_KINDS = (("subscriptionNotification", SUBSCRIPTION), ("voidedPurchaseNotification", VOIDED_PURCHASE),
+          ("oneTimeProductNotification", ONE_TIME_PRODUCT), ("testNotification", TEST))
+
+PRODUCT_TYPE_SUBSCRIPTION = 1
+REFUND_TYPE_FULL = 1
+
+
+def subscription_type_name(number) -> str:
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        return "SUBSCRIPTION_UNKNOWN"
+    return SUBSCRIPTION_TYPES.get(number, f"SUBSCRIPTION_UNKNOWN_{number}")
+
+
+def notification_kind(notification: dict) -> str:
+    return next((kind for key, kind in _KINDS if key in notification), UNKNOWN)
+
+
+def event_type(notification: dict) -> str:
+    kind = notification_kind(notification)
+    if kind == SUBSCRIPTION:
+        return subscription_type_name((notification["subscriptionNotification"] or {}).get("notificationType"))
+    return kind
+
+
+def store_ids(notification: dict) -> tuple[str, ...]:
+    ids = []
+    for key in ("subscriptionNotification", "voidedPurchaseNotification", "oneTimeProductNotification"):
+        inner = notification.get(key)
+        if isinstance(inner, dict):
+            ids += [inner.get(k) for k in ("purchaseToken", "subscriptionId", "orderId", "sku")]
+    return tuple(str(i) for i in ids if i)
+
+
+def event_time(notification: dict) -> datetime | None:
+    """`eventTimeMillis` arrives as a string (an int64 in JSON)."""
+    try:
+        return datetime_from_millis(notification.get("eventTimeMillis"))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def unhandled_kinds(notification: dict) -> list[str]:
+    """The members of a notification of a kind we do not know (what support reads in the outcome)."""
+    return sorted(k for k in notification if k not in ("version", "packageName", "eventTimeMillis"))
+
+
+def one_time_product_sku(notification: dict):
+    return (notification.get("oneTimeProductNotification") or {}).get("sku")
+
+
+@dataclass(frozen=True)
+class SubscriptionNotice:
+    """A subscriptionNotification: which purchase changed and the notification's number."""
+
+    purchase_token: str | None
+    number: int | None
+
+    @classmethod
+    def of(cls, notification: dict) -> "SubscriptionNotice":
+        inner = notification.get("subscriptionNotification") or {}
+        return cls(purchase_token=inner.get("purchaseToken"), number=inner.get("notificationType"))
+
+
+@dataclass(frozen=True)
+class VoidedPurchase:
+    """A voidedPurchaseNotification: an order refunded or charged back."""
+
+    purchase_token: str | None
+    order_id: str | None
+    product_type: int | None
+    refund_type: int | None  # 1: full refund; 2: quantity-based partial refund
+
+    @classmethod
+    def of(cls, notification: dict) -> "VoidedPurchase":
+        inner = notification.get("voidedPurchaseNotification") or {}
+        return cls(purchase_token=inner.get("purchaseToken"), order_id=inner.get("orderId"),
+                   product_type=inner.get("productType"), refund_type=inner.get("refundType"))
+
+    @property
+    def is_subscription(self) -> bool:
+        return self.product_type == PRODUCT_TYPE_SUBSCRIPTION
+
+    @property
+    def full_refund(self) -> bool:
+        return self.refund_type == REFUND_TYPE_FULL
+
+
+# --- The purchase (subscriptionsv2.get) ---------------------------------------------------------
 
 ACKNOWLEDGEMENT_WINDOW = timedelta(days=3)  # unacknowledged purchases are refunded by Google after this
 
@@ -32,29 +163,16 @@ ACKNOWLEDGEABLE_STATES = ("ACTIVE", "IN_GRACE_PERIOD", "CANCELED", "ON_HOLD", "P
 _RENEWAL_ORDER = re.compile(r"\.\.\d+$")  # GPA.1234-5678-9012-34567..0 is the first renewal
 
 
-def parse_time(value) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def money_minor(money: dict | None) -> tuple[int | None, str | None]:
+def _price(money: dict | None) -> tuple[int | None, str | None]:
     """Google Money → (integer minor units, currency)."""
-    if not money or not money.get("currencyCode"):
+    currency = str((money or {}).get("currencyCode") or "").upper()
+    if not currency:
         return None, None
-    currency = money["currencyCode"].upper()
-    exponent = currency_exponent(currency)
-    units = int(money.get("units") or 0)
-    nanos = int(money.get("nanos") or 0)
-    return units * 10**exponent + round(nanos / 10 ** (9 - exponent)), currency
+    return minor_from_units_nanos(money.get("units"), money.get("nanos"), currency), currency
 
 
 def state_name(purchase: dict) -> str:
     return str(purchase.get("subscriptionState") or "").removeprefix(STATE_PREFIX)
-
-
-def is_pending(purchase: dict) -> bool:
-    return state_name(purchase) in PENDING_STATES
 
 
 def needs_acknowledgement(purchase: dict) -> bool:
@@ -92,22 +210,22 @@ def out_of_app_context(purchase: dict) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Who:
-    """The user link the adapter decided on (see adapter._who)."""
+    """The user link decided from what we hold (selectors.purchase_buyer)."""
 
     user_id: str | None = None
     identity_value: str | None = None  # google_obfuscated_account_id
 
 
-def to_snapshot(token: str, purchase: dict, *, observed_at: datetime, who: Who = Who(), revoked: bool = False,
-                event_time: datetime | None = None, extra_transactions: tuple[TransactionRecord, ...] = ()
-                ) -> Snapshot:
+def subscription_snapshot(token: str, purchase: dict, *, observed_at: datetime, who: Who = Who(),
+                          revoked: bool = False, event_time: datetime | None = None,
+                          extra_transactions: tuple[TransactionRecord, ...] = ()) -> Snapshot:
     """Map the store's state. `revoked`: the purchase was refunded/revoked (RTDN 12, a voided purchase,
     or already REVOKED here), so a lapsed state reads REVOKED rather than EXPIRED."""
     name = state_name(purchase)
     if name not in STATES:
         raise PermanentError(f"Google subscriptionState {purchase.get('subscriptionState')!r} is not one we know")
     items = purchase.get("lineItems") or []
-    expiries = [t for t in (parse_time(i.get("expiryTime")) for i in items) if t is not None]
+    expiries = [t for t in (datetime_from_iso(i.get("expiryTime")) for i in items) if t is not None]
     expires_at = max(expiries) if expiries else None
     status = STATES[name]
     if status == Status.ACTIVE and any("freeTrial" in (i.get("offerPhase") or {}) for i in items):
@@ -117,16 +235,11 @@ def to_snapshot(token: str, purchase: dict, *, observed_at: datetime, who: Who =
 
     plans = [i.get("autoRenewingPlan") for i in items if i.get("autoRenewingPlan") is not None]
     auto_renew = any(p.get("autoRenewEnabled") is True for p in plans) if items else None
-    amount, currency = money_minor(plans[0].get("recurringPrice") if plans else None)
-    started_at = parse_time(purchase.get("startTime"))
+    amount, currency = _price(plans[0].get("recurringPrice") if plans else None)
+    started_at = datetime_from_iso(purchase.get("startTime"))
     cancel_context = purchase.get("canceledStateContext") or {}
-    canceled_at = parse_time((cancel_context.get("userInitiatedCancellation") or {}).get("cancelTime"))
-
-    acknowledged = purchase.get("acknowledgementState") == "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"
-    due = None
-    if needs_acknowledgement(purchase) and started_at is not None:
-        due = started_at + ACKNOWLEDGEMENT_WINDOW
-
+    canceled_at = datetime_from_iso((cancel_context.get("userInitiatedCancellation") or {}).get("cancelTime"))
+    due = started_at + ACKNOWLEDGEMENT_WINDOW if needs_acknowledgement(purchase) and started_at else None
     linked = purchase.get("linkedPurchaseToken") or None
     return Snapshot(
         provider=Provider.GOOGLE,
@@ -152,7 +265,7 @@ def to_snapshot(token: str, purchase: dict, *, observed_at: datetime, who: Who =
         # A pending purchase (an upgrade not yet paid) replaces nothing yet: the old one stays live.
         replaces=None if name in PENDING_STATES else linked,
         acknowledgement_due_at=due,
-        acknowledged=True if acknowledged else None,
+        acknowledged=True if purchase.get("acknowledgementState") == "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED" else None,
         transactions=_transactions(purchase, observed_at=event_time or observed_at, currency=currency,
                                    amount=amount) + tuple(extra_transactions),
         raw=purchase,
@@ -165,13 +278,13 @@ def _transactions(purchase: dict, *, observed_at: datetime, currency, amount) ->
     amount is the plan's recurring price when the order was charged at it (not a trial, intro price
     or proration, whose amounts the purchase does not carry)."""
     records = {}
-    started_at = parse_time(purchase.get("startTime")) or observed_at
+    started_at = datetime_from_iso(purchase.get("startTime")) or observed_at
     for item in purchase.get("lineItems") or []:
         order_id = item.get("latestSuccessfulOrderId")
         if not order_id or order_id in records:
             continue
         phase = item.get("offerPhase") or {}
-        item_amount, item_currency = money_minor((item.get("autoRenewingPlan") or {}).get("recurringPrice"))
+        item_amount, item_currency = _price((item.get("autoRenewingPlan") or {}).get("recurringPrice"))
         if "freeTrial" in phase:
             item_amount = 0
         elif phase and "basePrice" not in phase:
@@ -193,3 +306,10 @@ def refund_transaction(*, order_id: str, occurred_at: datetime, amount_minor: in
         provider_transaction_id=f"refund:{order_id}", kind=TransactionKind.REFUND, occurred_at=occurred_at,
         amount_minor=amount_minor, currency=currency or "",
         raw={"orderId": order_id, "refundType": refund_type})
+
+
+def voided_snapshot(token: str, *, at: datetime, transactions: tuple[TransactionRecord, ...]) -> Snapshot:
+    """A voided purchase Google no longer knows: what the notification says is all there is."""
+    return Snapshot(provider=Provider.GOOGLE, provider_subscription_id=token, status=Status.REVOKED,
+                    observed_at=at, ended_at=at, transactions=transactions,
+                    note="voided purchase (refund or chargeback)")

@@ -1,22 +1,121 @@
-"""Staff changes made at Google, then brought into our state: the store first, then a re-read of the
+"""Google Play's own writes: acknowledging purchases, and staff changes made at Google. Subscription
+state is always written through billing.apply.
+
+Acknowledging: Google refunds a purchase not acknowledged within 3 days. Never while the purchase is
+PENDING; only once the user link is settled (the subscription has a subscriber: an orphan waits for
+support to link it, and is listed in the admin with its deadline); the fact is recorded through
+apply_snapshot (`acknowledged=True`). Webhook processing and verification acknowledge right after
+applying (`Pending`, a follow-up of the ParseResult); the beat task `acknowledge_due` retries what is
+left (`purchases_acknowledge_due`).
+
+Staff changes (revoke with a refund, defer the next renewal): the store first, then a re-read of the
 purchase applied through apply_snapshot with the staff member and reason on the status change. The
 RTDN Google sends afterwards re-reads the same state (no second effect)."""
 
 import logging
+from dataclasses import dataclass
 
 from django.utils import timezone
 
 from billing.apply import ApplyResult, apply_snapshot
 from billing.models import Subscription
-from billing.snapshots import Cause, CauseKind, Provider
+from billing.providers.base import PermanentError, TransientError
+from billing.snapshots import Cause, CauseKind, Provider, Snapshot
 
-from . import client
-
-REFUNDS = ("full", "prorated")
-MAX_DEFER_DAYS = 365
+from . import client, mapping, selectors
 
 logger = logging.getLogger(__name__)
 
+BATCH = 200
+REFUNDS = ("full", "prorated")
+MAX_DEFER_DAYS = 365
+
+
+# --- Acknowledgement ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pending:
+    """What acknowledging one purchase needs: the token, the product (still a required path
+    parameter), and the state just applied (recorded again with acknowledged=True)."""
+
+    snapshot: Snapshot
+    product_id: str
+
+    def __call__(self, results=None) -> bool:  # a ParseResult.after_apply follow-up
+        return purchase_acknowledge(self)
+
+
+def pending_acknowledgement(snapshot: Snapshot, purchase: dict) -> Pending | None:
+    """The acknowledgement a purchase just read still needs, if any."""
+    if not mapping.needs_acknowledgement(purchase):
+        return None
+    return Pending(snapshot=snapshot, product_id=mapping.product_id(purchase))
+
+
+def purchase_acknowledge(pending: Pending) -> bool:
+    """Acknowledge at Google if still needed and the user is known; True when done. TransientError
+    propagates (the caller retries); a refusal by Google is logged and left to the beat task."""
+    token = pending.snapshot.provider_subscription_id
+    state = selectors.acknowledgement_state(token)
+    if state is None or state.acknowledged:
+        return False
+    if not state.linked:
+        logger.info("google purchase %s not acknowledged yet: no user linked", token[:16])
+        return False
+    try:
+        client.subscription_acknowledge(token, pending.product_id)
+    except TransientError:
+        raise
+    except PermanentError as exc:
+        logger.warning("google refused to acknowledge %s: %s", token[:16], exc)
+        return False
+    # Same state and store time as the snapshot just applied, now acknowledged. derived=True: it does
+    # not move last_event_at; if a newer state landed meanwhile this one is stale, and the beat task
+    # records the acknowledgement from the store's own state later.
+    snap = pending.snapshot
+    apply_snapshot(Snapshot(provider=snap.provider, provider_subscription_id=token, status=snap.status,
+                            observed_at=snap.observed_at, environment=snap.environment, acknowledged=True,
+                            derived=True, note="acknowledged at Google"),
+                   Cause(CauseKind.POLL, ref="google:acknowledge"))
+    return True
+
+
+@dataclass
+class AcknowledgementReport:
+    acknowledged: int = 0
+    recorded: int = 0  # Google already had it acknowledged: only our record was missing
+    waiting: int = 0
+    failed: int = 0
+
+
+def purchases_acknowledge_due(*, limit: int = BATCH) -> AcknowledgementReport:
+    """The beat task's work: re-read each unacknowledged purchase with a user (soonest deadline
+    first), apply the state, and acknowledge it. Runs every few minutes, well inside 3 days."""
+    report = AcknowledgementReport()
+    for sub in selectors.subscriptions_awaiting_acknowledgement(linked_only=True)[:limit]:
+        try:
+            purchase = client.subscription_get(sub.provider_subscription_id)
+            snapshot = selectors.purchase_snapshot(sub.provider_subscription_id, purchase, known_status=sub.status,
+                                                   observed_at=timezone.now())
+            apply_snapshot(snapshot, Cause(CauseKind.BEAT, ref="google:acknowledge_due"))
+            pending = pending_acknowledgement(snapshot, purchase)
+            if pending is None:
+                report.recorded += 1 if snapshot.acknowledged else 0
+                report.waiting += 0 if snapshot.acknowledged else 1
+            elif purchase_acknowledge(pending):
+                report.acknowledged += 1
+            else:
+                report.waiting += 1
+        except client.QuotaExceeded:
+            report.failed += 1
+            break  # the rest waits for the next run
+        except (TransientError, PermanentError) as exc:
+            report.failed += 1
+            logger.warning("acknowledging google purchase %s failed: %s", sub.pk, exc)
+    return report
+
+
+# --- Staff changes at Google --------------------------------------------------------------------
 
 class StoreActionError(ValueError):
     """A staff action that cannot be done as asked; the message says why."""
@@ -38,12 +137,10 @@ def _google(subscription: Subscription) -> None:
 
 
 def _apply_current(subscription: Subscription, cause: Cause, *, revoked: bool = False) -> ApplyResult:
-    from .adapter import GoogleAdapter
-
     token = subscription.provider_subscription_id
     purchase = client.subscription_get(token)
-    snapshot = GoogleAdapter().snapshot_for(token, purchase, known_status=subscription.status, revoked=revoked,
-                                            observed_at=timezone.now())
+    snapshot = selectors.purchase_snapshot(token, purchase, known_status=subscription.status, revoked=revoked,
+                                           observed_at=timezone.now())
     return apply_snapshot(snapshot, cause)
 
 

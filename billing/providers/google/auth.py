@@ -1,5 +1,7 @@
-"""Authenticating Pub/Sub push requests: the OIDC token Pub/Sub signs (preferred), or a shared token
-in the push URL. No store API call; the signing certificates are cached in-process.
+"""Webhook authentication for Google Play: the Pub/Sub push request → a VerifiedEvent
+(`webhook_authenticate`). The push is authenticated by the OIDC token Pub/Sub signs (preferred) or a
+shared token in the push URL, then its envelope is decoded. No store API call; the signing
+certificates are cached in-process.
 
 google-auth checks the signature, `exp`/`iat` (with our clock skew) and the audience we pass; it does
 NOT check `iss` in `verify_token`, nor `email` ever, so both are checked here. `audience=None` would
@@ -10,6 +12,8 @@ default) or a JWK Set (oauth2/v3/certs). For a JWK Set google-auth verifies with
 are not google-auth's: they are caught too (401), and a set without a usable key is our configuration
 (503). pyjwt is given no clock skew there, so prefer the v1 URL."""
 
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -26,7 +30,10 @@ from google.auth import exceptions as google_exceptions
 from google.auth import jwt as google_jwt
 from google.oauth2 import id_token
 
-from billing.providers.base import Rejected, StoreUnavailable
+from billing.providers.base import Rejected, StoreUnavailable, VerifiedEvent
+from billing.providers.common import header
+
+from . import mapping
 
 logger = logging.getLogger(__name__)
 
@@ -162,12 +169,11 @@ def _verify_oidc(token: str) -> Mapping:
     return claims
 
 
-def authenticate_push(headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+def push_authenticate(headers: Mapping[str, str], query: Mapping[str, str]) -> None:
     """Raise Rejected unless the push carries every configured credential: the OIDC token (when an
     audience is configured) and the shared URL token (when one is configured)."""
     if settings.GOOGLE_PUBSUB_AUDIENCE:
-        value = headers.get("Authorization") or headers.get("authorization") or ""
-        scheme, _, token = value.partition(" ")
+        scheme, _, token = header(headers, "Authorization").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Rejected("Missing the Pub/Sub OIDC token (Authorization: Bearer).", status=401,
                            code="unauthenticated")
@@ -181,3 +187,53 @@ def authenticate_push(headers: Mapping[str, str], query: Mapping[str, str]) -> N
             raise Rejected("The push verification token does not match.", status=403, code="forbidden")
     if not settings.GOOGLE_PUBSUB_AUDIENCE and not expected:
         raise Rejected("Push authentication is not configured.", status=401, code="unauthenticated")
+
+
+def envelope_decode(body: bytes) -> dict:
+    """The push body → {"message_id", "publish_time", "subscription", "attributes", "delivery_attempt",
+    "notification" (dict) or "undecodable" (why)}. Raises Rejected for a body that is no Pub/Sub push."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected("The body is not JSON.", code="malformed") from exc
+    message = envelope.get("message") if isinstance(envelope, dict) else None
+    if not isinstance(message, dict):
+        raise Rejected("Not a Pub/Sub push: no `message` object.", code="malformed")
+    message_id = message.get("messageId") or message.get("message_id")
+    if not message_id:
+        raise Rejected("The Pub/Sub message has no messageId.", code="malformed")
+    parsed = {
+        "message_id": str(message_id),
+        "publish_time": message.get("publishTime") or message.get("publish_time") or "",
+        "subscription": envelope.get("subscription") or "",
+        "attributes": message.get("attributes") or {},
+        "delivery_attempt": envelope.get("deliveryAttempt"),
+    }
+    try:
+        notification = json.loads(base64.b64decode(message.get("data") or "", validate=True))
+        if not isinstance(notification, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        # Authentic but unreadable: redelivery would never fix it, so it is kept and answered 2xx.
+        parsed["undecodable"] = f"message.data is not a base64 JSON DeveloperNotification ({exc})"
+        return parsed
+    parsed["notification"] = notification
+    return parsed
+
+
+def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
+    """The push, authenticated, as the event to store: its Pub/Sub message id is the dedupe key, the
+    notification's type name its event type. Raises Rejected (401/403/400) or StoreUnavailable (the
+    certificates cannot be had: 503, Pub/Sub retries)."""
+    push_authenticate(headers, query)  # before reading anything else of the request
+    envelope = envelope_decode(body)
+    meta = {k: envelope[k] for k in ("message_id", "publish_time", "subscription", "attributes",
+                                     "delivery_attempt")}
+    if "undecodable" in envelope:
+        return VerifiedEvent(dedupe_key=envelope["message_id"], event_type=mapping.UNDECODABLE,
+                             payload={**meta, "undecodable": envelope["undecodable"]})
+    notification = envelope["notification"]
+    return VerifiedEvent(
+        dedupe_key=envelope["message_id"], event_type=mapping.event_type(notification),
+        payload={**meta, "notification": notification}, occurred_at=mapping.event_time(notification),
+        store_ids=mapping.store_ids(notification))

@@ -1,16 +1,21 @@
-"""Staff actions on Google subscriptions through the admin's own HTTP views: the changelist action
-asks for a reason on an intermediate page, then goes to Google (the fake) and applies what it re-reads."""
+"""Google Play in the subscriptions admin (admin.py): the staff actions through the admin's own HTTP
+views (the changelist action asks for a reason on the confirm-action page, then goes to Google, the
+fake, and applies what it re-reads), and the list filter of purchases near their acknowledgement
+deadline (Google refunds after 3 days)."""
 
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
+from django.contrib.messages.storage.fallback import FallbackStorage
 from django.utils import timezone
 
 from billing.models import Subscription
-from tests.factories import UserFactory
+from billing.providers.google.admin import ACTIONS
+from tests.factories import SubscriptionFactory, UserFactory
 from tests.fakes.google import rfc3339
 
-from .helpers import load_sequence, process, token_of
+from .conftest import load_sequence, push, token_of
 
 pytestmark = pytest.mark.django_db
 
@@ -20,12 +25,11 @@ TOKEN = token_of(STEP)
 
 
 @pytest.fixture
-def subscription(adapter, google):
+def subscription(google):
     purchase = STEP["subscriptionPurchaseV2"]
     purchase["lineItems"][0]["expiryTime"] = rfc3339(timezone.now() + timedelta(days=10))  # Google's ms precision
     google.set_purchase(TOKEN, purchase)
-    process(adapter, google, STEP["developerNotification"])
-    return Subscription.objects.get(provider_subscription_id=TOKEN)
+    return push(google, STEP["developerNotification"]).subscription
 
 
 @pytest.fixture
@@ -81,3 +85,44 @@ def test_defer_refused_by_google_is_shown_to_staff(client, google, subscription,
     subscription.refresh_from_db()
     assert subscription.expires_at == before
     assert len(google.calls_of("defer")) == 1
+
+def test_admin_action_asks_for_a_reason_then_revokes(google, subscription, rf):
+    model_admin = admin.ModelAdmin(Subscription, admin.site)
+    action = ACTIONS[0]
+
+    def request(data):
+        req = rf.post(CHANGELIST, data)
+        req.user = UserFactory()
+        req.session = {}
+        req._messages = FallbackStorage(req)
+        return req
+
+    page = action(model_admin, request({"action": action.__name__}), Subscription.objects.filter(pk=subscription.pk))
+    page.render()
+    assert b'name="reason"' in page.content and google.calls_of("revoke") == []
+    assert action(model_admin, request({"action": action.__name__, "apply": "1", "refund": "full",
+                                        "reason": "chargeback threat"}),
+                  Subscription.objects.filter(pk=subscription.pk)) is None
+    subscription.refresh_from_db()
+    assert subscription.status == "REVOKED" and len(google.calls_of("revoke")) == 1
+
+
+def test_subscriptions_admin_filters_purchases_near_the_acknowledgement_deadline(client):
+    client.force_login(UserFactory(username="support"))
+    now = timezone.now()
+    due_soon = SubscriptionFactory(provider="google", provider_subscription_id="tok-due-soon",
+                                   acknowledgement_due_at=now + timedelta(hours=5))
+    due_later = SubscriptionFactory(provider="google", provider_subscription_id="tok-due-later",
+                                    acknowledgement_due_at=now + timedelta(days=2))
+    acknowledged = SubscriptionFactory(provider="google", provider_subscription_id="tok-done",
+                                       acknowledgement_due_at=now + timedelta(hours=5), acknowledged_at=now)
+
+    response = client.get("/admin/billing/subscription/", {"google_ack": "24h"})
+    assert response.status_code == 200
+    listed = {s.pk for s in response.context["cl"].result_list}
+    assert due_soon.pk in listed
+    assert due_later.pk not in listed and acknowledged.pk not in listed
+    assert b"Google acknowledgement" in response.content
+
+    awaiting = client.get("/admin/billing/subscription/", {"google_ack": "awaiting"})
+    assert {s.pk for s in awaiting.context["cl"].result_list} == {due_soon.pk, due_later.pk}
