@@ -10,7 +10,7 @@ from django.utils import timezone
 from billing.apply import apply_snapshot
 from billing.providers.base import InboundEvent
 from billing.providers.registry import get_adapter
-from billing.providers.xsolla.signature import authorization_header
+from billing.providers.xsolla.auth import authorization_header
 from billing.snapshots import Cause, CauseKind
 from tests.fakes.xsolla import FakeXsolla
 
