@@ -2,7 +2,8 @@
 
 HTTP Basic auth `XSOLLA_MERCHANT_ID : XSOLLA_API_KEY` against `XSOLLA_API_BASE` (tests point it at a
 local fake). Xsolla not answering, answering 5xx or rate-limiting us (429) is a StoreUnavailable (a
-retry may fix it); a 4xx is a PermanentError carrying Xsolla's own message."""
+retry may fix it); a 404 is `common.SubscriptionNotFound`; any other 4xx is a PermanentError carrying
+Xsolla's own message."""
 
 import logging
 import threading
@@ -12,26 +13,40 @@ import requests
 from django.conf import settings
 
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+from billing.providers.common import SubscriptionNotFound
 
 logger = logging.getLogger(__name__)
 
+# What the subscriptions API needs (the adapter's `api_settings`).
+API_SETTINGS = ("XSOLLA_PROJECT_ID", "XSOLLA_MERCHANT_ID", "XSOLLA_API_KEY")
 TIMEOUT_SECONDS = (5, 15)  # (connect, read): a webhook task or an API call must not hang on Xsolla
+
+_local = threading.local()
+
+
+def is_configured() -> bool:
+    """Whether the subscriptions API can be called (a notification then re-reads the state from it)."""
+    return all(getattr(settings, name, "") for name in API_SETTINGS)
+
+
+def subscription_get(subscription_id: str) -> dict:
+    """`GET /projects/{project_id}/subscriptions/{subscription_id}`: the subscription's current state."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    return _request("GET", f"projects/{project}/subscriptions/{quote(str(subscription_id), safe='')}")
+
+
+def subscription_status_update(*, user_id: str, subscription_id: str, status: str) -> dict:
+    """`PUT /projects/{project_id}/users/{user_id}/subscriptions/{subscription_id}` `{"status": ...}`
+    (active, canceled or non_renewing): the subscription as it is afterwards."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
+            f"{quote(str(subscription_id), safe='')}")
+    return _request("PUT", path, json_body={"status": status})
 
 
 def _timeout():
     # XSOLLA_API_TIMEOUT_SECONDS is optional (not an environment contract): tests shorten it.
     return getattr(settings, "XSOLLA_API_TIMEOUT_SECONDS", None) or TIMEOUT_SECONDS
-_API_SETTINGS = ("XSOLLA_PROJECT_ID", "XSOLLA_MERCHANT_ID", "XSOLLA_API_KEY")
-
-_local = threading.local()
-
-
-class SubscriptionNotFound(PermanentError):
-    """Xsolla does not know the subscription (404)."""
-
-
-def is_configured() -> bool:
-    return all(getattr(settings, name, "") for name in _API_SETTINGS)
 
 
 def _session() -> requests.Session:
@@ -52,7 +67,7 @@ def _url(path: str) -> str:
 
 
 def _request(method: str, path: str, *, json_body: dict | None = None) -> dict:
-    missing = [name for name in _API_SETTINGS if not getattr(settings, name, "")]
+    missing = [name for name in API_SETTINGS if not getattr(settings, name, "")]
     if missing:
         raise NotConfigured("xsolla", missing)
     try:
@@ -64,7 +79,7 @@ def _request(method: str, path: str, *, json_body: dict | None = None) -> dict:
     if response.status_code >= 400:
         message = _error_message(response)
         if response.status_code == 404:
-            raise SubscriptionNotFound(f"Xsolla: {method} {path}: not found ({message})")
+            raise SubscriptionNotFound(f"Xsolla: {method} {path}: not found ({message})", status=404)
         raise PermanentError(f"Xsolla answered {response.status_code} to {method} {path}: {message}")
     try:
         data = response.json()
@@ -84,18 +99,3 @@ def _error_message(response: requests.Response) -> str:
         error = data.get("error") if isinstance(data.get("error"), dict) else data
         return str(error.get("message") or error.get("code") or data)[:200]
     return str(data)[:200]
-
-
-def get_subscription(subscription_id: str) -> dict:
-    """`GET /projects/{project_id}/subscriptions/{subscription_id}`: the subscription's current state."""
-    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
-    return _request("GET", f"projects/{project}/subscriptions/{quote(str(subscription_id), safe='')}")
-
-
-def set_subscription_status(*, user_id: str, subscription_id: str, status: str) -> dict:
-    """`PUT /projects/{project_id}/users/{user_id}/subscriptions/{subscription_id}` `{"status": ...}`
-    (active, canceled or non_renewing): the subscription as it is afterwards."""
-    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
-    path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
-            f"{quote(str(subscription_id), safe='')}")
-    return _request("PUT", path, json_body={"status": status})

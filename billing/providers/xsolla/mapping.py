@@ -2,23 +2,25 @@
 
 Two sources describe a subscription: a webhook's `subscription` object (or `purchase.subscription` in
 payment and refund webhooks) and the subscriptions API's subscription object. Both are read into
-`XsollaSubscription` first; the status rules live in `unified_status` alone."""
+`XsollaSubscription` first. The entry point `subscription_snapshot` maps the API's view, whose status
+enum `unified_status` reads; `notification_snapshot` maps what a webhook alone says (notifications carry
+no status), one rule per notification type in `NOTIFICATION_STATES`. In both, `stays_revoked` keeps a
+refund's REVOKED until a later period is charged."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-
-from billing import money
 from billing.providers.base import PermanentError
-from billing.snapshots import Environment, PeriodUnit, Provider, Snapshot, TransactionKind, TransactionRecord
+from billing.providers.common import as_dict, datetime_from_iso, digest, minor_from_decimal, period_unit
+from billing.snapshots import Environment, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
+
+if TYPE_CHECKING:  # a type only: mapping reads no database
+    from .selectors import Stored
 
 IDENTITY_FIELD = "xsolla_user_id"
 
@@ -36,13 +38,10 @@ NON_RENEWAL_SUBSCRIPTION = "non_renewal_subscription"  # sic: not "non_renewing_
 SUBSCRIPTION_TYPES = frozenset({CREATE_SUBSCRIPTION, UPDATE_SUBSCRIPTION, CANCEL_SUBSCRIPTION,
                                 NON_RENEWAL_SUBSCRIPTION})
 TRANSACTION_TYPES = frozenset({PAYMENT, REFUND, PARTIAL_REFUND, AFS_REJECT})
-REFUND_TYPES = frozenset({REFUND, PARTIAL_REFUND, AFS_REJECT})
 
 # Xsolla's API status enum (there is no "pending" nor "freezed").
 XSOLLA_STATUSES = ("new", "active", "canceled", "non_renewing", "freeze")
 CHARGEBACK_REFUND_CODE = 2
-
-_PERIOD_UNITS = {"day": PeriodUnit.DAY, "week": PeriodUnit.WEEK, "month": PeriodUnit.MONTH, "year": PeriodUnit.YEAR}
 
 
 # --- Small readers ----------------------------------------------------------------------------
@@ -56,45 +55,39 @@ def id_str(value) -> str:
     return str(value).strip()
 
 
-def as_dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
+def user_id_of(body: dict) -> str:
+    """`user.id`: Xsolla's user id, which is the app's user id (docs/providers/xsolla.md)."""
+    return id_str(as_dict(body.get("user")).get("id"))
 
 
-def parse_date(value) -> datetime | None:
-    """ISO 8601 as Xsolla writes it ("+04:00" in webhooks, "+0300" in the API); None if absent or invalid
-    (the API documentation itself shows a malformed date_end)."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = parse_datetime(value.strip())
-    except ValueError:
-        return None
-    if parsed is None:
-        return None
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.utc)
-
-
-def to_minor(amount, currency: str | None) -> int | None:
-    """A decimal amount (9.99, "10", 0.03) in the currency's minor units; never through a float sum."""
-    if amount is None or isinstance(amount, bool) or amount == "":
-        return None
-    try:
-        value = Decimal(str(amount))
-    except (InvalidOperation, ValueError):
-        return None
-    code = (currency or "").upper()
-    return money.to_minor(value, code)
-
-
-def digest(value) -> str:
-    """A short stable digest of JSON data (key order and whitespace do not matter)."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+def transaction_id_of(body: dict) -> str:
+    return id_str(as_dict(body.get("transaction")).get("id"))
 
 
 def is_dry_run(body: dict) -> bool:
     """`transaction.dry_run` is 1 for a test payment and absent for a real one."""
     return bool(as_dict(body.get("transaction")).get("dry_run"))
+
+
+def payment_time(body: dict) -> datetime | None:
+    """When the transaction was paid (`payment_date`, else `date`); None when the body does not say.
+    Dates are ISO 8601 as Xsolla writes them: "+04:00" in webhooks, "+0300" in the API."""
+    tx = as_dict(body.get("transaction"))
+    return datetime_from_iso(tx.get("payment_date")) or datetime_from_iso(tx.get("date"))
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _localized(name) -> str:
+    """Xsolla names are localized objects ({"en": "Premium", ...}) or plain strings."""
+    if isinstance(name, dict):
+        return str(name.get("en") or next(iter(name.values()), "") or "")
+    return str(name or "")
 
 
 # --- Typed values -----------------------------------------------------------------------------
@@ -106,7 +99,6 @@ class XsollaSubscription:
     subscription_id: str
     plan_id: str = ""
     plan_name: str = ""
-    product_id: str = ""
     user_id: str = ""
     status: str | None = None  # the API's status; notifications carry none
     date_create: datetime | None = None
@@ -114,7 +106,6 @@ class XsollaSubscription:
     date_last_charge: datetime | None = None
     date_end: datetime | None = None
     trial_value: int | None = None
-    trial_unit: str | None = None
     is_gift: bool = False
     amount_minor: int | None = None
     currency: str | None = None
@@ -122,37 +113,31 @@ class XsollaSubscription:
     period_value: int | None = None
 
 
+def _raw_subscription(body: dict) -> dict:
+    return as_dict(body.get("subscription")) or as_dict(as_dict(body.get("purchase")).get("subscription"))
+
+
 def notification_subscription(body: dict) -> XsollaSubscription | None:
     """The subscription a webhook is about: `subscription` (subscription notifications) or
     `purchase.subscription` (payment and refund notifications). None if it names no subscription."""
-    sub = as_dict(body.get("subscription")) or as_dict(as_dict(body.get("purchase")).get("subscription"))
+    sub = _raw_subscription(body)
     subscription_id = id_str(sub.get("subscription_id"))
     if not subscription_id:
         return None
     trial = as_dict(sub.get("trial"))
     currency = (sub.get("currency") or "").upper() or None
-    trial_value = _int(trial.get("value"))
     return XsollaSubscription(
         subscription_id=subscription_id,
         plan_id=id_str(sub.get("plan_id")),
-        product_id=id_str(sub.get("product_id")),
-        user_id=id_str(as_dict(body.get("user")).get("id")),
-        date_create=parse_date(sub.get("date_create")),
-        date_next_charge=parse_date(sub.get("date_next_charge")),
-        date_end=parse_date(sub.get("date_end")),
-        trial_value=trial_value,
-        trial_unit=str(trial.get("type") or "") or None,
+        user_id=user_id_of(body),
+        date_create=datetime_from_iso(sub.get("date_create")),
+        date_next_charge=datetime_from_iso(sub.get("date_next_charge")),
+        date_end=datetime_from_iso(sub.get("date_end")),
+        trial_value=_int(trial.get("value")),
         is_gift=bool(sub.get("is_gift")),
-        amount_minor=to_minor(sub.get("amount"), currency),
+        amount_minor=minor_from_decimal(sub.get("amount"), currency),
         currency=currency,
     )
-
-
-def _localized(name) -> str:
-    """Xsolla names are localized objects ({"en": "Premium", ...}) or plain strings."""
-    if isinstance(name, dict):
-        return str(name.get("en") or next(iter(name.values()), "") or "")
-    return str(name or "")
 
 
 def api_subscription(data: dict) -> XsollaSubscription:
@@ -165,31 +150,23 @@ def api_subscription(data: dict) -> XsollaSubscription:
     period = as_dict(charge.get("period"))
     currency = (data.get("currency") or charge.get("currency") or "").upper() or None
     amount = data.get("charge_amount") if data.get("charge_amount") is not None else charge.get("amount")
-    unit = _PERIOD_UNITS.get(str(period.get("type") or period.get("unit") or "").lower())
+    unit = period_unit(period.get("type") or period.get("unit"))
     return XsollaSubscription(
         subscription_id=subscription_id,
         # Webhooks name the plan by its external id when it has one; so do we.
         plan_id=id_str(plan.get("external_id")) or id_str(plan.get("id")),
         plan_name=_localized(plan.get("name")),
-        product_id=id_str(as_dict(data.get("product")).get("id")),
         user_id=id_str(as_dict(data.get("user")).get("id")),
         status=str(data.get("status") or "") or None,
-        date_create=parse_date(data.get("date_create")),
-        date_next_charge=parse_date(data.get("date_next_charge")),
-        date_last_charge=parse_date(data.get("date_last_charge")),
-        date_end=parse_date(data.get("date_end")),
-        amount_minor=to_minor(amount, currency),
+        date_create=datetime_from_iso(data.get("date_create")),
+        date_next_charge=datetime_from_iso(data.get("date_next_charge")),
+        date_last_charge=datetime_from_iso(data.get("date_last_charge")),
+        date_end=datetime_from_iso(data.get("date_end")),
+        amount_minor=minor_from_decimal(amount, currency),
         currency=currency,
         period_unit=unit,
         period_value=_int(period.get("value")) if unit else None,
     )
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
 
 
 # --- Status rules -----------------------------------------------------------------------------
@@ -210,18 +187,6 @@ def unified_status(xsolla_status: str, *, in_trial: bool, date_end: datetime | N
         return Status.CANCELED if date_end is not None and date_end > now else Status.EXPIRED
     raise PermanentError(f"unknown Xsolla subscription status {xsolla_status!r} (expected one of "
                          f"{', '.join(XSOLLA_STATUSES)})")
-
-
-@dataclass(frozen=True)
-class Stored:
-    """What we already hold for the subscription (read by the adapter): notifications carry no status,
-    no environment and sometimes no dates, so these fill the gaps."""
-
-    status: str
-    expires_at: datetime | None
-    environment: str
-    has_charges: bool = False
-    last_event_at: datetime | None = None
 
 
 def stays_revoked(stored: Stored | None, next_charge: datetime | None) -> bool:
@@ -247,13 +212,14 @@ def money_observed_at(body: dict, *, received_at: datetime, stored: Stored | Non
     recorded either way. Nothing stored: as of the payment itself."""
     if stored is not None and stored.last_event_at is not None:
         return stored.last_event_at
-    tx = as_dict(body.get("transaction"))
-    return parse_date(tx.get("payment_date")) or parse_date(tx.get("date")) or received_at
+    return payment_time(body) or received_at
 
 
-def snapshot_from_api(data: dict, *, observed_at: datetime, stored: Stored | None, trial_hint: bool = False,
-                      environment: str | None = None, transactions: tuple[TransactionRecord, ...] = (),
-                      revoke: bool = False, note: str = "") -> Snapshot:
+# --- The API's view ---------------------------------------------------------------------------
+
+def subscription_snapshot(data: dict, *, observed_at: datetime, stored: Stored | None, trial_hint: bool = False,
+                          environment: str | None = None, transactions: tuple[TransactionRecord, ...] = (),
+                          revoke: bool = False, note: str = "") -> Snapshot:
     """The API's view of a subscription, as of `observed_at` (when we fetched it; a refund's time for a refund).
 
     The API has no trial flag: an active subscription that was never charged is in its trial when the
@@ -276,36 +242,103 @@ def snapshot_from_api(data: dict, *, observed_at: datetime, stored: Stored | Non
     else:
         expires_at = None
     ended = status in (Status.EXPIRED, Status.REVOKED) and not (already_revoked and status == Status.REVOKED)
-    return Snapshot(
-        provider=Provider.XSOLLA,
-        provider_subscription_id=sub.subscription_id,
-        status=status,
-        observed_at=observed_at,
-        store_product_id=sub.plan_id,
-        product_label=sub.plan_name,
-        user_id=sub.user_id or None,
-        identity_field=IDENTITY_FIELD if sub.user_id else None,
-        identity_value=sub.user_id or None,
+    return _snapshot(
+        sub, status=status, observed_at=observed_at,
         environment=environment or (stored.environment if stored else Environment.PRODUCTION),
-        period_unit=sub.period_unit,
-        period_value=sub.period_value,
-        amount_minor=sub.amount_minor,
+        transactions=transactions, raw={"source": "api", "subscription": data}, note=note,
+        product_label=sub.plan_name, period_unit=sub.period_unit, period_value=sub.period_value,
         upcoming_amount_minor=sub.amount_minor if sub.status == "active" else None,
-        currency=sub.currency,
-        auto_renew=sub.status == "active",
-        started_at=sub.date_create,
-        current_period_start=sub.date_last_charge,
-        current_period_end=sub.date_next_charge,
-        expires_at=expires_at,
-        ended_at=(sub.date_end or observed_at) if ended else None,
-        transactions=transactions,
-        raw={"source": "api", "subscription": data},
-        note=note,
-    )
+        auto_renew=sub.status == "active", started_at=sub.date_create, current_period_start=sub.date_last_charge,
+        current_period_end=sub.date_next_charge, expires_at=expires_at,
+        ended_at=(sub.date_end or observed_at) if ended else None)
 
 
-def snapshot_from_notification(event_type: str, body: dict, *, received_at: datetime, stored: Stored | None,
-                               transactions: tuple[TransactionRecord, ...] = ()) -> Snapshot:
+def _snapshot(sub: XsollaSubscription, *, status: str, observed_at: datetime, environment: str,
+              transactions: tuple[TransactionRecord, ...], raw: dict, **fields) -> Snapshot:
+    """What both views of a subscription say alike: its ids, the user, the plan and its price."""
+    return Snapshot(
+        provider=Provider.XSOLLA, provider_subscription_id=sub.subscription_id, status=status,
+        observed_at=observed_at, store_product_id=sub.plan_id, user_id=sub.user_id or None,
+        identity_field=IDENTITY_FIELD if sub.user_id else None, identity_value=sub.user_id or None,
+        environment=environment, amount_minor=sub.amount_minor, currency=sub.currency,
+        transactions=transactions, raw=raw, **fields)
+
+
+# --- What a notification alone says -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class NotificationState:
+    """The state one notification type sets: its status, as of when, and the fields it knows."""
+
+    status: str
+    observed_at: datetime
+    fields: dict = field(default_factory=dict)
+    derived: bool = False  # money facts only: not a newer store state
+
+
+def _unless_revoked(state: NotificationState, stored: Stored | None) -> NotificationState:
+    """A notification about the refunded period (dates not past it) leaves a refund's REVOKED standing;
+    the dates of the refunded period stay the anchor."""
+    if stays_revoked(stored, state.fields.get("expires_at")):
+        return NotificationState(Status.REVOKED, state.observed_at)
+    return state
+
+
+def _created(sub: XsollaSubscription, body: dict, received_at: datetime, stored: Stored | None) -> NotificationState:
+    status = Status.TRIAL if sub.trial_value else Status.ACTIVE
+    return _unless_revoked(NotificationState(status, received_at, {
+        "expires_at": sub.date_next_charge, "current_period_end": sub.date_next_charge,
+        "started_at": sub.date_create, "auto_renew": not sub.is_gift}), stored)
+
+
+def _updated(sub: XsollaSubscription, body: dict, received_at: datetime, stored: Stored | None) -> NotificationState:
+    # Every renewal and every plan change. The SDK's sample names the next charge date_end.
+    next_charge = sub.date_next_charge or sub.date_end
+    # A plan change inside a trial moves no charge date: still a trial.
+    still_trial = (stored is not None and stored.status == Status.TRIAL and next_charge is not None
+                   and stored.expires_at == next_charge)
+    return _unless_revoked(NotificationState(Status.TRIAL if still_trial else Status.ACTIVE, received_at, {
+        "expires_at": next_charge, "current_period_end": next_charge, "auto_renew": True,
+        "started_at": sub.date_create}), stored)
+
+
+def _no_renewal(sub: XsollaSubscription, body: dict, received_at: datetime, stored: Stored | None) -> NotificationState:
+    return _unless_revoked(NotificationState(Status.CANCELED, received_at, {
+        "expires_at": sub.date_next_charge, "current_period_end": sub.date_next_charge, "auto_renew": False,
+        "canceled_at": received_at, "started_at": sub.date_create}), stored)
+
+
+def _canceled(sub: XsollaSubscription, body: dict, received_at: datetime, stored: Stored | None) -> NotificationState:
+    status = unified_status("canceled", in_trial=False, date_end=sub.date_end, now=received_at)
+    if stored is not None and stored.status == Status.REVOKED:
+        status = Status.REVOKED  # the refund that ended it says more than the cancellation that follows
+    end = sub.date_end or received_at
+    return NotificationState(status, received_at, {
+        "expires_at": end, "auto_renew": False, "canceled_at": end, "started_at": sub.date_create,
+        "ended_at": end if status in (Status.EXPIRED, Status.REVOKED) else None})
+
+
+def _refunded(sub: XsollaSubscription, body: dict, received_at: datetime, stored: Stored | None) -> NotificationState:
+    already_revoked = stored is not None and stored.status == Status.REVOKED
+    return NotificationState(Status.REVOKED, refund_observed_at(received_at, stored), {
+        "auto_renew": False, "ended_at": None if already_revoked else received_at})
+
+
+def _money_only(sub: XsollaSubscription, body: dict, received_at: datetime, stored: Stored | None) -> NotificationState:
+    status = stored.status if stored is not None else Status.INACTIVE
+    return NotificationState(status, money_observed_at(body, received_at=received_at, stored=stored), derived=True)
+
+
+# Notification type → its rule: (subscription, body, received_at, stored) → NotificationState.
+NOTIFICATION_STATES: dict[str, Callable[..., NotificationState]] = {
+    CREATE_SUBSCRIPTION: _created, UPDATE_SUBSCRIPTION: _updated, NON_RENEWAL_SUBSCRIPTION: _no_renewal,
+    CANCEL_SUBSCRIPTION: _canceled, REFUND: _refunded, AFS_REJECT: _refunded,
+    PAYMENT: _money_only, PARTIAL_REFUND: _money_only,
+}
+
+
+def notification_snapshot(event_type: str, body: dict, *, received_at: datetime, stored: Stored | None,
+                          transactions: tuple[TransactionRecord, ...] = ()) -> Snapshot:
     """What a webhook alone says (the subscriptions API is not configured). Xsolla's notifications
     carry no time of their own: `received_at` (when the webhook reached us) orders them.
 
@@ -315,73 +348,17 @@ def snapshot_from_notification(event_type: str, body: dict, *, received_at: date
     sub = notification_subscription(body)
     if sub is None:
         raise PermanentError(f"{event_type} names no subscription")
+    rule = NOTIFICATION_STATES.get(event_type)
+    if rule is None:
+        raise PermanentError(f"no mapping for Xsolla notification {event_type!r}")
+    state = rule(sub, body, received_at, stored)
     environment = (Environment.SANDBOX if is_dry_run(body)
                    else stored.environment if stored else Environment.PRODUCTION)
-    fields: dict = {}
-    derived = False
-    observed_at = received_at
-    already_revoked = stored is not None and stored.status == Status.REVOKED
-    if event_type == CREATE_SUBSCRIPTION:
-        in_trial = bool(sub.trial_value)
-        status = Status.TRIAL if in_trial else Status.ACTIVE
-        fields = {"expires_at": sub.date_next_charge, "current_period_end": sub.date_next_charge,
-                  "started_at": sub.date_create, "auto_renew": not sub.is_gift}
-    elif event_type == UPDATE_SUBSCRIPTION:
-        # Every renewal and every plan change. The SDK's sample names the next charge date_end.
-        next_charge = sub.date_next_charge or sub.date_end
-        # A plan change inside a trial moves no charge date: still a trial.
-        still_trial = (stored is not None and stored.status == Status.TRIAL and next_charge is not None
-                       and stored.expires_at == next_charge)
-        status = Status.TRIAL if still_trial else Status.ACTIVE
-        fields = {"expires_at": next_charge, "current_period_end": next_charge, "auto_renew": True,
-                  "started_at": sub.date_create}
-    elif event_type == NON_RENEWAL_SUBSCRIPTION:
-        status = Status.CANCELED
-        fields = {"expires_at": sub.date_next_charge, "current_period_end": sub.date_next_charge,
-                  "auto_renew": False, "canceled_at": received_at, "started_at": sub.date_create}
-    elif event_type == CANCEL_SUBSCRIPTION:
-        status = unified_status("canceled", in_trial=False, date_end=sub.date_end, now=received_at)
-        if stored is not None and stored.status == Status.REVOKED:
-            status = Status.REVOKED  # the refund that ended it says more than the cancellation that follows
-        end = sub.date_end or received_at
-        fields = {"expires_at": end, "auto_renew": False, "canceled_at": end, "started_at": sub.date_create,
-                  "ended_at": end if status in (Status.EXPIRED, Status.REVOKED) else None}
-    elif event_type in (REFUND, AFS_REJECT):
-        status = Status.REVOKED
-        observed_at = refund_observed_at(received_at, stored)
-        fields = {"auto_renew": False, "ended_at": None if already_revoked else received_at}
-    elif event_type in (PAYMENT, PARTIAL_REFUND):
-        status = stored.status if stored is not None else Status.INACTIVE
-        observed_at = money_observed_at(body, received_at=received_at, stored=stored)
-        derived = True
-    else:
-        raise PermanentError(f"no mapping for Xsolla notification {event_type!r}")
-    if event_type in (CREATE_SUBSCRIPTION, UPDATE_SUBSCRIPTION, NON_RENEWAL_SUBSCRIPTION) and stays_revoked(
-            stored, fields.get("expires_at")):
-        status, fields = Status.REVOKED, {}  # the dates of the refunded period stay the anchor
-    return Snapshot(
-        provider=Provider.XSOLLA,
-        provider_subscription_id=sub.subscription_id,
-        status=status,
-        observed_at=observed_at,
-        store_product_id=sub.plan_id,
-        user_id=sub.user_id or None,
-        identity_field=IDENTITY_FIELD if sub.user_id else None,
-        identity_value=sub.user_id or None,
-        email=_email(body),
-        environment=environment,
-        amount_minor=sub.amount_minor,
-        currency=sub.currency,
-        transactions=transactions,
-        derived=derived,
+    return _snapshot(
+        sub, status=state.status, observed_at=state.observed_at, environment=environment, transactions=transactions,
         raw={"source": "webhook", "notification_type": event_type, "subscription": _raw_subscription(body),
              "user": {"id": sub.user_id} if sub.user_id else {}},
-        **{k: v for k, v in fields.items() if v is not None},
-    )
-
-
-def _raw_subscription(body: dict) -> dict:
-    return as_dict(body.get("subscription")) or as_dict(as_dict(body.get("purchase")).get("subscription"))
+        email=_email(body), derived=state.derived, **{k: v for k, v in state.fields.items() if v is not None})
 
 
 def _email(body: dict) -> str:
@@ -399,14 +376,14 @@ def transaction_record(event_type: str, body: dict, *, received_at: datetime, re
     if not tx_id:
         raise PermanentError(f"{event_type} carries no transaction.id")
     amount_minor, currency = _amount(body)
-    occurred_at = parse_date(tx.get("payment_date")) or parse_date(tx.get("date")) or received_at
     raw = {"notification_type": event_type, "transaction": tx,
            "payment_details": as_dict(body.get("payment_details")),
            "refund_details": as_dict(body.get("refund_details"))}
     if event_type == PAYMENT:
         return TransactionRecord(provider_transaction_id=tx_id,
                                  kind=TransactionKind.RENEWAL if renewal else TransactionKind.PURCHASE,
-                                 occurred_at=occurred_at, amount_minor=amount_minor, currency=currency, raw=raw)
+                                 occurred_at=payment_time(body) or received_at, amount_minor=amount_minor,
+                                 currency=currency, raw=raw)
     code = _int(as_dict(body.get("refund_details")).get("code"))
     kind = TransactionKind.CHARGEBACK if code == CHARGEBACK_REFUND_CODE else TransactionKind.REFUND
     if event_type == PARTIAL_REFUND:
@@ -424,7 +401,7 @@ def _amount(body: dict) -> tuple[int | None, str]:
     for source in (as_dict(purchase.get("subscription")), as_dict(purchase.get("total")),
                    as_dict(as_dict(body.get("payment_details")).get("payment"))):
         currency = (source.get("currency") or "").upper()
-        amount = to_minor(source.get("amount"), currency)
+        amount = minor_from_decimal(source.get("amount"), currency)
         if amount is not None and currency:
             return amount, currency
     return None, ""

@@ -1,18 +1,17 @@
 """Xsolla tests: real fixture bodies (Xsolla's docs and its official PHP SDK), signed here with a test
-key; the subscriptions API is the local fake in tests/fakes/xsolla.py, reached over HTTP by requests."""
+key and delivered through the real webhook pipeline (tests.helpers.deliver); the subscriptions API is
+the local fake in tests/fakes/xsolla.py, reached over HTTP by requests."""
 
 import json
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
-from billing.apply import apply_snapshot
-from billing.providers.base import InboundEvent
+from billing.models import Subscription
 from billing.providers.registry import get_adapter
-from billing.providers.xsolla.signature import authorization_header
-from billing.snapshots import Cause, CauseKind
+from billing.providers.xsolla.auth import authorization_header
 from tests.fakes.xsolla import FakeXsolla
+from tests.helpers import Delivered, deliver
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "xsolla"
 WEBHOOK_SECRET = "xsolla-test-project-secret"
@@ -45,6 +44,16 @@ def signed_headers(body: bytes, secret: str = WEBHOOK_SECRET) -> dict:
     return {"Authorization": authorization_header(body, secret), "Content-Type": "application/json"}
 
 
+def send(body: bytes, *, process: bool = True) -> Delivered:
+    """Deliver a body signed as Xsolla signs it (then processed, unless `process=False`)."""
+    return deliver("xsolla", body, signed_headers(body), process=process)
+
+
+def sub_10() -> Subscription:
+    """The subscription every fixture body is about."""
+    return Subscription.objects.get(provider="xsolla", provider_subscription_id="10")
+
+
 @pytest.fixture
 def xsolla(settings):
     """The adapter with webhooks on and the subscriptions API off."""
@@ -65,33 +74,3 @@ def fake_xsolla(settings, xsolla):
     settings.XSOLLA_API_BASE = fake.url
     yield fake
     fake.stop()
-
-
-class Processed:
-    def __init__(self, verified, parsed, results):
-        self.verified = verified
-        self.parsed = parsed
-        self.results = results
-
-    @property
-    def snapshot(self):
-        assert len(self.parsed.snapshots) == 1, self.parsed
-        return self.parsed.snapshots[0]
-
-
-def parse(adapter, body: bytes, *, received_at=None, event_id: int = 1):
-    """Authenticate and parse one delivery, applying nothing (a drain batch parses all its events first)."""
-    headers = signed_headers(body)
-    verified = adapter.authenticate(headers, body, {})
-    inbound = InboundEvent(id=event_id, provider="xsolla", dedupe_key=verified.dedupe_key,
-                           event_type=verified.event_type, payload=verified.payload, body=body, headers=headers,
-                           received_at=received_at or timezone.now(), occurred_at=verified.occurred_at)
-    return verified, adapter.parse(inbound)
-
-
-def process(adapter, body: bytes, *, received_at=None, event_id: int = 1) -> Processed:
-    """What the webhook pipeline does with one delivery: authenticate, (store), parse, apply each
-    snapshot through the one write path."""
-    verified, parsed = parse(adapter, body, received_at=received_at, event_id=event_id)
-    results = [apply_snapshot(s, Cause(CauseKind.WEBHOOK, ref=str(event_id))) for s in parsed.snapshots]
-    return Processed(verified, parsed, results)
