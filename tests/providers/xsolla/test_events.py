@@ -13,7 +13,7 @@ from billing.statuses import Status
 from billing.sweeps import subscription_resync
 from tests.helpers import Delivered, drain, stream_events
 from webhooks.models import WebhookEvent
-from webhooks.services import events_replay
+from webhooks.replay import events_replay
 
 from .conftest import PROJECT_ID, body_of, fixture_bytes, fixture_json, send, sub_10
 
