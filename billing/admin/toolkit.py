@@ -131,3 +131,20 @@ def confirm_action(modeladmin, request, queryset, *, form_class, title, intro, s
                "action": request.POST.get("action", ""), "submit": submit, "opts": modeladmin.model._meta,
                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
     return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+
+def store_action(name: str, *, description: str, provider: str, store: str, run, **page):
+    """A store's own admin action (billing/providers/<store>/admin.py): the confirm-action page (`page`:
+    form_class, title, intro, submit), then `run(subscription, cleaned_data, staff_user)` → a message,
+    for each of that store's subscriptions among those selected."""
+
+    def action(modeladmin, request, queryset):
+        subscriptions = queryset.filter(provider=provider).select_related("subscriber")
+        if not subscriptions.exists():
+            modeladmin.message_user(request, f"Select {store} subscriptions.", messages.WARNING)
+            return None
+        return confirm_action(modeladmin, request, subscriptions, **page,
+                              do=lambda subscription, data: run(subscription, data, request.user))
+
+    action.__name__ = name
+    return admin.action(description=description)(action)

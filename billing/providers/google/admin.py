@@ -6,10 +6,10 @@ and applies it. The filter shows purchases close to their acknowledgement deadli
 from datetime import timedelta
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils import timezone
 
-from billing.admin.toolkit import REASON, confirm_action
+from billing.admin.toolkit import REASON, store_action
 from billing.snapshots import Provider
 
 from . import selectors, services
@@ -26,43 +26,28 @@ class DeferForm(forms.Form):
     reason = REASON()
 
 
-def _google_only(modeladmin, request, queryset):
-    subs = queryset.filter(provider=Provider.GOOGLE).select_related("subscriber")
-    if not subs.exists():
-        modeladmin.message_user(request, "Select Google Play subscriptions.", messages.WARNING)
-        return None
-    return subs
+def _revoke(subscription, data, staff_user) -> str:
+    services.subscription_revoke_at_google(subscription=subscription, refund=data["refund"], reason=data["reason"],
+                                           staff_user=staff_user)
+    return f"revoked at Google with a {data['refund']} refund, and re-read"
 
 
-@admin.action(description="Google: revoke with a refund (access ends now)")
-def google_revoke_with_refund(modeladmin, request, queryset):
-    subs = _google_only(modeladmin, request, queryset)
-    if subs is None:
-        return None
-
-    def do(sub, data):
-        services.subscription_revoke_at_google(subscription=sub, refund=data["refund"], reason=data["reason"],
-                                               staff_user=request.user)
-        return f"revoked at Google with a {data['refund']} refund, and re-read"
-
-    return confirm_action(modeladmin, request, subs, form_class=RevokeForm, title="Revoke at Google Play",
-                          submit="Revoke and refund", do=do,
-                          intro="Google refunds the user and ends access at once. This cannot be undone.")
+def _defer(subscription, data, staff_user) -> str:
+    services.subscription_defer_at_google(subscription=subscription, days=data["days"], reason=data["reason"],
+                                          staff_user=staff_user)
+    return f"next renewal deferred by {data['days']} days at Google, and re-read"
 
 
-@admin.action(description="Google: defer the next renewal (free extension)")
-def google_defer_renewal(modeladmin, request, queryset):
-    subs = _google_only(modeladmin, request, queryset)
-    if subs is None:
-        return None
+google_revoke_with_refund = store_action(
+    "google_revoke_with_refund", description="Google: revoke with a refund (access ends now)",
+    provider=Provider.GOOGLE, store="Google Play", run=_revoke, form_class=RevokeForm,
+    title="Revoke at Google Play", submit="Revoke and refund",
+    intro="Google refunds the user and ends access at once. This cannot be undone.")
 
-    def do(sub, data):
-        services.subscription_defer_at_google(subscription=sub, days=data["days"], reason=data["reason"],
-                                              staff_user=request.user)
-        return f"next renewal deferred by {data['days']} days at Google, and re-read"
-
-    return confirm_action(modeladmin, request, subs, form_class=DeferForm, title="Defer renewal at Google Play",
-                          submit="Defer", do=do, intro="The user keeps access and is charged later.")
+google_defer_renewal = store_action(
+    "google_defer_renewal", description="Google: defer the next renewal (free extension)",
+    provider=Provider.GOOGLE, store="Google Play", run=_defer, form_class=DeferForm,
+    title="Defer renewal at Google Play", submit="Defer", intro="The user keeps access and is charged later.")
 
 
 class AcknowledgementDeadlineFilter(admin.SimpleListFilter):
