@@ -1,7 +1,9 @@
-"""Stripe web subscriptions (/api/stripe/...): thin views over billing.providers.stripe.web.
+"""Stripe web subscriptions (/api/stripe/...): thin views over billing.providers.stripe.services.
 
 Callers: an end user with a Bearer JWT (for themselves; `user_id` may be omitted) or a service with
 an Api-Key holding the `manage` scope (`user_id` required)."""
+
+from functools import partial
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -11,11 +13,16 @@ from rest_framework.views import APIView
 
 from accounts.permissions import CanManage, acting_user_id
 from billing import selectors
-from billing.providers.stripe import web
+from billing.providers.stripe import services
+from config.api_errors import ApiError
 
+from .errors import provider_errors
 from .serializers import ErrorSerializer, SubscriptionItemSerializer
 
 _ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 402, 403, 502, 503)}
+# Stripe's refusals as API errors: 402 card declined (Stripe's message, code and decline_code), 400 with
+# Stripe's code and the parameter at fault, 502 Stripe unavailable or refusing our key, 503 not configured.
+_stripe_errors = partial(provider_errors, "stripe", not_supported_status=409)
 _LINK = inline_serializer("StripeSessionLink", {"id": serializers.CharField(), "url": serializers.URLField()})
 
 
@@ -46,8 +53,8 @@ class SetupIntentApi(_StripeApi):
                    request=_UserInput, responses={200: OutputSerializer, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, _ = self._input(request, _UserInput)
-        with web.stripe_errors():
-            result = web.setup_intent_create(user_id=user_id)
+        with _stripe_errors():
+            result = services.setup_intent_create(user_id=user_id)
         return Response(self.OutputSerializer(result).data)
 
 
@@ -65,9 +72,10 @@ class SubscriptionCreateApi(_StripeApi):
                    request=InputSerializer, responses={201: OutputSerializer, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, values = self._input(request, self.InputSerializer)
-        with web.stripe_errors():
-            started = web.subscription_start(user_id=user_id, price_id=values["price_id"],
-                                             payment_method_id=values["payment_method_id"], actor=str(request.user))
+        with _stripe_errors():
+            started = services.subscription_start(user_id=user_id, price_id=values["price_id"],
+                                                  payment_method_id=values["payment_method_id"],
+                                                  actor=str(request.user))
         subscription = selectors.subscription_get(subscription_id=started.subscription.pk)
         body = {"subscription": subscription, "requires_action": started.requires_action,
                 "client_secret": started.client_secret}
@@ -85,8 +93,8 @@ class CheckoutSessionApi(_StripeApi):
                    request=InputSerializer, responses={200: _LINK, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, values = self._input(request, self.InputSerializer)
-        with web.stripe_errors():
-            link = web.checkout_session_create(user_id=user_id, **values)
+        with _stripe_errors():
+            link = services.checkout_session_create(user_id=user_id, **values)
         return Response({"id": link.id, "url": link.url})
 
 
@@ -99,6 +107,9 @@ class PortalSessionApi(_StripeApi):
                    tags=["stripe"])
     def post(self, request):
         user_id, values = self._input(request, self.InputSerializer)
-        with web.stripe_errors():
-            link = web.portal_session_create(user_id=user_id, return_url=values.get("return_url"))
+        with _stripe_errors():
+            link = services.portal_session_create(user_id=user_id, return_url=values.get("return_url"))
+        if link is None:
+            raise ApiError("This user has no Stripe customer yet: subscribe first.", code="no_stripe_customer",
+                           status_code=status.HTTP_404_NOT_FOUND)
         return Response({"id": link.id, "url": link.url})

@@ -12,12 +12,11 @@ from rest_framework.views import APIView
 from accounts.permissions import CanManage, CanRead, CanVerify, acting_user_id, may_see_user
 from billing import selectors
 from billing.models import Subscription
-from billing.providers.base import InvalidPurchase, NotConfigured, NotSupported, PermanentError, TransientError
-from billing.providers.registry import UnknownProvider
 from billing.store_actions import subscription_cancel, subscription_change_plan
 from billing.verification import NothingToVerify, PurchaseOwnedByAnotherUser, purchase_verify
 from config.api_errors import ApiError
 
+from .errors import provider_errors
 from .serializers import (
     ChangePlanInputSerializer,
     ErrorSerializer,
@@ -35,29 +34,6 @@ _ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403)}
 def _item(subscription_id: int) -> dict:
     return SubscriptionItemSerializer(selectors.subscription_get(subscription_id=subscription_id),
                                       context={"now": timezone.now()}).data
-
-
-def _provider_error(exc: Exception, provider: str, *, not_supported_status: int) -> ApiError:
-    """The store's errors in the API's shape."""
-    if isinstance(exc, InvalidPurchase):
-        return ApiError(str(exc), code=exc.code, status_code=400)
-    if isinstance(exc, NotSupported):
-        return ApiError(str(exc), code="not_supported", status_code=not_supported_status)
-    if isinstance(exc, NotConfigured):
-        return ApiError(str(exc), code="provider_not_configured", status_code=503,
-                        details={"provider": exc.provider, "missing_settings": exc.missing})
-    if isinstance(exc, UnknownProvider):
-        return ApiError(f"The {provider} provider is not available in this deployment.",
-                        code="provider_not_configured", status_code=503)
-    if isinstance(exc, TransientError):  # StoreUnavailable and other retryable failures
-        return ApiError(f"The {provider} store did not answer; try again shortly. ({exc})",
-                        code="store_unavailable", status_code=502)
-    if isinstance(exc, PermanentError):
-        return ApiError(str(exc), code="invalid_purchase", status_code=400)
-    raise exc
-
-
-_PROVIDER_ERRORS = (InvalidPurchase, NotSupported, NotConfigured, UnknownProvider, TransientError, PermanentError)
 
 
 def _page(request, external_id: str) -> Response:
@@ -120,8 +96,9 @@ class VerifyPurchaseApi(APIView):
         provider = data.validated_data["provider"]
         user_id = acting_user_id(request.user, data.validated_data.get("user_id"))
         try:
-            results = purchase_verify(provider=provider, purchase=dict(request.data), user_id=user_id,
-                                      ref=f"verify by {request.user}")
+            with provider_errors(provider, not_supported_status=400):
+                results = purchase_verify(provider=provider, purchase=dict(request.data), user_id=user_id,
+                                          ref=f"verify by {request.user}")
         except PurchaseOwnedByAnotherUser as exc:
             sub = exc.subscription  # unsaved when the store says another user bought a purchase we never saw
             raise ApiError(str(exc), code="purchase_owned_by_another_user", status_code=409,
@@ -130,8 +107,6 @@ class VerifyPurchaseApi(APIView):
                                     "claimed_by_store": exc.claimed_by_store}) from None
         except NothingToVerify as exc:
             raise ApiError(str(exc), code="invalid_purchase", status_code=400) from None
-        except _PROVIDER_ERRORS as exc:
-            raise _provider_error(exc, provider, not_supported_status=400) from None
         return Response(_item(results[0].subscription_id))
 
 
@@ -150,10 +125,8 @@ class _SubscriptionActionApi(APIView):
 
     def _run(self, request, subscription_id: str, action) -> Response:
         sub = self._subscription(request, subscription_id)
-        try:
+        with provider_errors(sub.provider, not_supported_status=409):
             action(sub)
-        except _PROVIDER_ERRORS as exc:
-            raise _provider_error(exc, sub.provider, not_supported_status=409) from None
         return Response(_item(sub.pk))
 
 

@@ -80,6 +80,18 @@ class NotSupported(ProviderError):
     """The operation does not exist for this store (e.g. changing an App Store plan from a server)."""
 
 
+class StoreRefused(PermanentError):
+    """The store refused a request of ours and a retry cannot fix it. With a `code` (and the `param` at
+    fault, when the store names one) it refused the request's content: an unknown price, a deleted
+    customer, the caller's to fix (the API answers 400 with both). Without one it refused us: a revoked
+    key, a missing permission, our configuration and not the caller's request (the API answers 502)."""
+
+    def __init__(self, reason: str, *, code: str | None = None, param: str | None = None):
+        self.code = code
+        self.param = param
+        super().__init__(reason)
+
+
 # --- Values -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ has no server-side cancel or plan change; Xsolla's subscriptions API is the loca
 
 Covered in the provider suites, against the same fakes: a cancel through Xsolla's API with the manage
 scope, and Xsolla down → 502 with nothing changed (tests/providers/xsolla/test_api.py); a plan
-change going through Stripe and the write path (tests/providers/stripe/test_web_api.py)."""
+change going through Stripe and the write path (tests/providers/stripe/test_api.py)."""
 
 from datetime import timedelta
 

@@ -13,8 +13,8 @@ from billing.statuses import Status
 from billing.sweeps import subscription_expire_if_lapsed, subscriptions_due_for_repoll
 from billing.tasks import expire_lapsed, repoll_subscriptions
 from tests.factories import SubscriptionFactory
-from tests.helpers import deliver, drain
-from tests.providers.stripe.conftest import event_body, signed_headers
+from tests.helpers import drain
+from tests.providers.stripe.conftest import deliver_event
 
 pytestmark = pytest.mark.django_db
 
@@ -96,8 +96,7 @@ class StripeAtTheFake:
     def deliver_events(self) -> None:
         """What Stripe sent since the last call, delivered to our webhook and processed."""
         for event in self.fake.take_events():
-            body = event_body(event)
-            deliver("stripe", body, signed_headers(body), process=False)
+            deliver_event(event, process=False)
         drain()
 
     def lose_events(self) -> None:

@@ -8,9 +8,7 @@ from tqdm import tqdm
 
 from billing.apply import apply_snapshot
 from billing.providers.base import NotConfigured
-from billing.providers.stripe import catalogue, mapping
-from billing.providers.stripe.adapter import SUBSCRIPTION_EXPAND, StripeAdapter, plain
-from billing.providers.stripe.client import get_client
+from billing.providers.stripe import client, mapping, services
 from billing.snapshots import Cause, CauseKind
 
 
@@ -25,34 +23,29 @@ class Command(BaseCommand):
 
     def handle(self, *args, page_size: int, mirror: bool, no_progress: bool, **options):
         try:
-            client = get_client()
+            client.get_client()
         except NotConfigured as exc:
             raise CommandError(str(exc)) from exc
         page_size = max(1, min(page_size, 100))
-        adapter = StripeAdapter()
 
         prices = 0
-        listing = client.v1.prices.list({"limit": page_size, "expand": ["data.product"]})
-        for price in tqdm(listing.auto_paging_iter(), desc="prices", unit=" price", disable=no_progress):
-            catalogue.product_upsert_from_price(price=mapping.parse_price(plain(price)))
+        listing = client.prices_list_all(page_size=page_size)
+        for price in tqdm(listing, desc="prices", unit=" price", disable=no_progress):
+            services.product_upsert_from_price(price=mapping.parse_price(price))
             prices += 1
 
         counts: dict[str, int] = {}
         orphans = 0
         cause = Cause(CauseKind.BACKFILL, ref="stripe_backfill")
-        listing = client.v1.subscriptions.list({"status": "all", "limit": page_size,
-                                                "expand": [f"data.{path}" for path in SUBSCRIPTION_EXPAND]})
-        for obj in tqdm(listing.auto_paging_iter(), desc="subscriptions", unit=" sub", disable=no_progress):
-            sub = plain(obj)
-            result = apply_snapshot(adapter.snapshot(sub, timezone.now()), cause)
-            catalogue.products_upsert_from_subscription(subscription=sub)
+        listing = client.subscriptions_list_all(page_size=page_size)
+        for sub in tqdm(listing, desc="subscriptions", unit=" sub", disable=no_progress):
+            result = apply_snapshot(services.subscription_state(sub, timezone.now()), cause)
+            services.products_upsert_from_subscription(subscription=sub)
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
             if not mapping.subscription_user_id(sub):
                 orphans += 1
             if mirror:
-                from billing.providers.stripe.mirror import subscription_mirror
-
-                subscription_mirror(subscription=obj)
+                services.subscription_mirror(subscription=sub)
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "none"
         self.stdout.write(self.style.SUCCESS(
             f"Stripe backfill: {prices} prices; subscriptions: {summary}; "

@@ -1,15 +1,24 @@
-"""The one place the stripe library is configured: key, API base, pinned API version, retries, timeouts.
+"""The ONE place Stripe's API is called: the stripe library configured (key, API base, pinned API
+version, retries, timeouts), one function per call, and Stripe's errors translated into ours.
 
-Everything in this package talks to Stripe through `get_client()`. dj-stripe uses the library's
-module-level settings instead, so `configure_library()` sets those from the same values."""
+Every function returns plain dicts (JSON-able, as a webhook body carries them) and raises only our
+errors: Stripe unreachable, 5xx, 429 or a lock conflict (409) → StoreUnavailable (a retry may fix it);
+a card declined → PaymentDeclined; a read of something Stripe does not have (404) →
+SubscriptionNotFound; any other refusal → StoreRefused (with Stripe's code and parameter when the
+request's content was refused; without a code when Stripe refused our key or its permissions).
+dj-stripe uses the library's module-level settings instead, so `configure_library()` sets those from
+the same values, and its calls are translated through `translated_errors()`."""
 
+import json
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import stripe
 from django.conf import settings
 
-from billing.providers.base import NotConfigured, StoreUnavailable
+from billing.providers.base import NotConfigured, PaymentDeclined, StoreRefused, StoreUnavailable
+from billing.providers.common import SubscriptionNotFound
 
 # The webhook payload shape follows the endpoint's API version, the responses follow this one:
 # pin the dashboard endpoint to the same value (docs/providers/stripe.md).
@@ -17,6 +26,8 @@ API_VERSION = "2026-08-26.dahlia"
 DEFAULT_API_BASE = "https://api.stripe.com"
 MAX_NETWORK_RETRIES = 2  # the library backs off (0.5 s, 1 s) and sends idempotency keys on retried POSTs
 TIMEOUT_SECONDS = (5, 20)  # (connect, read): the webhook task and the web API must not hang on Stripe
+# Expanded on every subscription read: the price's product names the catalogue entry.
+SUBSCRIPTION_EXPAND = ["items.data.price.product"]
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], stripe.StripeClient] = {}
@@ -50,8 +61,22 @@ def configure_library() -> None:
     stripe.max_network_retries = MAX_NETWORK_RETRIES
 
 
-def is_transient(exc: stripe.StripeError) -> bool:
-    """Stripe did not answer, or answered 5xx / 429 / a lock timeout: a retry may succeed."""
+def plain(obj) -> dict:
+    """A Stripe object as JSON-able data (the library decodes `*_decimal` fields to Decimal)."""
+    data = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    return json.loads(json.dumps(data, default=str))
+
+
+def subscription_object(data: dict) -> stripe.Subscription:
+    """Plain subscription data back as the library's object, for dj-stripe, which reads the lists in it
+    through the library (auto-pagination)."""
+    return stripe.Subscription.construct_from(data, settings.STRIPE_SECRET_KEY, stripe_version=API_VERSION)
+
+
+# --- Errors ------------------------------------------------------------------------------------
+
+def _is_transient(exc: stripe.StripeError) -> bool:
+    """Stripe did not answer, or answered 5xx / 429 / a lock timeout (409): a retry may succeed."""
     if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
         return True
     status = getattr(exc, "http_status", None)
@@ -61,12 +86,129 @@ def is_transient(exc: stripe.StripeError) -> bool:
 
 
 @contextmanager
-def unavailable_as_store_error():
-    """Translate Stripe being unreachable into StoreUnavailable (a retry may fix it); other Stripe
-    errors (bad request, card declined) pass through for the caller to answer."""
+def translated_errors(*, missing: str | None = None):
+    """Stripe's errors as ours (the module docstring has the table). `missing`: the message of the
+    SubscriptionNotFound a 404 means for this call (a read of one object); without it a 404 is a
+    refusal like any other (a payment method Stripe does not have is the caller's to fix)."""
     try:
         yield
+    except stripe.CardError as exc:
+        raise PaymentDeclined(exc.user_message or str(exc), code=exc.code or "card_error",
+                              decline_code=getattr(exc.error, "decline_code", None)) from exc
     except stripe.StripeError as exc:
-        if is_transient(exc):
-            raise StoreUnavailable(f"Stripe did not answer: {exc.user_message or exc}") from exc
-        raise
+        message = exc.user_message or str(exc)
+        if _is_transient(exc):
+            raise StoreUnavailable(f"Stripe did not answer: {message}") from exc
+        if isinstance(exc, stripe.InvalidRequestError):
+            if missing and exc.http_status == 404:
+                raise SubscriptionNotFound(missing, status=404) from exc
+            raise StoreRefused(message, code=exc.code or "invalid_request",
+                               param=getattr(exc, "param", None)) from exc
+        raise StoreRefused(f"Stripe refused the request: {message}") from exc
+
+
+def _call(request: Callable[[stripe.StripeClient], object], *, missing: str | None = None) -> dict:
+    with translated_errors(missing=missing):
+        return plain(request(get_client()))
+
+
+def _each(request: Callable[[stripe.StripeClient], object]) -> Iterator[dict]:
+    """Every object of a list, page after page (the library follows `has_more`)."""
+    with translated_errors():
+        for obj in request(get_client()).auto_paging_iter():
+            yield plain(obj)
+
+
+# --- Subscriptions -----------------------------------------------------------------------------
+
+def subscription_get(subscription_id: str) -> dict:
+    return _call(lambda c: c.v1.subscriptions.retrieve(subscription_id, {"expand": SUBSCRIPTION_EXPAND}),
+                 missing=f"Stripe has no subscription {subscription_id}")
+
+
+def subscription_update(subscription_id: str, params: dict) -> dict:
+    return _call(lambda c: c.v1.subscriptions.update(subscription_id, {**params, "expand": SUBSCRIPTION_EXPAND}),
+                 missing=f"Stripe has no subscription {subscription_id}")
+
+
+def subscription_create(params: dict) -> dict:
+    return _call(lambda c: c.v1.subscriptions.create({**params, "expand": SUBSCRIPTION_EXPAND}))
+
+
+def subscription_cancel(subscription_id: str) -> dict:
+    return _call(lambda c: c.v1.subscriptions.cancel(subscription_id))
+
+
+def subscriptions_list_all(*, page_size: int) -> Iterator[dict]:
+    """Every subscription, whatever its status."""
+    return _each(lambda c: c.v1.subscriptions.list({
+        "status": "all", "limit": page_size, "expand": [f"data.{path}" for path in SUBSCRIPTION_EXPAND]}))
+
+
+# --- Invoices, charges, refunds ----------------------------------------------------------------
+
+def invoice_get(invoice_id: str) -> dict:
+    return _call(lambda c: c.v1.invoices.retrieve(invoice_id), missing=f"Stripe has no invoice {invoice_id}")
+
+
+def invoice_payments_list(*, invoice: str | None = None, payment_intent: str | None = None,
+                          expand: tuple[str, ...] = ()) -> dict:
+    """The (first) payment of an invoice, or the invoice a payment intent paid."""
+    params: dict = {"limit": 1}
+    if invoice:
+        params["invoice"] = invoice
+    if payment_intent:
+        params["payment"] = {"type": "payment_intent", "payment_intent": payment_intent}
+    if expand:
+        params["expand"] = list(expand)
+    return _call(lambda c: c.v1.invoice_payments.list(params))
+
+
+def charge_get(charge_id: str) -> dict:
+    return _call(lambda c: c.v1.charges.retrieve(charge_id), missing=f"Stripe has no charge {charge_id}")
+
+
+def refunds_list(*, charge: str) -> dict:
+    return _call(lambda c: c.v1.refunds.list({"charge": charge, "limit": 100}))
+
+
+# --- Catalogue ---------------------------------------------------------------------------------
+
+def price_get(price_id: str) -> dict:
+    return _call(lambda c: c.v1.prices.retrieve(price_id, {"expand": ["product"]}),
+                 missing=f"Stripe has no price {price_id}")
+
+
+def prices_list(*, product: str) -> dict:
+    return _call(lambda c: c.v1.prices.list({"product": product, "limit": 100}))
+
+
+def prices_list_all(*, page_size: int) -> Iterator[dict]:
+    """Every price, with its product (for the label)."""
+    return _each(lambda c: c.v1.prices.list({"limit": page_size, "expand": ["data.product"]}))
+
+
+# --- Customers and payments (the web API) ------------------------------------------------------
+
+def customer_create(params: dict, *, idempotency_key: str) -> dict:
+    return _call(lambda c: c.v1.customers.create(params, {"idempotency_key": idempotency_key}))
+
+
+def customer_update(customer_id: str, params: dict) -> dict:
+    return _call(lambda c: c.v1.customers.update(customer_id, params))
+
+
+def payment_method_attach(payment_method_id: str, *, customer: str) -> dict:
+    return _call(lambda c: c.v1.payment_methods.attach(payment_method_id, {"customer": customer}))
+
+
+def setup_intent_create(params: dict) -> dict:
+    return _call(lambda c: c.v1.setup_intents.create(params))
+
+
+def checkout_session_create(params: dict) -> dict:
+    return _call(lambda c: c.v1.checkout.sessions.create(params))
+
+
+def portal_session_create(params: dict) -> dict:
+    return _call(lambda c: c.v1.billing_portal.sessions.create(params))

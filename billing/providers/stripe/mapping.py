@@ -1,26 +1,20 @@
-"""Stripe objects (plain dicts, as `StripeObject.to_dict()` or a webhook body gives them) → Snapshots.
+"""Stripe objects (plain dicts, as client.py or a webhook body gives them) → Snapshots: pure functions
+(no ORM, no network, no settings). The entry point is `subscription_snapshot`.
 
 Both shapes are read: the current API (periods on `items.data[]`, invoices linked through
 `parent.subscription_details`) and the pre-2025-03-31 one (top-level `current_period_end`,
 `invoice.subscription`, `charge.invoice`), because an endpoint pinned to an old version still sends it."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from billing.snapshots import Environment, PeriodUnit, Provider, Snapshot, TransactionKind, TransactionRecord
+from billing.providers import common
+from billing.providers.common import datetime_from_seconds
+from billing.snapshots import Environment, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 
 USER_ID_KEY = "user_id"  # metadata key carrying the app's user id (subscription, session, customer)
 CUSTOMER_IDENTITY = "stripe_customer_id"
-
-_PERIOD_UNITS = {"day": PeriodUnit.DAY, "week": PeriodUnit.WEEK, "month": PeriodUnit.MONTH, "year": PeriodUnit.YEAR}
-
-
-def ts(value) -> datetime | None:
-    if value in (None, "", 0):
-        return None
-    return datetime.fromtimestamp(int(value), tz=UTC)
-
 
 def obj_id(value) -> str | None:
     """An id whether the field holds the id or the expanded object."""
@@ -45,7 +39,7 @@ class Price:
 
     @property
     def period_unit(self) -> str | None:
-        return _PERIOD_UNITS.get(self.interval or "")
+        return common.period_unit(self.interval)
 
     @property
     def label(self) -> str:
@@ -84,7 +78,7 @@ def subscription_period(sub: dict) -> tuple[datetime | None, datetime | None]:
     starts = [i["current_period_start"] for i in _items(sub) if i.get("current_period_start")]
     end = max(ends) if ends else sub.get("current_period_end")
     start = min(starts) if starts else sub.get("current_period_start")
-    return ts(start), ts(end)
+    return datetime_from_seconds(start), datetime_from_seconds(end)
 
 
 def subscription_price(sub: dict) -> tuple[Price | None, int]:
@@ -132,9 +126,9 @@ def subscription_snapshot(sub: dict, *, observed_at: datetime, user_id: str | No
     period_start, period_end = subscription_period(sub)
     price, quantity = subscription_price(sub)
     status = status or unified_status(sub)
-    cancel_at = ts(sub.get("cancel_at"))
-    trial_end = ts(sub.get("trial_end"))
-    ended_at = ts(sub.get("ended_at"))
+    cancel_at = datetime_from_seconds(sub.get("cancel_at"))
+    trial_end = datetime_from_seconds(sub.get("trial_end"))
+    ended_at = datetime_from_seconds(sub.get("ended_at"))
 
     expires_at = period_end
     if sub.get("status") == "trialing" and trial_end:
@@ -166,12 +160,12 @@ def subscription_snapshot(sub: dict, *, observed_at: datetime, user_id: str | No
         amount_minor=price.unit_amount * quantity if price and price.unit_amount is not None else None,
         currency=price.currency if price and price.currency else None,
         auto_renew=sub.get("status") in ("active", "trialing", "past_due") and not will_not_renew(sub),
-        started_at=ts(sub.get("start_date")) or ts(sub.get("created")),
+        started_at=datetime_from_seconds(sub.get("start_date")) or datetime_from_seconds(sub.get("created")),
         current_period_start=period_start,
         current_period_end=period_end,
         expires_at=expires_at,
         grace_until=period_end if sub.get("status") == "past_due" else None,
-        canceled_at=ts(sub.get("canceled_at")),
+        canceled_at=datetime_from_seconds(sub.get("canceled_at")),
         ended_at=ended_at,
         transactions=tuple(transactions),
         raw=raw,
@@ -196,8 +190,8 @@ def invoice_transaction(invoice: dict) -> TransactionRecord | None:
     kind = TransactionKind.PURCHASE if first else TransactionKind.RENEWAL
     paid_at = (invoice.get("status_transitions") or {}).get("paid_at") or invoice.get("created")
     return TransactionRecord(
-        provider_transaction_id=invoice["id"], kind=kind, occurred_at=ts(paid_at), amount_minor=amount,
-        currency=(invoice.get("currency") or "").upper(),
+        provider_transaction_id=invoice["id"], kind=kind, occurred_at=datetime_from_seconds(paid_at),
+        amount_minor=amount, currency=(invoice.get("currency") or "").upper(),
         raw={"invoice": invoice["id"], "billing_reason": invoice.get("billing_reason"),
              "payment_intent": obj_id(invoice.get("payment_intent")), "charge": obj_id(invoice.get("charge"))})
 
@@ -209,8 +203,8 @@ def refund_transactions(charge: dict, refunds: list[dict]) -> tuple[TransactionR
         if refund.get("status") in ("failed", "canceled") or not refund.get("id"):
             continue
         records.append(TransactionRecord(
-            provider_transaction_id=refund["id"], kind=TransactionKind.REFUND, occurred_at=ts(refund.get("created")),
-            amount_minor=refund.get("amount"),
+            provider_transaction_id=refund["id"], kind=TransactionKind.REFUND,
+            occurred_at=datetime_from_seconds(refund.get("created")), amount_minor=refund.get("amount"),
             currency=(refund.get("currency") or charge.get("currency") or "").upper(),
             raw={"refund": refund["id"], "charge": charge.get("id"), "reason": refund.get("reason")}))
     return tuple(records)
@@ -218,7 +212,8 @@ def refund_transactions(charge: dict, refunds: list[dict]) -> tuple[TransactionR
 
 def dispute_transaction(dispute: dict) -> TransactionRecord:
     return TransactionRecord(
-        provider_transaction_id=dispute["id"], kind=TransactionKind.CHARGEBACK, occurred_at=ts(dispute.get("created")),
+        provider_transaction_id=dispute["id"], kind=TransactionKind.CHARGEBACK,
+        occurred_at=datetime_from_seconds(dispute.get("created")),
         amount_minor=dispute.get("amount"), currency=(dispute.get("currency") or "").upper(),
         raw={"dispute": dispute["id"], "charge": obj_id(dispute.get("charge")), "reason": dispute.get("reason"),
              "status": dispute.get("status")})

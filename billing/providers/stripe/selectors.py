@@ -1,10 +1,11 @@
-"""Reads of our own state that the Stripe adapter needs."""
+"""Every read of our own state (the ORM) that the Stripe package needs; no writes."""
 
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
 
+from accounts.models import Subscriber
 from billing.models import Subscription, Transaction
 from billing.snapshots import Provider, TransactionKind
 from billing.statuses import Status
@@ -63,3 +64,9 @@ def invoice_for_charge(charge_id: str, payment_intent_id: str | None = None) -> 
     return (Transaction.objects.filter(match, provider=Provider.STRIPE,
                                        kind__in=(TransactionKind.PURCHASE, TransactionKind.RENEWAL))
             .values_list("provider_transaction_id", flat=True).first())
+
+
+def customer_id_for_user(external_id: str) -> str | None:
+    """The Stripe customer we recorded for a user (None before their first setup intent or subscription)."""
+    return (Subscriber.objects.filter(external_id=external_id, stripe_customer_id__isnull=False)
+            .values_list("stripe_customer_id", flat=True).first())

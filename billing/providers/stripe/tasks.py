@@ -3,11 +3,11 @@ failing (a Stripe outage, a shape it does not know) never holds back the unified
 
 import logging
 
-import stripe
 from celery import shared_task
 
-from .client import is_transient
-from .mirror import event_mirror
+from billing.providers.base import TransientError
+
+from .services import event_mirror
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,8 @@ def mirror_event(self, event: dict) -> None:
     # Takes the verified event body (Stripe keeps events only 30 days: a replay could not re-fetch it).
     try:
         event_mirror(event=event)
-    except stripe.StripeError as exc:
-        if is_transient(exc) and self.request.retries < self.max_retries:
+    except TransientError as exc:
+        if self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=30 * 2 ** self.request.retries) from exc
         logger.exception("dj-stripe mirror of %s failed", event.get("id"))
     except Exception:

@@ -1,4 +1,5 @@
-"""Stripe tests run the real stripe library (and dj-stripe) against the local fake in tests/fakes/stripe.py."""
+"""Stripe tests run the real stripe library (and dj-stripe) against the local fake in tests/fakes/stripe.py;
+events go through the real webhook pipeline (tests.helpers.deliver), signed as Stripe signs them."""
 
 import json
 from pathlib import Path
@@ -6,11 +7,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from billing.apply import apply_snapshot
-from billing.providers.base import InboundEvent
 from billing.providers.registry import get_adapter
-from billing.snapshots import Cause, CauseKind
 from tests.fakes.stripe import FakeStripe, sign
+from tests.helpers import Delivered, deliver, drain
+from webhooks.models import WebhookEvent
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stripe"
 SECRET_KEY = "sk_test_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3"
@@ -32,6 +32,12 @@ def stripe_adapter():
     return get_adapter("stripe")
 
 
+@pytest.fixture
+def monthly(fake_stripe):
+    product = fake_stripe.add_product("Premium")
+    return fake_stripe.add_price(product, unit_amount=999, currency="usd", interval="month")
+
+
 def event_body(event: dict) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
@@ -45,26 +51,24 @@ def fixture_event(name: str) -> bytes:
     return (FIXTURES / "webhook_events" / f"{name}.json").read_bytes()
 
 
-class Processed:
-    def __init__(self, parsed, results):
-        self.parsed = parsed
-        self.results = results
+def deliver_body(body: bytes, *, process: bool = True) -> Delivered:
+    """A body POSTed to /webhooks/stripe with a valid signature, then processed by the real pipeline."""
+    return deliver("stripe", body, signed_headers(body), process=process)
 
 
-def process(adapter, body: bytes, headers: dict | None = None) -> Processed:
-    """What the webhook pipeline does with one delivery: authenticate, store (here: keep), parse,
-    apply each snapshot through the one write path, then run the follow-ups."""
-    headers = headers if headers is not None else signed_headers(body)
-    verified = adapter.authenticate(headers, body, {})
-    inbound = InboundEvent(id=1, provider="stripe", dedupe_key=verified.dedupe_key, event_type=verified.event_type,
-                           payload=verified.payload, body=body, headers=headers, received_at=timezone.now(),
-                           occurred_at=verified.occurred_at)
-    parsed = adapter.parse(inbound)
-    results = [apply_snapshot(s, Cause(CauseKind.WEBHOOK, ref=verified.dedupe_key)) for s in parsed.snapshots]
-    for follow_up in parsed.after_apply:
-        follow_up(results)
-    return Processed(parsed, results)
+def deliver_event(event: dict, *, process: bool = True) -> Delivered:
+    """One event of the fake (`fake_stripe.take_events()`), as Stripe delivers it."""
+    return deliver_body(event_body(event), process=process)
 
 
-def process_all(adapter, events: list[dict]) -> list[Processed]:
-    return [process(adapter, event_body(e)) for e in events]
+def deliver_events(events: list[dict]) -> list[Delivered]:
+    """Events delivered and processed one after the other, in order."""
+    return [deliver_event(e) for e in events]
+
+
+def retry_now(delivered: Delivered) -> WebhookEvent:
+    """The event's planned retry falls due (as time passes) and the worker drains; the event afterwards."""
+    WebhookEvent.objects.filter(pk=delivered.event.pk).update(next_attempt_at=timezone.now())
+    drain()
+    delivered.event.refresh_from_db()
+    return delivered.event

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from accounts.models import Subscriber
-from billing.providers.stripe import web
+from billing.providers.stripe import services
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -80,10 +80,10 @@ def test_customer_setup_intent_and_signed_delivery_against_localstripe(localstri
     requests.post(f"{localstripe}/_config/webhooks/billing", data={"url": url, "secret": "whsec_localstripe"},
                   timeout=5).raise_for_status()
 
-    intent = web.setup_intent_create(user_id="42")
+    intent = services.setup_intent_create(user_id="42")
     assert intent.customer_id.startswith("cus_") and intent.client_secret
     assert Subscriber.objects.get(external_id="42").stripe_customer_id == intent.customer_id
-    assert web.setup_intent_create(user_id="42").customer_id == intent.customer_id  # reused
+    assert services.setup_intent_create(user_id="42").customer_id == intent.customer_id  # reused
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(b'"customer.created"' in body for _, body in deliveries):

@@ -8,9 +8,10 @@ from accounts.models import Subscriber
 from billing.models import Subscription
 from billing.selectors import check_answer
 from billing.statuses import Status
-from tests.api_support import api_key, bearer, configure_jwt, with_key
+from tests.api_support import bearer, configure_jwt
+from tests.helpers import closed_port
 
-from .conftest import SECRET_KEY, process_all
+from .conftest import SECRET_KEY, deliver_events
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +22,8 @@ def _jwt(settings):
 
 
 @pytest.fixture
-def manage(db):
-    return with_key(api_key("manage"))
+def manage(service_auth):
+    return service_auth("manage")
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def confirm_like_stripe_js(fake, setup_intent_id: str) -> dict:
         "type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}})
 
 
-def test_web_flow_setup_intent_then_subscription_then_its_events(client, fake_stripe, prices, stripe_adapter,
+def test_web_flow_setup_intent_then_subscription_then_its_events(client, fake_stripe, prices,
                                                                   django_capture_on_commit_callbacks):
     setup = client.post("/api/stripe/setup-intents", {}, content_type="application/json", **bearer("42")).json()
     intent = confirm_like_stripe_js(fake_stripe, setup["setup_intent_id"])
@@ -78,7 +79,7 @@ def test_web_flow_setup_intent_then_subscription_then_its_events(client, fake_st
     assert check_answer("42")["is_subscribed"] is True  # at once, before any webhook
 
     with django_capture_on_commit_callbacks(execute=True):
-        process_all(stripe_adapter, fake_stripe.take_events())  # the events it caused change nothing more
+        deliver_events(fake_stripe.take_events())  # the events it caused change nothing more
     row = Subscription.objects.get(provider_subscription_id=sub_id)
     assert row.status == Status.ACTIVE and row.transactions.count() == 1
     assert check_answer("42")["is_subscribed"] is True
@@ -95,14 +96,18 @@ def test_a_card_needing_3ds_returns_the_client_secret(client, fake_stripe, price
     assert check_answer("42")["is_subscribed"] is False
 
 
-@pytest.mark.parametrize("payment_method", ["pm_card_chargeDeclined", "pm_card_chargeCustomerFail"])
-def test_a_declined_card_is_402_with_stripes_message(client, fake_stripe, prices, manage, payment_method):
+@pytest.mark.parametrize(("payment_method", "decline_code"), [
+    ("pm_card_chargeDeclined", "generic_decline"),  # refused when attached
+    ("pm_card_chargeCustomerFail", None),  # attached, then the first invoice's charge fails
+])
+def test_a_declined_card_is_402_with_stripes_message(client, fake_stripe, prices, manage, payment_method,
+                                                     decline_code):
     response = client.post("/api/stripe/subscriptions", {"user_id": "42", "price_id": prices["month"]["id"],
                                                          "payment_method_id": payment_method},
                            content_type="application/json", **manage)
     assert response.status_code == 402
     assert response.json()["error"] == {"code": "card_declined", "message": "Your card was declined.",
-                                        "details": response.json()["error"]["details"]}
+                                        "details": {"decline_code": decline_code}}
     assert not Subscription.objects.filter(status__in=["ACTIVE", "TRIAL"]).exists()
     # A charge that failed leaves no incomplete subscription behind at Stripe.
     assert all(o["status"] == "canceled" for o in fake_stripe.objects.values() if o["object"] == "subscription")
@@ -115,30 +120,56 @@ def test_an_unknown_price_is_400_with_stripes_message(client, fake_stripe, manag
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "resource_missing"
     assert "No such price: 'price_nope'" in response.json()["error"]["message"]
+    assert response.json()["error"]["details"] == {"param": "items[0][price]"}
+
+
+def test_a_payment_method_stripe_does_not_have_is_400_with_stripes_code(client, fake_stripe, prices, manage):
+    response = client.post("/api/stripe/subscriptions", {"user_id": "42", "price_id": prices["month"]["id"],
+                                                         "payment_method_id": "card_nope"},
+                           content_type="application/json", **manage)
+    assert response.status_code == 400  # Stripe answers 404 for the payment method of the URL
+    assert response.json()["error"] == {"code": "resource_missing", "message": "No such PaymentMethod: 'card_nope'",
+                                        "details": {"param": None}}
+
+
+def test_a_key_stripe_refuses_is_502_stripe_error(client, fake_stripe, settings, manage):
+    settings.STRIPE_SECRET_KEY = "sk_test_revoked"  # the fake refuses it, as Stripe does a revoked key
+    response = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json", **manage)
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "stripe_error" and error["message"].startswith("Stripe refused the request: ")
+
+
+def test_without_the_secret_key_the_web_api_is_503(client, fake_stripe, settings, manage):
+    settings.STRIPE_SECRET_KEY = ""
+    response = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json", **manage)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "provider_not_configured"
+    assert response.json()["error"]["details"] == {"provider": "stripe", "missing_settings": ["STRIPE_SECRET_KEY"]}
 
 
 def test_stripe_unreachable_is_502(client, fake_stripe, settings, manage):
-    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens there
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"  # nothing listens there
     response = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json", **manage)
     assert response.status_code == 502 and response.json()["error"]["code"] == "store_unavailable"
 
 
-def test_callers_act_only_for_themselves_or_with_the_manage_scope(client, fake_stripe):
+def test_callers_act_only_for_themselves_or_with_the_manage_scope(client, fake_stripe, service_auth):
     other = client.post("/api/stripe/setup-intents", {"user_id": "43"}, content_type="application/json",
                         **bearer("42"))
     assert other.status_code == 403
     no_scope = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json",
-                           **with_key(api_key("check", "read")))
+                           **service_auth("check", "read"))
     assert no_scope.status_code == 403
     anonymous = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json")
     assert anonymous.status_code == 401
     missing_user = client.post("/api/stripe/setup-intents", {}, content_type="application/json",
-                               **with_key(api_key("manage")))
+                               **service_auth("manage"))
     assert missing_user.status_code == 400
     assert not [o for o in fake_stripe.objects.values() if o["object"] == "customer"]
 
 
-def test_checkout_session_then_completion_subscribes(client, fake_stripe, prices, stripe_adapter,
+def test_checkout_session_then_completion_subscribes(client, fake_stripe, prices,
                                                      django_capture_on_commit_callbacks):
     response = client.post("/api/stripe/checkout-sessions", {
         "price_id": prices["year"]["id"], "success_url": "https://app.example.com/ok",
@@ -151,7 +182,7 @@ def test_checkout_session_then_completion_subscribes(client, fake_stripe, prices
 
     fake_stripe.complete_checkout(session["id"])
     with django_capture_on_commit_callbacks(execute=True):
-        process_all(stripe_adapter, fake_stripe.take_events())
+        deliver_events(fake_stripe.take_events())
     row = Subscription.objects.get(subscriber__external_id="42")
     assert (row.status, row.period_unit, row.amount_minor) == (Status.ACTIVE, "year", 9900)
     assert check_answer("42")["is_subscribed"] is True
@@ -197,3 +228,13 @@ def test_change_plan_monthly_to_yearly_with_proration(client, fake_stripe, price
     bad = client.post(f"/api/subscriptions/{sub['id']}/change-plan", {"price_id": "price_nope"},
                       content_type="application/json", **bearer("42"))
     assert bad.status_code == 400 and "No such price" in bad.json()["error"]["message"]
+
+
+def test_change_plan_of_a_subscription_stripe_no_longer_has_is_400_not_found(client, fake_stripe, prices):
+    sub = _subscribed(client, fake_stripe, prices["month"])
+    del fake_stripe.objects[sub["provider_subscription_id"]]
+    response = client.post(f"/api/subscriptions/{sub['id']}/change-plan", {"price_id": prices["year"]["id"]},
+                           content_type="application/json", **bearer("42"))
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "not_found",
+                                        "message": f"Stripe has no subscription {sub['provider_subscription_id']}"}

@@ -1,0 +1,250 @@
+"""The Stripe package's own writes, beyond the one write path (billing.apply), which every
+subscription state still goes through:
+
+- the product catalogue: each Stripe Price is a billing Product (store_product_id = the price id) for
+  staff to map to entitlements; the entitlement mapping staff made is never touched here;
+- the dj-stripe mirror: Stripe's own objects copied into dj-stripe's tables for the admin. A copy for
+  people to look at, never read to decide access; dj-stripe re-retrieves each object from Stripe;
+- web subscriptions, the operations behind /api/stripe/*: the customer is created once per subscriber
+  (its id is the subscriber's `stripe_customer_id`) and reused; every subscription carries
+  `metadata.user_id`, so its events name the user whatever route it was bought through.
+
+And `subscription_state`, the one way a Stripe subscription object becomes a Snapshot here (the pure
+mapping plus our revocation rule, which reads what we stored)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Subscriber
+from accounts.services import subscriber_get_or_create, subscriber_set_identity
+from billing.apply import apply_snapshot
+from billing.models import Product, Subscription
+from billing.providers.base import PaymentDeclined
+from billing.providers.common import SubscriptionNotFound
+from billing.snapshots import Cause, CauseKind, Provider, Snapshot
+from billing.statuses import Status
+
+from . import client, mapping, selectors
+from .mapping import Price, parse_price
+
+# --- Snapshots ---------------------------------------------------------------------------------
+
+
+def subscription_state(sub: dict, observed_at: datetime, *, user_id: str | None = None, status: str | None = None,
+                       transactions=(), extra_raw: dict | None = None, note: str = "") -> Snapshot:
+    """The subscription's state (mapping.subscription_snapshot); a refund or dispute that revoked access
+    stays in force until a newer invoice (a new payment) replaces the one it was for."""
+    extra_raw = dict(extra_raw or {})
+    if status is None:
+        revoked_for = selectors.revoked_for_invoice(sub["id"])
+        if revoked_for and revoked_for == mapping.obj_id(sub.get("latest_invoice")):
+            status = Status.REVOKED
+            extra_raw[selectors.REVOKED_FOR_INVOICE] = revoked_for
+            note = "; ".join(p for p in (note, f"kept REVOKED: invoice {revoked_for} was refunded or disputed") if p)
+    return mapping.subscription_snapshot(sub, observed_at=observed_at, user_id=user_id, status=status,
+                                         transactions=tuple(t for t in transactions if t is not None),
+                                         extra_raw=extra_raw, note=note)
+
+
+# --- The product catalogue ---------------------------------------------------------------------
+
+def product_upsert_from_price(*, price: Price) -> Product:
+    values = {
+        "label": price.label[:255],
+        "period_unit": price.period_unit or "",
+        "period_value": price.interval_count if price.period_unit else None,
+        "price_minor": price.unit_amount,
+        "currency": price.currency,
+    }
+    key = {"provider": Provider.STRIPE, "store_product_id": price.id}
+    try:
+        with transaction.atomic():
+            product, created = Product.objects.get_or_create(**key, defaults=values)
+    except IntegrityError:  # a concurrent creator won
+        product, created = Product.objects.get(**key), False
+    if not created:
+        if not price.product_name and product.label:
+            values.pop("label")  # the price came without its product expanded: keep the better label
+        Product.objects.filter(pk=product.pk).update(**values)
+        product.refresh_from_db()
+    return product
+
+
+def products_upsert_from_subscription(*, subscription: dict) -> list[Product]:
+    """The prices a subscription object carries (expanded with their product, for the label)."""
+    products = []
+    for item in (subscription.get("items") or {}).get("data") or []:
+        price = item.get("price")
+        if isinstance(price, dict) and price.get("id"):
+            products.append(product_upsert_from_price(price=parse_price(price)))
+    return products
+
+
+def products_upsert_from_event(*, obj: dict) -> None:
+    """A price.* or product.* event's object: Stripe's current copy of the price (or of every price of
+    the product). Without the API key the event's own copy is all there is (a product's prices cannot
+    be listed)."""
+    has_key = bool(settings.STRIPE_SECRET_KEY)
+    if obj.get("object") == "price":
+        price = None
+        if has_key:
+            try:
+                price = client.price_get(obj["id"])
+            except SubscriptionNotFound:
+                price = None
+        product_upsert_from_price(price=parse_price(price or obj))
+    elif obj.get("object") == "product" and has_key:
+        for price in client.prices_list(product=obj["id"]).get("data") or []:
+            price["product"] = obj
+            product_upsert_from_price(price=parse_price(price))
+
+
+# --- The dj-stripe mirror ----------------------------------------------------------------------
+
+def event_mirror(*, event: dict) -> None:
+    """Feed an already-verified event to dj-stripe (idempotent on the event id)."""
+    from djstripe.models import Event  # imported late: dj-stripe's models are heavy
+
+    client.configure_library()
+    with client.translated_errors():
+        Event.process(data=event, api_key=settings.STRIPE_SECRET_KEY)
+
+
+def subscription_mirror(*, subscription: dict) -> None:
+    """Sync one subscription (as the backfill lists them) into dj-stripe."""
+    from djstripe.models import Subscription as MirroredSubscription  # imported late: heavy, as above
+
+    client.configure_library()
+    with client.translated_errors():
+        MirroredSubscription.sync_from_stripe_data(client.subscription_object(subscription),
+                                                   api_key=settings.STRIPE_SECRET_KEY)
+
+
+# --- Web subscriptions (/api/stripe/*) ---------------------------------------------------------
+
+def customer_for_user(*, user_id: str, email: str = "") -> str:
+    """The subscriber's Stripe customer, created on first use."""
+    subscriber = subscriber_get_or_create(external_id=user_id, email=email)
+    if subscriber.stripe_customer_id:
+        return subscriber.stripe_customer_id
+    params = {"metadata": {mapping.USER_ID_KEY: subscriber.external_id}}
+    if subscriber.email:
+        params["email"] = subscriber.email
+    # The idempotency key makes two concurrent first calls create one customer, not two.
+    customer = client.customer_create(params, idempotency_key=f"billing-customer-{subscriber.external_id}")
+    if not subscriber_set_identity(subscriber=subscriber, field=mapping.CUSTOMER_IDENTITY, value=customer["id"]):
+        return Subscriber.objects.get(pk=subscriber.pk).stripe_customer_id or customer["id"]
+    return customer["id"]
+
+
+@dataclass(frozen=True)
+class SetupIntentResult:
+    setup_intent_id: str
+    client_secret: str
+    customer_id: str
+    status: str
+    requires_action: bool
+
+
+def setup_intent_create(*, user_id: str) -> SetupIntentResult:
+    """A payment method saved for off-session renewals; the front end confirms it (3-D Secure there)."""
+    customer_id = customer_for_user(user_id=user_id)
+    intent = client.setup_intent_create({
+        "customer": customer_id, "usage": "off_session", "payment_method_types": ["card"],
+        "metadata": {mapping.USER_ID_KEY: user_id}})
+    return SetupIntentResult(setup_intent_id=intent["id"], client_secret=intent["client_secret"],
+                             customer_id=customer_id, status=intent["status"],
+                             requires_action=intent["status"] == "requires_action")
+
+
+@dataclass(frozen=True)
+class StartedSubscription:
+    subscription: Subscription
+    requires_action: bool
+    client_secret: str | None
+
+
+def subscription_start(*, user_id: str, price_id: str, payment_method_id: str, actor: str) -> StartedSubscription:
+    """Subscribe with a saved payment method. The first invoice is charged at once: paid → the
+    subscription is live now; needs 3-D Secure → `requires_action` and the client secret to confirm;
+    declined → PaymentDeclined with Stripe's message (and the incomplete subscription is canceled at Stripe)."""
+    customer_id = customer_for_user(user_id=user_id)
+    client.payment_method_attach(payment_method_id, customer=customer_id)
+    client.customer_update(customer_id, {"invoice_settings": {"default_payment_method": payment_method_id}})
+    sub = client.subscription_create({
+        "customer": customer_id,
+        "items": [{"price": price_id}],
+        "default_payment_method": payment_method_id,
+        "metadata": {mapping.USER_ID_KEY: user_id},
+        "payment_behavior": "allow_incomplete",
+    })
+    requires_action, client_secret = False, None
+    if sub.get("status") == "incomplete":
+        intent = _first_payment_intent(mapping.obj_id(sub.get("latest_invoice")))
+        if intent is not None and intent.get("status") == "requires_payment_method":
+            client.subscription_cancel(sub["id"])
+            error = intent.get("last_payment_error") or {}
+            raise PaymentDeclined(error.get("message") or "The payment was declined.",
+                                  code=error.get("code") or "card_declined", decline_code=error.get("decline_code"))
+        requires_action = True
+        client_secret = intent.get("client_secret") if intent else None
+    row = _apply(sub, f"stripe subscription started by {actor}")
+    return StartedSubscription(subscription=row, requires_action=requires_action, client_secret=client_secret)
+
+
+def _first_payment_intent(invoice_id: str | None) -> dict | None:
+    if not invoice_id:
+        return None
+    payments = client.invoice_payments_list(invoice=invoice_id, expand=("data.payment.payment_intent",))
+    for payment in payments.get("data") or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if isinstance(intent, dict):
+            return intent
+    return None
+
+
+def _apply(sub: dict, ref: str) -> Subscription:
+    """What Stripe answered is the state now: applied at once, without waiting for its events."""
+    result = apply_snapshot(subscription_state(sub, timezone.now()), Cause(CauseKind.API, ref=ref))
+    products_upsert_from_subscription(subscription=sub)
+    return Subscription.objects.get(pk=result.subscription_id)
+
+
+@dataclass(frozen=True)
+class SessionLink:
+    id: str
+    url: str
+
+
+def checkout_session_create(*, user_id: str, price_id: str, success_url: str, cancel_url: str) -> SessionLink:
+    """Stripe's hosted page instead of our own form. The user is named three ways (customer, the
+    session's client_reference_id, the subscription's metadata) so no event can lose them."""
+    customer_id = customer_for_user(user_id=user_id)
+    session = client.checkout_session_create({
+        "mode": "subscription",
+        "customer": customer_id,
+        "client_reference_id": user_id,
+        "line_items": [{"price": price_id, "quantity": 1}],
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "metadata": {mapping.USER_ID_KEY: user_id},
+        "subscription_data": {"metadata": {mapping.USER_ID_KEY: user_id}},
+    })
+    return SessionLink(id=session["id"], url=session["url"])
+
+
+def portal_session_create(*, user_id: str, return_url: str | None) -> SessionLink | None:
+    """A link to Stripe's customer portal (payment methods, invoices, cancel); None when the user has no
+    Stripe customer yet."""
+    customer_id = selectors.customer_id_for_user(user_id)
+    if not customer_id:
+        return None
+    params = {"customer": customer_id}
+    if return_url:
+        params["return_url"] = return_url
+    session = client.portal_session_create(params)
+    return SessionLink(id=session["id"], url=session["url"])

@@ -1,0 +1,86 @@
+"""POST /webhooks/stripe: the Stripe-Signature check on the raw bytes, the secret rotation, and the
+answers to what is not an authentic Stripe event (400, nothing stored)."""
+
+import json
+import time
+
+import pytest
+
+from billing.models import Subscription
+from tests.fakes.stripe import sign
+from tests.helpers import deliver
+from webhooks.models import WebhookEvent
+
+from .conftest import WEBHOOK_SECRET, event_body, fixture_event, signed_headers
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("case", ["bad_signature", "too_old", "altered", "missing", "wrong_secret", "not_json"])
+def test_unauthentic_requests_are_400_and_nothing_is_stored(fake_stripe, case):
+    body = fixture_event("customer.subscription.created")
+    headers = signed_headers(body)
+    if case == "bad_signature":
+        headers["Stripe-Signature"] = headers["Stripe-Signature"][:-4] + "0000"
+    elif case == "too_old":
+        headers = signed_headers(body, timestamp=int(time.time()) - 301)  # tolerance: 300 s
+    elif case == "altered":
+        body = body.replace(b'"status": "active"', b'"status": "trialing"')
+        assert body != fixture_event("customer.subscription.created")
+    elif case == "missing":
+        headers = {}
+    elif case == "wrong_secret":
+        headers = signed_headers(body, secret="whsec_someone_else")
+    elif case == "not_json":
+        body = b"{not json"
+        headers = signed_headers(body)
+    delivered = deliver("stripe", body, headers)
+    assert delivered.response.status_code == 400
+    assert delivered.response.json()["error"]["code"] in ("bad_signature", "missing_signature", "malformed")
+    assert not WebhookEvent.objects.exists() and not Subscription.objects.exists()
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (event_body({"object": "event", "id": "evt_1", "type": "customer.created"}), "not a Stripe event"),
+    (event_body({"object": "customer", "id": "cus_1"}), "not a Stripe event"),
+    (b"\xff\xfe{}", "not UTF-8"),
+], ids=["no_data_object", "not_an_event", "not_utf8"])
+def test_signed_bodies_that_are_not_stripe_events_are_400_malformed(fake_stripe, body, message):
+    delivered = deliver("stripe", body, signed_headers(body))
+    assert delivered.response.status_code == 400
+    error = delivered.response.json()["error"]
+    assert error["code"] == "malformed" and message in error["message"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_the_signature_header_is_read_whatever_its_case(fake_stripe):
+    body = fixture_event("customer.created")
+    delivered = deliver("stripe", body, {"stripe-signature": sign(body, WEBHOOK_SECRET)}, process=False)
+    assert delivered.response.status_code == 200 and delivered.event.event_type == "customer.created"
+
+
+def test_a_rotated_secret_keeps_working_during_the_overlap(fake_stripe, settings):
+    settings.STRIPE_WEBHOOK_SECRET = f"whsec_new_secret,{WEBHOOK_SECRET}"
+    body = fixture_event("customer.created")
+    delivered = deliver("stripe", body, {"Stripe-Signature": sign(body, "whsec_new_secret")})
+    assert delivered.response.status_code == 200
+    assert delivered.event.status == WebhookEvent.Status.IGNORED
+
+
+def test_the_stored_event_keeps_the_ids_support_searches_by(fake_stripe):
+    body = fixture_event("invoice.paid")
+    invoice = json.loads(body)["data"]["object"]
+    delivered = deliver("stripe", body, signed_headers(body), process=False)
+    assert delivered.response.json() == {"status": "received"}
+    event = delivered.event
+    assert (event.dedupe_key, event.event_type) == (json.loads(body)["id"], "invoice.paid")
+    assert event.store_ids[0] == invoice["id"]
+    assert {invoice["customer"], invoice["charge"]} <= set(event.store_ids)
+
+
+def test_without_a_webhook_secret_the_endpoint_is_not_configured(fake_stripe, settings):
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    body = fixture_event("customer.created")
+    delivered = deliver("stripe", body, signed_headers(body))
+    assert delivered.response.status_code == 503
+    assert not WebhookEvent.objects.exists()
