@@ -14,7 +14,7 @@ from billing.statuses import Status
 from tests.factories import ProductFactory, SubscriberFactory
 from tests.helpers import drain, stream_events
 from webhooks.models import WebhookEvent
-from webhooks.services import events_reset_for_replay
+from webhooks.replay import events_reset_for_replay
 
 from .conftest import deliver_body, deliver_event, deliver_events, fixture_event, retry_now
 
