@@ -31,7 +31,7 @@ def public(cls) -> set[str]:
 @pytest.mark.parametrize("store", registry.store_names())
 def test_every_store_package_has_the_same_files(store):
     files = {path.name for path in (PROVIDERS / store).glob("*.py")}
-    assert FILES <= files, f"{store} lacks {sorted(FILES - files)}"
+    assert files >= FILES, f"{store} lacks {sorted(FILES - files)}"
     assert files - FILES <= OPTIONAL, f"{store} has files outside the plan: {sorted(files - FILES - OPTIONAL)}"
 
 
@@ -45,7 +45,7 @@ def test_every_store_names_its_entry_points_alike(store):
 @pytest.mark.parametrize("store", registry.store_names())
 def test_every_store_is_tested_to_the_same_plan(store):
     files = {path.name for path in (TESTS / store).glob("*.py")}
-    assert TEST_FILES <= files, f"tests/providers/{store} lacks {sorted(TEST_FILES - files)}"
+    assert files >= TEST_FILES, f"tests/providers/{store} lacks {sorted(TEST_FILES - files)}"
     if (PROVIDERS / store / "services.py").exists():
         assert "test_services.py" in files
     if import_module(f"billing.providers.{store}.admin").ACTIONS:
