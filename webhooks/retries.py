@@ -26,8 +26,7 @@ def backoff_seconds(attempt: int) -> float:
 def event_retry_or_dead(event: WebhookEvent, exc: BaseException, now, *, prefix: str = "") -> float | None:
     """A transient failure (called while handling it: its traceback is kept): back to `received` with
     a retry planned, or `dead` once the attempts are used up. Returns the retry's delay (None: dead)."""
-    event.error = f"{prefix}{type(exc).__name__}: {exc}"[:4000]
-    event.traceback = traceback.format_exc()
+    _record_error(event, exc, prefix)
     if event.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
         event.status = Status.DEAD
         event.next_attempt_at = None
@@ -49,14 +48,18 @@ def event_retry_or_dead(event: WebhookEvent, exc: BaseException, now, *, prefix:
 def event_fail(event: WebhookEvent, exc: BaseException, now, *, prefix: str = "") -> None:
     """A permanent failure (called while handling it): `failed`, waiting for a fix and a replay."""
     event.status = Status.FAILED
-    event.error = f"{prefix}{type(exc).__name__}: {exc}"[:4000]
-    event.traceback = traceback.format_exc()
+    _record_error(event, exc, prefix)
     event.processed_at = now
     event.next_attempt_at = None
     event.outcome = "failed: needs a fix, then a replay"
     event.save(update_fields=["status", "error", "traceback", "processed_at", "next_attempt_at", "outcome",
                               "attempts"])
     logger.error("webhook event %s failed: %s", event.pk, event.error)
+
+
+def _record_error(event: WebhookEvent, exc: BaseException, prefix: str) -> None:
+    event.error = f"{prefix}{type(exc).__name__}: {exc}"[:4000]
+    event.traceback = traceback.format_exc()  # the exception being handled
 
 
 def retry_schedule(event_id: int, delay_seconds: float) -> None:
