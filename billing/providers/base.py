@@ -203,9 +203,11 @@ class ProviderAdapter:
         """Turn a stored event into snapshots through its HANDLERS entry. May call the store's API (raise
         TransientError to retry)."""
         handler = self.HANDLERS.get(self.handler_key(event))
-        if handler is None:
-            return ParseResult(ignored_reason=f"{event.event_type} does not change subscription state")
-        return handler(event)
+        return handler(event) if handler is not None else self.unhandled(event)
+
+    def unhandled(self, event: InboundEvent) -> ParseResult:
+        """An authentic event no HANDLERS entry takes: recorded as ignored, with the reason."""
+        return ParseResult(ignored_reason=f"{event.event_type} does not change subscription state")
 
     def handler_key(self, event: InboundEvent) -> str:
         """Which HANDLERS entry an event goes to (its stored type, unless the store needs another key)."""

@@ -141,12 +141,10 @@ class AppleAdapter(ProviderAdapter):
         # The stored type is "TYPE/SUBTYPE"; the subtype never changes which handler applies.
         return event.event_type.partition("/")[0]
 
-    def parse(self, event: InboundEvent) -> ParseResult:
+    def unhandled(self, event: InboundEvent) -> ParseResult:
         # A type Apple adds after this code is named as unknown (not as one that "does not change
         # subscription state": it may well, and support should see that we did not know it).
-        if self.handler_key(event) not in self.HANDLERS:
-            return ParseResult(ignored_reason=mapping.unknown_type_reason(event.payload))
-        return super().parse(event)
+        return ParseResult(ignored_reason=mapping.unknown_type_reason(event.payload))
 
     def missed_notifications(self, *, since: datetime, until: datetime, only_failures: bool,
                              environment: str | None = None) -> Iterator[bytes | None]:
