@@ -253,6 +253,15 @@ XSOLLA_MERCHANT_ID = env.str("XSOLLA_MERCHANT_ID", default="")
 XSOLLA_API_KEY = env.str("XSOLLA_API_KEY", default="")
 XSOLLA_API_BASE = env.str("XSOLLA_API_BASE", default="https://api.xsolla.com/merchant/v2")
 
+# --- Rate limits (docs/security.md) -----------------------------------------------------------
+
+
+# --- Trusted networks, proxies, production hardening (docs/security.md, docs/deploy.md) -----------
+
+
+# --- Test purchases and proof of purchase (docs/security.md) -------------------------------------
+
+
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
