@@ -38,6 +38,13 @@ class Product(models.Model):
     price_minor = models.BigIntegerField(null=True, blank=True, help_text="In the currency's minor units")
     currency = models.CharField(max_length=3, blank=True)
     entitlements = models.ManyToManyField(Entitlement, blank=True, related_name="products")
+    # Stripe web purchases: only an offered price can be bought (a synced price is not offered until staff
+    # mark it); who changed it last, and when, for the audit.
+    offered = models.BooleanField(default=False, help_text="Stripe: can be bought through /api/stripe/* and "
+                                                           "change-plan (staff mark it in the admin)")
+    offered_changed_at = models.DateTimeField(null=True, blank=True)
+    offered_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                           on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -208,6 +208,12 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=STRIPE_SECRET_KEY.startswith("sk_live_"))
 if STRIPE_API_BASE:
     STRIPE_API_HOST = STRIPE_API_BASE  # dj-stripe's name for the same thing
+# Only offered prices can be bought (docs/security.md, "Stripe: only offered prices, only our return URLs"):
+# catalogue products staff mark offered in the admin, plus these price ids (comma-separated). Default: none.
+STRIPE_OFFERED_PRICES = [p.strip() for p in env.list("STRIPE_OFFERED_PRICES", default=[]) if p.strip()]
+# Hosts Checkout's success/cancel URLs and the portal's return URL may point to: `app.example.com` (that host)
+# or `.example.com` (the domain and its subdomains); `*` is never honoured. Empty (the default): ALLOWED_HOSTS.
+STRIPE_RETURN_URL_ALLOWED_HOSTS = env.list("STRIPE_RETURN_URL_ALLOWED_HOSTS", default=[])
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Subscriber"
 DJSTRIPE_SUBSCRIBER_MODEL_REQUEST_CALLBACK = "accounts.selectors.subscriber_for_request"

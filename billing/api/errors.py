@@ -21,12 +21,26 @@ logger = logging.getLogger(__name__)
 PROVIDER_ERRORS = (InvalidPurchase, NotSupported, NotConfigured, UnknownProvider, TransientError, PermanentError)
 
 
+# What a declined card means, in our words (the store's own text never reaches a body): by Stripe's code.
+_DECLINED = {
+    "expired_card": "The card has expired; use another payment method.",
+    "incorrect_cvc": "The card's security code is incorrect.",
+    "incorrect_number": "The card number is incorrect.",
+    "processing_error": "The card could not be processed; try again shortly.",
+    "authentication_required": "The card issuer requires authentication; confirm the payment in the app.",
+}
+_DECLINED_DEFAULT = "The card was declined; use another payment method or contact the card issuer."
+
+
 def provider_error(exc: Exception, provider: str, *, not_supported_status: int) -> ApiError:
-    """One of PROVIDER_ERRORS as an ApiError (anything else is raised again)."""
+    """One of PROVIDER_ERRORS as an ApiError (anything else is raised again). A body never carries an
+    exception's text from a store or a library (it may name hosts, keys or internals): messages written
+    here, the store's codes kept (apps branch on them), the text logged for operators."""
     if isinstance(exc, PaymentDeclined):  # the payer must act: another card, or their bank
-        return ApiError(str(exc), code=exc.code, status_code=402, details={"decline_code": exc.decline_code})
-    if isinstance(exc, InvalidPurchase):
-        return ApiError(str(exc), code=exc.code, status_code=400)
+        return ApiError(_DECLINED.get(exc.code, _DECLINED_DEFAULT), code=exc.code, status_code=402,
+                        details={"decline_code": exc.decline_code})
+    if isinstance(exc, InvalidPurchase):  # messages our adapters compose for the caller
+        return ApiError(str(exc), code=exc.code, status_code=400, details=getattr(exc, "details", None))
     if isinstance(exc, NotSupported):
         return ApiError(str(exc), code="not_supported", status_code=not_supported_status)
     if isinstance(exc, NotConfigured):
@@ -36,16 +50,23 @@ def provider_error(exc: Exception, provider: str, *, not_supported_status: int) 
         return ApiError(f"The {provider} provider is not available in this deployment.",
                         code="provider_not_configured", status_code=503)
     if isinstance(exc, TransientError):  # StoreUnavailable and other retryable failures
-        return ApiError(f"The {provider} store did not answer; try again shortly. ({exc})",
+        logger.warning("%s did not answer: %s", provider, exc)
+        return ApiError(f"The {provider} store did not answer; try again shortly.",
                         code="store_unavailable", status_code=502)
     if isinstance(exc, StoreRefused):
         if exc.code:  # the request's content: the caller's to fix
-            return ApiError(str(exc), code=exc.code, status_code=400, details={"param": exc.param})
+            logger.info("%s refused the request (%s): %s", provider, exc.code, exc)
+            at = f" (parameter {exc.param})" if exc.param else ""
+            return ApiError(f"The {provider} store refused the request: {exc.code}{at}.", code=exc.code,
+                            status_code=400, details={"param": exc.param})
         # A bad key or a permission the store refuses: our configuration, not the caller's request.
         logger.error("%s refused our request: %s", provider, exc)
-        return ApiError(str(exc), code=f"{provider}_error", status_code=502)
+        return ApiError(f"The {provider} store refused this service's credentials or permissions; "
+                        "an operator must fix its configuration (logged).", code=f"{provider}_error", status_code=502)
     if isinstance(exc, PermanentError):
-        return ApiError(str(exc), code="invalid_purchase", status_code=400)
+        logger.warning("%s refused the request for good: %s", provider, exc)
+        return ApiError(f"The {provider} store refused the request; it cannot succeed as sent.",
+                        code="invalid_purchase", status_code=400)
     raise exc
 
 

@@ -20,13 +20,16 @@ from .errors import provider_errors
 from .serializers import ErrorSerializer, SubscriptionItemSerializer
 
 _ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 402, 403, 502, 503)}
-# Stripe's refusals as API errors: 402 card declined (Stripe's message, code and decline_code), 400 with
-# Stripe's code and the parameter at fault, 502 Stripe unavailable or refusing our key, 503 not configured.
+# Stripe's refusals as API errors: 402 card declined (Stripe's code and decline_code), 400 with Stripe's code and
+# the parameter at fault, or ours (price_not_offered, return_url_not_allowed), 502 Stripe unavailable or
+# refusing our key, 503 not configured.
 _stripe_errors = partial(provider_errors, "stripe", not_supported_status=409)
+_RETURN_URL_HELP = "On a host in STRIPE_RETURN_URL_ALLOWED_HOSTS (else 400 return_url_not_allowed)"
 _LINK = inline_serializer("StripeSessionLink", {"id": serializers.CharField(), "url": serializers.URLField()})
 
 
-class _UserInput(serializers.Serializer):
+# Distinct top-level names: the schema's components are named after the classes (no two `Input`s).
+class StripeUserInputSerializer(serializers.Serializer):
     user_id = serializers.CharField(required=False, max_length=255,
                                     help_text="Required for services; end users may omit it (their own)")
 
@@ -41,37 +44,52 @@ class _StripeApi(APIView):
         return acting_user_id(request.user, values.pop("user_id", None)), values
 
 
-class SetupIntentApi(_StripeApi):
-    class OutputSerializer(serializers.Serializer):
-        setup_intent_id = serializers.CharField()
-        client_secret = serializers.CharField()
-        customer_id = serializers.CharField()
-        status = serializers.CharField()
-        requires_action = serializers.BooleanField()
+class StripeSetupIntentSerializer(serializers.Serializer):
+    setup_intent_id = serializers.CharField()
+    client_secret = serializers.CharField()
+    customer_id = serializers.CharField()
+    status = serializers.CharField()
+    requires_action = serializers.BooleanField()
 
+
+class StripeSubscriptionCreateInputSerializer(StripeUserInputSerializer):
+    price_id = serializers.CharField(max_length=255, help_text="An offered price (else 400 price_not_offered)")
+    payment_method_id = serializers.CharField(max_length=255)
+
+
+class StripeSubscriptionCreatedSerializer(serializers.Serializer):
+    subscription = SubscriptionItemSerializer()
+    requires_action = serializers.BooleanField()
+    client_secret = serializers.CharField(allow_null=True)
+
+
+class StripeCheckoutSessionInputSerializer(StripeUserInputSerializer):
+    price_id = serializers.CharField(max_length=255, help_text="An offered price (else 400 price_not_offered)")
+    success_url = serializers.URLField(max_length=2000, help_text=_RETURN_URL_HELP)
+    cancel_url = serializers.URLField(max_length=2000, help_text=_RETURN_URL_HELP)
+
+
+class StripePortalSessionInputSerializer(StripeUserInputSerializer):
+    return_url = serializers.URLField(max_length=2000, required=False, help_text=_RETURN_URL_HELP)
+
+
+class SetupIntentApi(_StripeApi):
     @extend_schema(operation_id="stripe_setup_intent_create", summary="Set up a payment method (off-session)",
-                   request=_UserInput, responses={200: OutputSerializer, **_ERRORS}, tags=["stripe"])
+                   request=StripeUserInputSerializer, responses={200: StripeSetupIntentSerializer, **_ERRORS},
+                   tags=["stripe"])
     def post(self, request):
-        user_id, _ = self._input(request, _UserInput)
+        user_id, _ = self._input(request, StripeUserInputSerializer)
         with _stripe_errors():
             result = services.setup_intent_create(user_id=user_id)
-        return Response(self.OutputSerializer(result).data)
+        return Response(StripeSetupIntentSerializer(result).data)
 
 
 class SubscriptionCreateApi(_StripeApi):
-    class InputSerializer(_UserInput):
-        price_id = serializers.CharField(max_length=255)
-        payment_method_id = serializers.CharField(max_length=255)
-
-    class OutputSerializer(serializers.Serializer):
-        subscription = SubscriptionItemSerializer()
-        requires_action = serializers.BooleanField()
-        client_secret = serializers.CharField(allow_null=True)
-
     @extend_schema(operation_id="stripe_subscription_create", summary="Subscribe with a saved payment method",
-                   request=InputSerializer, responses={201: OutputSerializer, **_ERRORS}, tags=["stripe"])
+                   request=StripeSubscriptionCreateInputSerializer,
+                   responses={201: StripeSubscriptionCreatedSerializer, **_ERRORS}, tags=["stripe"])
     def post(self, request):
-        user_id, values = self._input(request, self.InputSerializer)
+        user_id, values = self._input(request, StripeSubscriptionCreateInputSerializer)
         with _stripe_errors():
             started = services.subscription_start(user_id=user_id, price_id=values["price_id"],
                                                   payment_method_id=values["payment_method_id"],
@@ -79,34 +97,26 @@ class SubscriptionCreateApi(_StripeApi):
         subscription = selectors.subscription_get(subscription_id=started.subscription.pk)
         body = {"subscription": subscription, "requires_action": started.requires_action,
                 "client_secret": started.client_secret}
-        return Response(self.OutputSerializer(body, context={"now": timezone.now()}).data,
+        return Response(StripeSubscriptionCreatedSerializer(body, context={"now": timezone.now()}).data,
                         status=status.HTTP_201_CREATED)
 
 
 class CheckoutSessionApi(_StripeApi):
-    class InputSerializer(_UserInput):
-        price_id = serializers.CharField(max_length=255)
-        success_url = serializers.URLField(max_length=2000)
-        cancel_url = serializers.URLField(max_length=2000)
-
     @extend_schema(operation_id="stripe_checkout_session_create", summary="Start Stripe Checkout",
-                   request=InputSerializer, responses={200: _LINK, **_ERRORS}, tags=["stripe"])
+                   request=StripeCheckoutSessionInputSerializer, responses={200: _LINK, **_ERRORS}, tags=["stripe"])
     def post(self, request):
-        user_id, values = self._input(request, self.InputSerializer)
+        user_id, values = self._input(request, StripeCheckoutSessionInputSerializer)
         with _stripe_errors():
             link = services.checkout_session_create(user_id=user_id, **values)
         return Response({"id": link.id, "url": link.url})
 
 
 class PortalSessionApi(_StripeApi):
-    class InputSerializer(_UserInput):
-        return_url = serializers.URLField(max_length=2000, required=False)
-
     @extend_schema(operation_id="stripe_portal_session_create", summary="A link to Stripe's customer portal",
-                   request=InputSerializer, responses={200: _LINK, 404: OpenApiResponse(ErrorSerializer), **_ERRORS},
-                   tags=["stripe"])
+                   request=StripePortalSessionInputSerializer,
+                   responses={200: _LINK, 404: OpenApiResponse(ErrorSerializer), **_ERRORS}, tags=["stripe"])
     def post(self, request):
-        user_id, values = self._input(request, self.InputSerializer)
+        user_id, values = self._input(request, StripePortalSessionInputSerializer)
         with _stripe_errors():
             link = services.portal_session_create(user_id=user_id, return_url=values.get("return_url"))
         if link is None:

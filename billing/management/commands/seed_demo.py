@@ -49,6 +49,9 @@ class Command(BaseCommand):
                     defaults={"label": label, "price_minor": price, "currency": currency,
                               "period_unit": "month" if price else "", "period_value": 1 if price else None})
                 product.entitlements.add(premium)
+                if provider == "stripe" and not product.offered:  # on sale, so the web API demo can buy it
+                    product.offered, product.offered_changed_at = True, timezone.now()
+                    product.save(update_fields=["offered", "offered_changed_at", "updated_at"])
         results = [apply_snapshot(s, Cause(CauseKind.BACKFILL, ref="seed_demo", note="demo data"))
                    for s in self.snapshots()]
         created = sum(1 for r in results if r.outcome == "created")

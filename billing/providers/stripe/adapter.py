@@ -319,8 +319,10 @@ class StripeAdapter(ProviderAdapter):
         return services.subscription_state(sub, timezone.now(), note="cancel at period end requested")
 
     def change_plan(self, subscription, *, price_id: str) -> Snapshot:
-        """Swap the subscription's price (monthly ↔ yearly), prorated by Stripe."""
+        """Swap the subscription's price (monthly ↔ yearly), prorated by Stripe. Only to an offered price
+        (services.PriceNotOffered otherwise, before Stripe is asked anything)."""
         self.ensure_configured(for_api=True)
+        services.price_ensure_offered(price_id)
         subscription_id = subscription.provider_subscription_id
         try:
             current = client.subscription_get(subscription_id)

@@ -3,10 +3,11 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import Subscriber
-from billing.models import Subscription, Transaction
+from billing.models import Product, Subscription, Transaction
 from billing.snapshots import Provider, TransactionKind
 from billing.statuses import Status
 
@@ -70,3 +71,11 @@ def customer_id_for_user(external_id: str) -> str | None:
     """The Stripe customer we recorded for a user (None before their first setup intent or subscription)."""
     return (Subscriber.objects.filter(external_id=external_id, stripe_customer_id__isnull=False)
             .values_list("stripe_customer_id", flat=True).first())
+
+
+def price_is_offered(price_id: str) -> bool:
+    """Can this price be bought through the web API? Offered = a catalogue product staff marked offered,
+    or a price id listed in STRIPE_OFFERED_PRICES. A price synced from Stripe is neither until then."""
+    if price_id in settings.STRIPE_OFFERED_PRICES:
+        return True
+    return Product.objects.filter(provider=Provider.STRIPE, store_product_id=price_id, offered=True).exists()

@@ -14,16 +14,19 @@ mapping plus our revocation rule, which reads what we stored)."""
 
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import sha256
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.http import is_same_domain
 
 from accounts.models import Subscriber
 from accounts.services import subscriber_get_or_create, subscriber_set_identity
 from billing.apply import apply_snapshot
 from billing.models import Product, Subscription
-from billing.providers.base import PaymentDeclined
+from billing.providers.base import InvalidPurchase, PaymentDeclined
 from billing.providers.common import SubscriptionNotFound
 from billing.snapshots import Cause, CauseKind, Provider, Snapshot
 from billing.statuses import Status
@@ -48,6 +51,52 @@ def subscription_state(sub: dict, observed_at: datetime, *, user_id: str | None 
     return mapping.subscription_snapshot(sub, observed_at=observed_at, user_id=user_id, status=status,
                                          transactions=tuple(t for t in transactions if t is not None),
                                          extra_raw=extra_raw, note=note)
+
+
+# --- What can be bought, and where Stripe may send the buyer back ------------------------------
+
+class PriceNotOffered(InvalidPurchase):
+    """A price that is not on sale here (not marked offered, not in STRIPE_OFFERED_PRICES): 400."""
+
+    def __init__(self, price_id: str):
+        self.details = {"price_id": price_id}
+        super().__init__(f"The price {price_id!r} is not offered: only prices marked offered in the catalogue "
+                         "(or listed in STRIPE_OFFERED_PRICES) can be bought.", code="price_not_offered")
+
+
+class ReturnUrlNotAllowed(InvalidPurchase):
+    """A Checkout or portal return URL pointing somewhere we do not own (phishing through our Checkout): 400."""
+
+    def __init__(self, field: str, reason: str):
+        self.details = {"field": field}
+        super().__init__(f"{field} {reason}", code="return_url_not_allowed")
+
+
+def price_ensure_offered(price_id: str) -> None:
+    """Checked before anything is sent to Stripe (no customer is created for a refused request)."""
+    if not selectors.price_is_offered(price_id):
+        raise PriceNotOffered(price_id)
+
+
+def return_url_allowed_hosts() -> list[str]:
+    """STRIPE_RETURN_URL_ALLOWED_HOSTS, or ALLOWED_HOSTS when it is empty; a bare `*` never counts."""
+    hosts = settings.STRIPE_RETURN_URL_ALLOWED_HOSTS or settings.ALLOWED_HOSTS
+    return [h.strip().lower() for h in hosts if h.strip() and h.strip() != "*"]
+
+
+def return_url_ensure_allowed(field: str, url: str) -> None:
+    """An http(s) URL on an allowed host (`.example.com` = the domain and its subdomains). No user info
+    and no backslash: browsers read `https://evil.test\\@app.example.com` as a URL on evil.test."""
+    try:
+        parts = urlsplit(url)
+        hostname = (parts.hostname or "").rstrip(".")
+    except ValueError:
+        raise ReturnUrlNotAllowed(field, "is not a valid URL.") from None
+    if parts.scheme not in ("http", "https") or not hostname or "\\" in url or "@" in parts.netloc:
+        raise ReturnUrlNotAllowed(field, "must be a plain http(s) URL (no user info, no backslash).")
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if not any(is_same_domain(host, pattern) for pattern in return_url_allowed_hosts()):
+        raise ReturnUrlNotAllowed(field, f"points to {host!r}, which is not in STRIPE_RETURN_URL_ALLOWED_HOSTS.")
 
 
 # --- The product catalogue ---------------------------------------------------------------------
@@ -134,11 +183,16 @@ def customer_for_user(*, user_id: str, email: str = "") -> str:
     params = {"metadata": {mapping.USER_ID_KEY: subscriber.external_id}}
     if subscriber.email:
         params["email"] = subscriber.email
-    # The idempotency key makes two concurrent first calls create one customer, not two.
-    customer = client.customer_create(params, idempotency_key=f"billing-customer-{subscriber.external_id}")
+    customer = client.customer_create(params, idempotency_key=customer_idempotency_key(subscriber.external_id))
     if not subscriber_set_identity(subscriber=subscriber, field=mapping.CUSTOMER_IDENTITY, value=customer["id"]):
         return Subscriber.objects.get(pk=subscriber.pk).stripe_customer_id or customer["id"]
     return customer["id"]
+
+
+def customer_idempotency_key(external_id: str) -> str:
+    """The key that makes two concurrent first calls create one customer, not two. A hash of the user id:
+    it travels in an HTTP header (Latin-1 only, and Stripe takes at most 255 characters), user ids need not."""
+    return f"billing-customer-{sha256(external_id.encode()).hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -171,7 +225,9 @@ class StartedSubscription:
 def subscription_start(*, user_id: str, price_id: str, payment_method_id: str, actor: str) -> StartedSubscription:
     """Subscribe with a saved payment method. The first invoice is charged at once: paid → the
     subscription is live now; needs 3-D Secure → `requires_action` and the client secret to confirm;
-    declined → PaymentDeclined with Stripe's message (and the incomplete subscription is canceled at Stripe)."""
+    declined → PaymentDeclined with Stripe's message (and the incomplete subscription is canceled at Stripe).
+    Only an offered price (PriceNotOffered otherwise, before anything is sent to Stripe)."""
+    price_ensure_offered(price_id)
     customer_id = customer_for_user(user_id=user_id)
     client.payment_method_attach(payment_method_id, customer=customer_id)
     client.customer_update(customer_id, {"invoice_settings": {"default_payment_method": payment_method_id}})
@@ -222,7 +278,11 @@ class SessionLink:
 
 def checkout_session_create(*, user_id: str, price_id: str, success_url: str, cancel_url: str) -> SessionLink:
     """Stripe's hosted page instead of our own form. The user is named three ways (customer, the
-    session's client_reference_id, the subscription's metadata) so no event can lose them."""
+    session's client_reference_id, the subscription's metadata) so no event can lose them. Only an offered
+    price, and return URLs on our own hosts; checked before anything is sent to Stripe."""
+    price_ensure_offered(price_id)
+    return_url_ensure_allowed("success_url", success_url)
+    return_url_ensure_allowed("cancel_url", cancel_url)
     customer_id = customer_for_user(user_id=user_id)
     session = client.checkout_session_create({
         "mode": "subscription",
@@ -239,7 +299,9 @@ def checkout_session_create(*, user_id: str, price_id: str, success_url: str, ca
 
 def portal_session_create(*, user_id: str, return_url: str | None) -> SessionLink | None:
     """A link to Stripe's customer portal (payment methods, invoices, cancel); None when the user has no
-    Stripe customer yet."""
+    Stripe customer yet. Without a return URL Stripe uses the portal's configured default."""
+    if return_url:
+        return_url_ensure_allowed("return_url", return_url)
     customer_id = selectors.customer_id_for_user(user_id)
     if not customer_id:
         return None

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from billing.models import Product
 from billing.providers.registry import get_adapter
+from billing.providers.stripe.mapping import parse_price
+from billing.providers.stripe.services import product_upsert_from_price
 from tests.fakes.stripe import FakeStripe, sign
 from tests.helpers import Delivered, deliver, drain
 from webhooks.models import WebhookEvent
@@ -36,6 +39,13 @@ def stripe_adapter():
 def monthly(fake_stripe):
     product = fake_stripe.add_product("Premium")
     return fake_stripe.add_price(product, unit_amount=999, currency="usd", interval="month")
+
+
+def offer(price: dict) -> Product:
+    """The price synced into the catalogue (as an event or the backfill does) and put on sale by staff."""
+    product = product_upsert_from_price(price=parse_price(price))
+    Product.objects.filter(pk=product.pk).update(offered=True)
+    return product
 
 
 def event_body(event: dict) -> bytes:

@@ -11,7 +11,7 @@ from billing.statuses import Status
 from tests.api_support import bearer, configure_jwt
 from tests.helpers import closed_port
 
-from .conftest import SECRET_KEY, deliver_events
+from .conftest import SECRET_KEY, deliver_events, offer
 
 pytestmark = pytest.mark.django_db
 
@@ -27,10 +27,16 @@ def manage(service_auth):
 
 
 @pytest.fixture
-def prices(fake_stripe):
+def prices(fake_stripe, settings):
+    """Two prices on sale here: the monthly one marked offered in the catalogue, the yearly one listed in
+    STRIPE_OFFERED_PRICES; and where Checkout may send the buyer back."""
+    settings.STRIPE_RETURN_URL_ALLOWED_HOSTS = ["app.example.com"]
     product = fake_stripe.add_product("Premium")
-    return {"month": fake_stripe.add_price(product, unit_amount=999, interval="month"),
-            "year": fake_stripe.add_price(product, unit_amount=9900, interval="year")}
+    month = fake_stripe.add_price(product, unit_amount=999, interval="month")
+    year = fake_stripe.add_price(product, unit_amount=9900, interval="year")
+    offer(month)
+    settings.STRIPE_OFFERED_PRICES = [year["id"]]
+    return {"month": month, "year": year}
 
 
 def test_setup_intent_creates_the_customer_once_and_reuses_it(client, fake_stripe):
@@ -106,21 +112,25 @@ def test_a_declined_card_is_402_with_stripes_message(client, fake_stripe, prices
                                                          "payment_method_id": payment_method},
                            content_type="application/json", **manage)
     assert response.status_code == 402
-    assert response.json()["error"] == {"code": "card_declined", "message": "Your card was declined.",
-                                        "details": {"decline_code": decline_code}}
+    assert response.json()["error"] == {
+        "code": "card_declined", "details": {"decline_code": decline_code},
+        "message": "The card was declined; use another payment method or contact the card issuer."}
     assert not Subscription.objects.filter(status__in=["ACTIVE", "TRIAL"]).exists()
     # A charge that failed leaves no incomplete subscription behind at Stripe.
     assert all(o["status"] == "canceled" for o in fake_stripe.objects.values() if o["object"] == "subscription")
 
 
-def test_an_unknown_price_is_400_with_stripes_message(client, fake_stripe, manage):
+def test_an_offered_price_stripe_no_longer_has_is_400_with_stripes_code_not_its_text(client, fake_stripe, manage,
+                                                                                      settings):
+    settings.STRIPE_OFFERED_PRICES = ["price_nope"]  # listed, but deleted at Stripe
     response = client.post("/api/stripe/subscriptions", {"user_id": "42", "price_id": "price_nope",
                                                          "payment_method_id": "pm_card_visa"},
                            content_type="application/json", **manage)
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "resource_missing"
-    assert "No such price: 'price_nope'" in response.json()["error"]["message"]
-    assert response.json()["error"]["details"] == {"param": "items[0][price]"}
+    assert response.json()["error"] == {
+        "code": "resource_missing", "details": {"param": "items[0][price]"},
+        "message": "The stripe store refused the request: resource_missing (parameter items[0][price])."}
+    assert "No such price" not in response.content.decode()  # the fake's own text stays in the log
 
 
 def test_a_payment_method_stripe_does_not_have_is_400_with_stripes_code(client, fake_stripe, prices, manage):
@@ -128,16 +138,18 @@ def test_a_payment_method_stripe_does_not_have_is_400_with_stripes_code(client, 
                                                          "payment_method_id": "card_nope"},
                            content_type="application/json", **manage)
     assert response.status_code == 400  # Stripe answers 404 for the payment method of the URL
-    assert response.json()["error"] == {"code": "resource_missing", "message": "No such PaymentMethod: 'card_nope'",
-                                        "details": {"param": None}}
+    assert response.json()["error"]["code"] == "resource_missing"
+    assert response.json()["error"]["details"] == {"param": None}
+    assert "No such PaymentMethod" not in response.content.decode()
 
 
-def test_a_key_stripe_refuses_is_502_stripe_error(client, fake_stripe, settings, manage):
+def test_a_key_stripe_refuses_is_502_stripe_error_without_stripes_text(client, fake_stripe, settings, manage):
     settings.STRIPE_SECRET_KEY = "sk_test_revoked"  # the fake refuses it, as Stripe does a revoked key
     response = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json", **manage)
     assert response.status_code == 502
     error = response.json()["error"]
-    assert error["code"] == "stripe_error" and error["message"].startswith("Stripe refused the request: ")
+    assert error["code"] == "stripe_error" and "credentials" in error["message"]
+    assert "Invalid API Key" not in response.content.decode() and "revoked" not in response.content.decode()
 
 
 def test_without_the_secret_key_the_web_api_is_503(client, fake_stripe, settings, manage):
@@ -148,10 +160,20 @@ def test_without_the_secret_key_the_web_api_is_503(client, fake_stripe, settings
     assert response.json()["error"]["details"] == {"provider": "stripe", "missing_settings": ["STRIPE_SECRET_KEY"]}
 
 
-def test_stripe_unreachable_is_502(client, fake_stripe, settings, manage):
-    settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"  # nothing listens there
+def test_stripe_unreachable_is_502_without_the_librarys_text(client, fake_stripe, settings, manage):
+    port = closed_port()
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{port}"  # nothing listens there
+    response = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json", **manage)
+    assert response.status_code == 502 and response.json()["error"] == {
+        "code": "store_unavailable", "message": "The stripe store did not answer; try again shortly."}
+    assert str(port) not in response.content.decode()
+
+
+def test_stripe_failing_is_502_without_its_error_message(client, fake_stripe, manage):
+    fake_stripe.fail(r"POST /v1/customers$", status=500)
     response = client.post("/api/stripe/setup-intents", {"user_id": "42"}, content_type="application/json", **manage)
     assert response.status_code == 502 and response.json()["error"]["code"] == "store_unavailable"
+    assert "Injected failure" not in response.content.decode()  # the fake's raw message
 
 
 def test_callers_act_only_for_themselves_or_with_the_manage_scope(client, fake_stripe, service_auth):
@@ -188,7 +210,8 @@ def test_checkout_session_then_completion_subscribes(client, fake_stripe, prices
     assert check_answer("42")["is_subscribed"] is True
 
 
-def test_portal_session_for_a_customer_and_404_without_one(client, fake_stripe):
+def test_portal_session_for_a_customer_and_404_without_one(client, fake_stripe, settings):
+    settings.STRIPE_RETURN_URL_ALLOWED_HOSTS = [".example.com"]  # the domain and its subdomains
     assert client.post("/api/stripe/portal-sessions", {}, content_type="application/json",
                        **bearer("42")).status_code == 404
     client.post("/api/stripe/setup-intents", {}, content_type="application/json", **bearer("42"))
@@ -227,7 +250,7 @@ def test_change_plan_monthly_to_yearly_with_proration(client, fake_stripe, price
 
     bad = client.post(f"/api/subscriptions/{sub['id']}/change-plan", {"price_id": "price_nope"},
                       content_type="application/json", **bearer("42"))
-    assert bad.status_code == 400 and "No such price" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "price_not_offered"
 
 
 def test_change_plan_of_a_subscription_stripe_no_longer_has_is_400_not_found(client, fake_stripe, prices):

@@ -84,3 +84,20 @@ def test_without_a_webhook_secret_the_endpoint_is_not_configured(fake_stripe, se
     delivered = deliver("stripe", body, signed_headers(body))
     assert delivered.response.status_code == 503
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("ahead", [600, 86400, 10 * 365 * 86400], ids=["10_minutes", "1_day", "10_years"])
+def test_a_signature_dated_in_the_future_is_refused_like_an_old_one(fake_stripe, ahead):
+    body = fixture_event("customer.subscription.created")
+    delivered = deliver("stripe", body, signed_headers(body, timestamp=int(time.time()) + ahead))
+    assert delivered.response.status_code == 400
+    error = delivered.response.json()["error"]
+    assert error["code"] == "bad_signature" and "future" in error["message"]
+    assert not WebhookEvent.objects.exists() and not Subscription.objects.exists()
+
+
+def test_a_clock_a_little_ahead_is_tolerated(fake_stripe):
+    body = fixture_event("customer.created")
+    delivered = deliver("stripe", body, signed_headers(body, timestamp=int(time.time()) + 60), process=False)
+    assert delivered.response.status_code == 200
+
