@@ -3,6 +3,8 @@ Stripe subscription, with the real stripe library against the fake."""
 
 import pytest
 import stripe
+from drf_spectacular.drainage import GENERATOR_STATS, reset_generator_stats
+from drf_spectacular.generators import SchemaGenerator
 
 from accounts.models import Subscriber
 from billing.models import Subscription
@@ -261,3 +263,28 @@ def test_change_plan_of_a_subscription_stripe_no_longer_has_is_400_not_found(cli
     assert response.status_code == 400
     assert response.json()["error"] == {"code": "not_found",
                                         "message": f"Stripe has no subscription {sub['provider_subscription_id']}"}
+
+
+def test_the_schema_names_each_stripe_body_once_and_describes_it_right():
+    """Serializers sharing a name (`Input`, `Output`) made the schema describe /portal-sessions,
+    /subscriptions and /setup-intents with one another's fields."""
+    reset_generator_stats()
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    collisions = [w for w in GENERATOR_STATS._warn_cache if "identical names" in w]
+    assert collisions == []
+
+    def fields(path: str, part: str) -> set[str]:
+        operation = schema["paths"][path]["post"]
+        content = (operation["requestBody"] if part == "request" else
+                   operation["responses"][next(c for c in ("201", "200") if c in operation["responses"])])["content"]
+        ref = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        return set(schema["components"]["schemas"][ref]["properties"])
+
+    assert fields("/api/stripe/setup-intents", "request") == {"user_id"}
+    assert fields("/api/stripe/setup-intents", "response") == {"setup_intent_id", "client_secret", "customer_id",
+                                                               "status", "requires_action"}
+    assert fields("/api/stripe/subscriptions", "request") == {"user_id", "price_id", "payment_method_id"}
+    assert fields("/api/stripe/subscriptions", "response") == {"subscription", "requires_action", "client_secret"}
+    assert fields("/api/stripe/checkout-sessions", "request") == {"user_id", "price_id", "success_url", "cancel_url"}
+    assert fields("/api/stripe/portal-sessions", "request") == {"user_id", "return_url"}
+    assert fields("/api/stripe/portal-sessions", "response") == {"id", "url"}
