@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import Subscriber, User
-from billing.models import Outbox, StatusChange, Subscription, Transaction
+from billing.models import Outbox, Product, StatusChange, Subscription, Transaction
+from billing.providers.stripe.selectors import price_is_offered
 from billing.statuses import Status
 
 pytestmark = pytest.mark.django_db
@@ -51,3 +52,11 @@ def test_no_admin_login_without_debug(tmp_path, settings):
     settings.DEBUG = False
     out = seed(tmp_path)
     assert not User.objects.exists() and "createsuperuser" in out and not (tmp_path / "pw.txt").exists()
+
+
+def test_the_demo_stripe_price_is_on_sale_and_the_others_are_not_marked(tmp_path, settings):
+    settings.STRIPE_OFFERED_PRICES = []
+    seed(tmp_path)
+    seed(tmp_path)  # idempotent: still on sale, nothing doubled
+    assert price_is_offered("price_demo_premium_monthly")
+    assert set(Product.objects.filter(offered=True).values_list("provider", flat=True)) == {"stripe"}

@@ -54,7 +54,9 @@ def test_refused_credentials_are_502_not_the_apps_fault(apple_settings, apple_ch
     apple_settings.APPLE_ISSUER_ID = "someone-else"
     response = verify(client, service_auth, transaction_id=OTID)
     assert response.status_code == 502
-    assert "credentials" in response.json()["error"]["message"]
+    # The store's (retryable) failure, not the app's; the App Store's text is logged, not answered.
+    assert response.json()["error"]["code"] == "store_unavailable"
+    assert "401" not in response.json()["error"]["message"]
 
 
 # --- The calls ------------------------------------------------------------------------------------
