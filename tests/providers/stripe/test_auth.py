@@ -101,3 +101,12 @@ def test_a_clock_a_little_ahead_is_tolerated(fake_stripe):
     delivered = deliver("stripe", body, signed_headers(body, timestamp=int(time.time()) + 60), process=False)
     assert delivered.response.status_code == 200
 
+
+
+@pytest.mark.parametrize(("offset", "words"), [(0, "no v1 signature matches"), (-3600, "more than 300 s old")])
+def test_a_refused_signature_is_explained_in_our_words_not_the_librarys(fake_stripe, offset, words):
+    body = fixture_event("customer.created")
+    headers = signed_headers(body, timestamp=int(time.time()) + offset, secret="whsec_someone_else")
+    message = deliver("stripe", body, headers).response.json()["error"]["message"]
+    assert words in message
+    assert "No signatures found" not in message and "tolerance zone" not in message
