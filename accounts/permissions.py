@@ -4,6 +4,7 @@ from rest_framework import permissions
 
 from config.api_errors import ApiError
 
+from .networks import is_trusted_request
 from .principals import Principal
 
 SCOPES = ("check", "read", "verify", "manage")
@@ -33,6 +34,23 @@ class _ScopeOrEndUser(permissions.BasePermission):
             return True
         self.message = f"A service API key with the '{self.scope}' scope is required."
         return False
+
+
+def is_trusted_network_or_staff(request) -> bool:
+    """A caller inside CHECK_API_TRUSTED_NETWORKS (judged through TRUSTED_PROXIES), or a signed-in active
+    staff member (the admin's session): who may read /health's details and the API schema and docs."""
+    django_request = getattr(request, "_request", request)  # DRF wraps Django's request
+    if is_trusted_request(django_request.META):
+        return True
+    user = getattr(django_request, "user", None)  # the session's user: read only when needed (a query)
+    return bool(user is not None and user.is_active and getattr(user, "is_staff", False))
+
+
+class TrustedNetworkOrStaff(permissions.BasePermission):
+    message = "Only trusted networks (CHECK_API_TRUSTED_NETWORKS) and signed-in staff may read this."
+
+    def has_permission(self, request, view):
+        return is_trusted_network_or_staff(request)
 
 
 def scope_or_end_user(scope: str, *, end_users: bool = True) -> type[permissions.BasePermission]:
