@@ -104,6 +104,11 @@ class HealthApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    def perform_authentication(self, request):
+        # DRF would replace the session's user with None (no authentication classes); the details need
+        # it, read lazily and only when the caller is not on a trusted network (_may_see_details).
+        pass
+
     @extend_schema(operation_id="health", summary="Service health",
                    description="`status` for everyone; each dependency's state for trusted networks and staff.",
                    responses={200: _HEALTH, 503: _HEALTH}, tags=["operations"])

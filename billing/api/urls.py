@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from accounts.permissions import TrustedNetworkOrStaff
+from accounts.permissions import trusted_network_or_staff_only as private
 
 from . import schema  # noqa: F401  (registers the OpenAPI extensions for our authentication)
 from .check import CheckSubscriptionView
@@ -15,8 +15,6 @@ from .views import (
     UserSubscriptionListApi,
     VerifyPurchaseApi,
 )
-
-_PRIVATE = {"permission_classes": [TrustedNetworkOrStaff], "authentication_classes": []}
 
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
@@ -30,7 +28,7 @@ urlpatterns = [
     path("api/me/subscriptions", MySubscriptionListApi.as_view(), name="me-subscriptions"),
     # The schema and its docs: trusted networks and signed-in staff only (they map every endpoint). The
     # split Swagger view serves its script as a file, so the content security policy needs no inline script.
-    path("api/schema/", SpectacularAPIView.as_view(**_PRIVATE), name="schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema", **_PRIVATE), name="docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **_PRIVATE), name="redoc"),
+    path("api/schema/", private(SpectacularAPIView.as_view()), name="schema"),
+    path("api/docs/", private(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="docs"),
+    path("api/redoc/", private(SpectacularRedocView.as_view(url_name="schema")), name="redoc"),
 ]
