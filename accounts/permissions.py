@@ -45,7 +45,7 @@ def is_trusted_network_or_staff(request) -> bool:
     django_request = getattr(request, "_request", request)  # DRF wraps Django's request
     if is_trusted_request(django_request.META):
         return True
-    # The session's user (Django's, or DRF's SessionAuthentication's): read only when needed (a query).
+    # The admin session's user (AuthenticationMiddleware's, lazy): read only when needed (a query).
     user = getattr(django_request, "user", None)
     return bool(user is not None and user.is_active and getattr(user, "is_staff", False))
 
