@@ -1,10 +1,11 @@
-"""Admin for staff users and API keys (raw key shown once). Subscribers, which carry subscriptions,
-are in billing/admin/subscribers.py."""
+"""Admin for staff users and API keys. A new key's secret is shown once, on the page that answers the
+form (never in a message, which Django keeps in a cookie, nor anywhere it could be shown again).
+Subscribers, which carry subscriptions, are in billing/admin/subscribers.py."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.utils.html import format_html
+from django.template.response import TemplateResponse
 
 from .models import ApiKey, User
 from .services import api_key_create, api_key_revoke
@@ -70,9 +71,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
                                                                           key.scopes, key.created_at)
         obj.created_by = request.user
         obj._state.adding = False
-        self.message_user(request, format_html(
-            "The new key (shown this once; only its hash is kept): <code style='user-select: all'>{}</code> "
-            "— use it as <code>Authorization: Api-Key &lt;key&gt;</code>.", raw), messages.WARNING)
+        request._new_api_key = raw  # for response_add, in this request only
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw = getattr(request, "_new_api_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "original": obj,
+                   "title": f"API key {obj.name!r} created", "raw_key": raw}
+        response = TemplateResponse(request, "admin/accounts/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"  # not kept by the browser or a proxy: shown this once
+        return response
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):

@@ -5,7 +5,6 @@ The functions here are shared by the DRF authentication classes and by the check
 so both paths accept and refuse exactly the same credentials."""
 
 import hmac
-import ipaddress
 import logging
 import threading
 import time
@@ -92,10 +91,61 @@ def _jwt_key(algorithm: str) -> str:
     return settings.JWT_PUBLIC_KEY.replace("\\n", "\n")
 
 
+def jwt_missing_settings() -> list[str]:
+    """The JWT_* settings that must be set before any token is accepted (empty: none missing)."""
+    missing = [] if settings.JWT_SECRET or settings.JWT_PUBLIC_KEY else ["JWT_SECRET or JWT_PUBLIC_KEY"]
+    if settings.JWT_REQUIRE_AUDIENCE and not settings.JWT_AUDIENCE:
+        missing.append("JWT_AUDIENCE (or JWT_REQUIRE_AUDIENCE=0)")
+    if settings.JWT_REQUIRE_ISSUER and not settings.JWT_ISSUER:
+        missing.append("JWT_ISSUER (or JWT_REQUIRE_ISSUER=0)")
+    return missing
+
+
+_JWT_ERRORS = (  # most specific first: several are subclasses of others
+    (jwt.ExpiredSignatureError, "token_expired", "The bearer token has expired."),
+    (jwt.InvalidSignatureError, "invalid_token", "The bearer token's signature is not valid."),
+    (jwt.InvalidAudienceError, "invalid_token", "The bearer token is not for this audience."),
+    (jwt.InvalidIssuerError, "invalid_token", "The bearer token is not from the expected issuer."),
+    (jwt.ImmatureSignatureError, "invalid_token", "The bearer token is not valid yet (iat or nbf in the future)."),
+    (jwt.DecodeError, "invalid_token", "Malformed bearer token."),
+)
+
+
+def _decode_jwt(token: str, key: str) -> dict:
+    claim = settings.JWT_USER_CLAIM
+    required = ["exp", claim] + (["aud"] if settings.JWT_AUDIENCE else []) + (["iss"] if settings.JWT_ISSUER else [])
+    try:
+        return jwt.decode(
+            token, key, algorithms=settings.JWT_ALGORITHMS,
+            # Without JWT_AUDIENCE a token naming any audience is refused: it was issued for someone else.
+            audience=settings.JWT_AUDIENCE or None, issuer=settings.JWT_ISSUER or None,
+            leeway=10,  # seconds of clock skew between the apps' auth server and us
+            # verify_sub off: pyjwt wants a string, and docs/api.md allows an integer user id (checked below).
+            options={"require": required, "verify_aud": True, "verify_sub": False})
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthFailed(f"The bearer token lacks the {exc.claim!r} claim.", "invalid_token") from None
+    except jwt.InvalidTokenError as exc:
+        for error, code, message in _JWT_ERRORS:
+            if isinstance(exc, error):
+                raise AuthFailed(message, code) from None
+        raise AuthFailed("The bearer token is not valid.", "invalid_token") from None
+
+
+def _check_lifetime(payload: dict) -> None:
+    """Refuses a token valid for longer than JWT_MAX_LIFETIME_SECONDS (from `iat`, or from now)."""
+    issued_at = payload.get("iat", time.time())
+    if isinstance(issued_at, bool) or not isinstance(issued_at, (int, float)):
+        raise AuthFailed("The bearer token's 'iat' claim is not a time.", "invalid_token")
+    if payload["exp"] - issued_at > settings.JWT_MAX_LIFETIME_SECONDS:
+        raise AuthFailed(f"The bearer token is valid for longer than the {settings.JWT_MAX_LIFETIME_SECONDS} "
+                         "seconds accepted here: issue shorter-lived tokens.", "invalid_token")
+
+
 def authenticate_jwt(token: str) -> Principal:
     """The end user named by a token signed per the JWT_* settings. Raises AuthFailed with a clear reason."""
-    if not (settings.JWT_SECRET or settings.JWT_PUBLIC_KEY):
-        raise AuthFailed("End-user tokens are not accepted here: JWT_SECRET or JWT_PUBLIC_KEY is not set.",
+    missing = jwt_missing_settings()
+    if missing:
+        raise AuthFailed(f"End-user tokens are not accepted here: {', '.join(missing)} not set.",
                          "jwt_not_configured")
     try:
         algorithm = jwt.get_unverified_header(token).get("alg", "")
@@ -107,29 +157,12 @@ def authenticate_jwt(token: str) -> Principal:
     key = _jwt_key(algorithm)
     if not key:
         raise AuthFailed(f"No key is configured for {algorithm} tokens.", "invalid_token")
+    payload = _decode_jwt(token, key)
+    _check_lifetime(payload)
     claim = settings.JWT_USER_CLAIM
-    try:
-        payload = jwt.decode(
-            token, key, algorithms=settings.JWT_ALGORITHMS,
-            audience=settings.JWT_AUDIENCE or None, issuer=settings.JWT_ISSUER or None,
-            leeway=10,  # seconds of clock skew between the apps' auth server and us
-            options={"require": ["exp", claim], "verify_aud": bool(settings.JWT_AUDIENCE)})
-    except jwt.ExpiredSignatureError:
-        raise AuthFailed("The bearer token has expired.", "token_expired") from None
-    except jwt.InvalidSignatureError:
-        raise AuthFailed("The bearer token's signature is not valid.", "invalid_token") from None
-    except jwt.InvalidAudienceError:
-        raise AuthFailed(f"The bearer token is not for this audience (expected {settings.JWT_AUDIENCE}).",
-                         "invalid_token") from None
-    except jwt.InvalidIssuerError:
-        raise AuthFailed(f"The bearer token is not from the expected issuer ({settings.JWT_ISSUER}).",
-                         "invalid_token") from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise AuthFailed(f"The bearer token lacks the {exc.claim!r} claim.", "invalid_token") from None
-    except jwt.InvalidTokenError as exc:
-        raise AuthFailed(f"Invalid bearer token: {exc}.", "invalid_token") from None
     user_id = payload.get(claim)
-    if user_id in (None, "") or isinstance(user_id, (dict, list, bool)):
+    # A string or an integer (bool is an int in Python, and not a user id).
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int)) or str(user_id).strip() == "":
         raise AuthFailed(f"The bearer token's {claim!r} claim is not a user id.", "invalid_token")
     user_id = str(user_id)
     return Principal(kind=Principal.END_USER, name=f"user {user_id}", user_id=user_id)
@@ -156,45 +189,9 @@ def authenticate_header(header: str) -> Principal | None:
                      "unsupported_authorization")
 
 
-# --- Trusted networks (check API) -------------------------------------------------------------
-
-_networks: list | None = None
-_address_verdicts: dict[str, bool] = {}
-
-
-def _trusted_networks() -> list:
-    global _networks
-    if _networks is None:
-        _networks = [ipaddress.ip_network(n.strip(), strict=False)
-                     for n in settings.CHECK_API_TRUSTED_NETWORKS if n.strip()]
-    return _networks
-
-
-def is_trusted_address(remote_addr: str) -> bool:
-    """Whether REMOTE_ADDR is inside CHECK_API_TRUSTED_NETWORKS. Only the socket's address counts:
-    X-Forwarded-For is set by the client and is never trusted (behind a proxy, list the proxy's view)."""
-    verdict = _address_verdicts.get(remote_addr)
-    if verdict is None:
-        try:
-            address = ipaddress.ip_address(remote_addr.split("%", 1)[0])
-        except ValueError:
-            return False
-        if getattr(address, "ipv4_mapped", None) is not None:
-            address = address.ipv4_mapped
-        verdict = any(address in network for network in _trusted_networks())
-        if len(_address_verdicts) > 4096:
-            _address_verdicts.clear()
-        _address_verdicts[remote_addr] = verdict
-    return verdict
-
-
 @receiver(setting_changed)
 def _reset_on_setting_change(setting, **kwargs):
-    global _networks
-    if setting == "CHECK_API_TRUSTED_NETWORKS":
-        _networks = None
-        _address_verdicts.clear()
-    elif setting in ("API_KEY_CACHE_SECONDS",):
+    if setting == "API_KEY_CACHE_SECONDS":
         clear_api_key_cache()
 
 

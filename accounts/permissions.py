@@ -1,9 +1,13 @@
 """Who may do what. Services need the endpoint's scope; end users may act only on their own data."""
 
+from functools import wraps
+
+from django.http import JsonResponse
 from rest_framework import permissions
 
-from config.api_errors import ApiError
+from config.api_errors import ApiError, error_body
 
+from .networks import is_trusted_request
 from .principals import Principal
 
 SCOPES = ("check", "read", "verify", "manage")
@@ -33,6 +37,31 @@ class _ScopeOrEndUser(permissions.BasePermission):
             return True
         self.message = f"A service API key with the '{self.scope}' scope is required."
         return False
+
+
+def is_trusted_network_or_staff(request) -> bool:
+    """A caller inside CHECK_API_TRUSTED_NETWORKS (judged through TRUSTED_PROXIES), or a signed-in active
+    staff member (the admin's session): who may read /health's details and the API schema and docs."""
+    django_request = getattr(request, "_request", request)  # DRF wraps Django's request
+    if is_trusted_request(django_request.META):
+        return True
+    # The admin session's user (AuthenticationMiddleware's, lazy): read only when needed (a query).
+    user = getattr(django_request, "user", None)
+    return bool(user is not None and user.is_active and getattr(user, "is_staff", False))
+
+
+def trusted_network_or_staff_only(view):
+    """A Django view (also a DRF view's as_view()) answered only to trusted networks and staff; others get
+    403 in the API's error shape, whatever the view's own renderer (YAML, HTML) would make of it."""
+
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not is_trusted_network_or_staff(request):
+            return JsonResponse(error_body("permission_denied", "Only trusted networks (CHECK_API_TRUSTED_NETWORKS) "
+                                                                "and signed-in staff may read this."), status=403)
+        return view(request, *args, **kwargs)
+
+    return guarded
 
 
 def scope_or_end_user(scope: str, *, end_users: bool = True) -> type[permissions.BasePermission]:

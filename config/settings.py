@@ -5,6 +5,7 @@ import contextlib
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally (works offline)
     "django_celery_beat",
+    "csp",
     "djstripe",
     "accounts",
     "billing",
@@ -44,6 +46,7 @@ MIDDLEWARE = [
     # Answers GET /api/subscriptions/check/<id> before the browser-oriented middleware below (hot path).
     "billing.api.check.CheckFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -170,7 +173,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-CHECK_API_TRUSTED_NETWORKS = env.list("CHECK_API_TRUSTED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 # API keys are cached per process this long: a revoked key stops working everywhere within it.
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
@@ -263,6 +265,64 @@ XSOLLA_API_BASE = env.str("XSOLLA_API_BASE", default="https://api.xsolla.com/mer
 
 
 # --- Trusted networks, proxies, production hardening (docs/security.md, docs/deploy.md) -----------
+# CIDRs whose callers may use the check API without credentials and read /health's details, the API
+# schema and docs. Without DEBUG none is trusted unless named here: a proxy or sidecar on loopback
+# would otherwise make every Internet caller "trusted".
+CHECK_API_TRUSTED_NETWORKS = env.list("CHECK_API_TRUSTED_NETWORKS",
+                                      default=["127.0.0.0/8", "::1/128"] if DEBUG else [])
+# CIDRs of the reverse proxies whose Forwarded / X-Forwarded-For / X-Real-IP are believed; a request
+# carrying such a header from any other peer has no known client (never trusted). config/gunicorn.py
+# gives gunicorn the same list for X-Forwarded-Proto.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
+# End-user JWTs: without DEBUG a token must name our audience and its issuer, unless switched off here
+# (JWT_AUDIENCE / JWT_ISSUER then must be set: `manage.py check` says so, tokens are refused).
+JWT_REQUIRE_AUDIENCE = env.bool("JWT_REQUIRE_AUDIENCE", default=not DEBUG)
+JWT_REQUIRE_ISSUER = env.bool("JWT_REQUIRE_ISSUER", default=not DEBUG)
+# A token valid longer than this (exp - iat, or exp - now without iat) is refused: a stolen long-lived
+# token would otherwise be a permanent credential.
+JWT_MAX_LIFETIME_SECONDS = env.int("JWT_MAX_LIFETIME_SECONDS", default=24 * 3600)
+
+# BILLING_TESTING (a development secret key, no certificate revocation checks) is for the test suite:
+# with DEBUG off a server or worker refuses to start with it (config/startup.py) unless this is set,
+# which tests/settings.py alone does.
+BILLING_TESTING_ALLOWED = DEBUG
+
+# HTTPS. HSTS and Secure cookies are on without DEBUG (harmless over plain HTTP: browsers honour HSTS
+# only from HTTPS answers). The redirect is opt-in: behind a TLS-terminating proxy it loops until
+# SECURE_PROXY_SSL_HEADER (or gunicorn's TRUSTED_PROXIES) tells Django the request was HTTPS.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Paths (regexes, without the leading /) answered over plain HTTP too: load-balancer probes.
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^health$"])
+# "HTTP_X_FORWARDED_PROTO,https": only when every request reaches Django through a proxy that sets it.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER is 'HEADER,value', e.g. 'HTTP_X_FORWARDED_PROTO,https'.")
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# django-csp 4: the admin's and the API docs' pages load scripts only from our own static files; inline
+# styles stay allowed (the admin and Swagger UI use style attributes), inline scripts do not.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],  # Redoc's search runs in a worker it builds from a blob
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+    },
+}
 
 
 # --- Test purchases and proof of purchase (docs/security.md) -------------------------------------

@@ -6,3 +6,7 @@ from config.settings import *  # noqa: F403
 from config.settings import BILLING_PROVIDERS
 
 BILLING_PROVIDERS = {**BILLING_PROVIDERS, "hooktest": "tests.webhooks.adapter.HookTestAdapter"}
+
+# BILLING_TESTING is refused in a server or worker with DEBUG off (config/startup.py) except here: the
+# servers and workers the tests start use this module.
+BILLING_TESTING_ALLOWED = True

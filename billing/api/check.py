@@ -23,8 +23,8 @@ from accounts.authentication import (
     AuthFailed,
     JWTAuthentication,
     authenticate_header,
-    is_trusted_address,
 )
+from accounts.networks import is_trusted_request
 from billing.selectors import check_answer
 from config.api_errors import error_body
 
@@ -56,7 +56,7 @@ def _refusal(request, user_id: str) -> HttpResponse | None:
     except AuthFailed as exc:
         return _error(401, exc.code, exc.message)
     if principal is None:
-        if is_trusted_address(request.META.get("REMOTE_ADDR", "")):
+        if is_trusted_request(request.META):
             return None
         return _error(401, "not_authenticated", "Send 'Authorization: Api-Key <key>' or 'Bearer <token>'; "
                                                 "anonymous calls are accepted only from trusted networks.")

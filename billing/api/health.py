@@ -1,5 +1,7 @@
-"""GET /health: each dependency's state. 503 only when the database is unreachable (nothing works
-without it); Redis down is degraded (checks answer from the database, events wait in the outbox)."""
+"""GET /health: 200 `{"status": "ok"}`, 503 `{"status": "error"}` only when the database is unreachable
+(nothing works without it); Redis down is degraded (checks answer from the database, events wait in the
+outbox). The liveness answer is public (load balancers, probes); each dependency's state, which maps
+the deployment, only for trusted networks and signed-in staff."""
 
 import logging
 
@@ -13,6 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import is_trusted_network_or_staff
 from billing.models import Outbox
 from billing.providers.common import store_adapters
 from billing.redis_client import get_redis
@@ -75,28 +78,45 @@ def providers_state() -> dict[str, str]:
 
 _HEALTH = inline_serializer("Health", {
     "status": serializers.ChoiceField(choices=["ok", "error"]),
-    "database": serializers.CharField(), "redis": serializers.CharField(), "broker": serializers.CharField(),
-    "providers": serializers.DictField(child=serializers.CharField()),
-    "outbox_pending": serializers.IntegerField(allow_null=True),
+    # The rest only for trusted networks and staff.
+    "database": serializers.CharField(required=False), "redis": serializers.CharField(required=False),
+    "broker": serializers.CharField(required=False),
+    "providers": serializers.DictField(child=serializers.CharField(), required=False),
+    "outbox_pending": serializers.IntegerField(allow_null=True, required=False),
 })
+
+
+def health_details(database: str) -> dict:
+    redis_status = redis_state()
+    pending = Outbox.objects.filter(published_at__isnull=True).count() if database == "ok" else None
+    return {"database": database, "redis": redis_status, "broker": broker_state(redis_status),
+            "providers": providers_state(), "outbox_pending": pending}
+
+
+def _may_see_details(request) -> bool:
+    try:
+        return is_trusted_network_or_staff(request)
+    except DatabaseError:  # a staff session cannot be read while the database is down: the bare answer
+        return False
 
 
 class HealthApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(operation_id="health", summary="Service health", responses={200: _HEALTH, 503: _HEALTH},
-                   tags=["operations"])
+    def perform_authentication(self, request):
+        # DRF would replace the session's user with None (no authentication classes); the details need
+        # it, read lazily and only when the caller is not on a trusted network (_may_see_details).
+        pass
+
+    @extend_schema(operation_id="health", summary="Service health",
+                   description="`status` for everyone; each dependency's state for trusted networks and staff.",
+                   responses={200: _HEALTH, 503: _HEALTH}, tags=["operations"])
     def get(self, request):
         database = database_state()
-        redis_status = redis_state()
-        pending = Outbox.objects.filter(published_at__isnull=True).count() if database == "ok" else None
-        body = {
-            "status": "ok" if database == "ok" else "error",
-            "database": database,
-            "redis": redis_status,
-            "broker": broker_state(redis_status),
-            "providers": providers_state(),
-            "outbox_pending": pending,
-        }
-        return Response(body, status=200 if database == "ok" else 503)
+        body = {"status": "ok" if database == "ok" else "error"}
+        if _may_see_details(request):
+            body.update(health_details(database))
+        response = Response(body, status=200 if database == "ok" else 503)
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,7 +1,9 @@
 """The REST API, included at the site root. (Stripe's own endpoints: stripe_urls.py.)"""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+
+from accounts.permissions import trusted_network_or_staff_only as private
 
 from . import schema  # noqa: F401  (registers the OpenAPI extensions for our authentication)
 from .check import CheckSubscriptionView
@@ -24,7 +26,9 @@ urlpatterns = [
          name="subscriptions-change-plan"),
     path("api/users/<str:user_id>/subscriptions", UserSubscriptionListApi.as_view(), name="users-subscriptions"),
     path("api/me/subscriptions", MySubscriptionListApi.as_view(), name="me-subscriptions"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # The schema and its docs: trusted networks and signed-in staff only (they map every endpoint). The
+    # split Swagger view serves its script as a file, so the content security policy needs no inline script.
+    path("api/schema/", private(SpectacularAPIView.as_view()), name="schema"),
+    path("api/docs/", private(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="docs"),
+    path("api/redoc/", private(SpectacularRedocView.as_view(url_name="schema")), name="redoc"),
 ]

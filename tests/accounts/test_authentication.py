@@ -22,6 +22,7 @@ def test_rs256_with_the_public_key_from_the_environment(settings, rsa_key):
     settings.JWT_PUBLIC_KEY = pem.replace("\n", "\\n")  # as it often arrives in an env var
     settings.JWT_SECRET = ""
     settings.JWT_ISSUER = settings.JWT_AUDIENCE = ""
+    settings.JWT_REQUIRE_ISSUER = settings.JWT_REQUIRE_AUDIENCE = False  # explicitly: tokens without iss/aud
     settings.JWT_USER_CLAIM = "uid"
     good = jwt.encode({"uid": 77, "exp": int(time.time()) + 60}, rsa_key, algorithm="RS256")
     principal = authenticate_jwt(good)
@@ -45,5 +46,6 @@ def test_tokens_are_refused_when_not_configured(settings):
 
 def test_malformed_token(settings):
     settings.JWT_SECRET = "x" * 32
+    settings.JWT_ISSUER, settings.JWT_AUDIENCE = "https://auth.example.com", "billing"
     with pytest.raises(AuthFailed, match="Malformed"):
         authenticate_header("Bearer not-a-jwt")
