@@ -6,3 +6,9 @@ from config.settings import *  # noqa: F403
 from config.settings import BILLING_PROVIDERS
 
 BILLING_PROVIDERS = {**BILLING_PROVIDERS, "hooktest": "tests.webhooks.adapter.HookTestAdapter"}
+
+# The stores' captured fixtures are test purchases (Play license testers, Xsolla dry_run payments): the
+# suite runs as a test deployment of those stores, as it runs against Apple's sandbox and Stripe's test
+# mode. Tests of the production rule (tests/billing/test_sandbox_purchases.py) turn these off.
+GOOGLE_ALLOW_TEST_PURCHASES = True
+XSOLLA_ALLOW_DRY_RUN = True
