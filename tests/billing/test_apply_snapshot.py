@@ -231,7 +231,8 @@ def test_replaces_carries_the_user_and_supersedes():
     # Ended, not left ACTIVE beside its successor; the history and the stream say so.
     assert (old.status, old.ended_at, old.auto_renew) == (Status.EXPIRED, T0 + timedelta(minutes=1), False)
     change = StatusChange.objects.filter(subscription=old).order_by("id").last()
-    assert (change.old_status, change.new_status) == ("ACTIVE", "EXPIRED") and "replaced by google:token-new" in change.note
+    assert (change.old_status, change.new_status) == ("ACTIVE", "EXPIRED")
+    assert "replaced by google:token-new" in change.note
     ended = Outbox.objects.filter(subscription=old).order_by("id").last().payload
     assert (ended["newStatus"], ended["userId"], ended["isSubscribed"]) == ("EXPIRED", "42", True)
 
