@@ -32,7 +32,12 @@ def _test_deployment(provider: str) -> bool:
 def store_allows(provider: str) -> bool:
     """Test purchases of this store grant access to everyone here."""
     name = ALLOW_SETTINGS.get(provider)
-    return name is None or bool(getattr(settings, name, False)) or _test_deployment(provider)
+    if name is None:
+        return True
+    allowed = getattr(settings, name, None)
+    if allowed is None:  # not set: a development machine (DEBUG) allows, anything else refuses
+        allowed = settings.DEBUG
+    return bool(allowed) or _test_deployment(provider)
 
 
 def is_tester(user_external_id: str | None) -> bool:

@@ -262,10 +262,11 @@ XSOLLA_API_BASE = env.str("XSOLLA_API_BASE", default="https://api.xsolla.com/mer
 # setting allows them, or to the testers listed below (billing/test_purchases.py, applied by the write
 # path). Default: allowed with DEBUG, refused otherwise. Apple's sandbox is allowed anyway when
 # APPLE_ENVIRONMENT is not Production, Stripe's test mode when the key is not live (a test deployment).
-APPLE_ALLOW_SANDBOX = env.bool("APPLE_ALLOW_SANDBOX", default=DEBUG)
-GOOGLE_ALLOW_TEST_PURCHASES = env.bool("GOOGLE_ALLOW_TEST_PURCHASES", default=DEBUG)
-STRIPE_ALLOW_TEST_MODE = env.bool("STRIPE_ALLOW_TEST_MODE", default=DEBUG)
-XSOLLA_ALLOW_DRY_RUN = env.bool("XSOLLA_ALLOW_DRY_RUN", default=DEBUG)
+# Unset (None): as DEBUG.
+APPLE_ALLOW_SANDBOX = env.bool("APPLE_ALLOW_SANDBOX", default=None)
+GOOGLE_ALLOW_TEST_PURCHASES = env.bool("GOOGLE_ALLOW_TEST_PURCHASES", default=None)
+STRIPE_ALLOW_TEST_MODE = env.bool("STRIPE_ALLOW_TEST_MODE", default=None)
+XSOLLA_ALLOW_DRY_RUN = env.bool("XSOLLA_ALLOW_DRY_RUN", default=None)
 # The app's user ids whose test purchases grant access everywhere (QA, the App Review demo account).
 TEST_PURCHASE_USER_IDS = env.list("TEST_PURCHASE_USER_IDS", default=[])
 # Google push authentication: the OIDC token is the default. The shared token

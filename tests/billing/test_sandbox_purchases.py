@@ -117,3 +117,12 @@ def test_a_google_test_purchase_through_the_webhook(production, google, django_c
     with django_capture_on_commit_callbacks(execute=True):  # the cache refresh after commit
         push(google, subscription_notification("tok-test", 2))
     assert check_answer(sub.subscriber.external_id)["is_subscribed"] is True
+
+
+@pytest.mark.parametrize(("debug", "entitled"), [(True, True), (False, False)])
+def test_unset_store_settings_follow_debug(production, debug, entitled):
+    """The documented default: test purchases grant access on a development machine only."""
+    production.DEBUG = debug
+    production.GOOGLE_ALLOW_TEST_PURCHASES = None  # not set in the environment
+    apply_snapshot(test_purchase("google"), WEBHOOK)
+    assert check_answer("42")["is_subscribed"] is entitled
