@@ -203,6 +203,9 @@ class GoogleAdapter(ProviderAdapter):
             missing.append("GOOGLE_UNKNOWN_TOKEN_POLICY (ignore or orphan)")
         return missing
 
+    def checks(self) -> list:
+        return auth.system_checks()
+
     # --- inbound ------------------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
         return auth.webhook_authenticate(headers, body, query)

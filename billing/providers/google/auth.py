@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import jwt
 import requests
 from django.conf import settings
+from django.core.checks import Warning
 from google.auth import exceptions as google_exceptions
 from google.auth import jwt as google_jwt
 from google.oauth2 import id_token
@@ -189,6 +190,18 @@ def _shared_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
                        code="token_in_url")
     raise Rejected(f"Missing the push verification token ({TOKEN_HEADER} header).", status=401,
                    code="unauthenticated")
+
+
+def system_checks() -> list:
+    """The shared token accepted in the push URL outside development: it is in every access log."""
+    if settings.GOOGLE_PUBSUB_TOKEN_IN_URL and settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN and not settings.DEBUG:
+        return [Warning(
+            "GOOGLE_PUBSUB_TOKEN_IN_URL is on: the Google push token is accepted as ?token=, which proxies and "
+            "load balancers write to their access logs; whoever reads them can push forged notifications.",
+            hint="Use OIDC push authentication (GOOGLE_PUBSUB_AUDIENCE, GOOGLE_PUBSUB_SERVICE_ACCOUNT), or send "
+                 f"the token in the {TOKEN_HEADER} header, and turn GOOGLE_PUBSUB_TOKEN_IN_URL off.",
+            id="billing.W_GOOGLE_TOKEN_IN_URL")]
+    return []
 
 
 def push_authenticate(headers: Mapping[str, str], query: Mapping[str, str]) -> None:

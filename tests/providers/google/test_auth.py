@@ -143,6 +143,14 @@ def test_both_configured_requires_both(google, settings):
     assert auth.webhook_authenticate({**headers, **SHARED}, body, {}).dedupe_key
 
 
+def test_token_in_url_outside_development_is_a_system_check_warning(settings):
+    settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = "s3cret-push-token"
+    settings.DEBUG = False
+    assert auth.system_checks() == []
+    settings.GOOGLE_PUBSUB_TOKEN_IN_URL = True
+    assert [m.id for m in auth.system_checks()] == ["billing.W_GOOGLE_TOKEN_IN_URL"]
+
+
 @pytest.mark.django_db
 def test_the_shared_token_is_never_logged_nor_stored(google, settings, caplog):
     settings.GOOGLE_PUBSUB_AUDIENCE = ""
