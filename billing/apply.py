@@ -7,7 +7,7 @@ together. A drain group of 25 webhook events pays a few dozen statements in all 
 each. The one visible difference from separate calls: `isSubscribed` on the stream is computed as of
 the batch's commit (what consumers see at once), not between the snapshots of the batch.
 
-One module on purpose (a little over 400 lines): the write path is read, and reviewed, as a whole."""
+One module on purpose (about 450 lines): the write path is read, and reviewed, as a whole."""
 
 import logging
 import uuid
@@ -22,11 +22,11 @@ from accounts.models import Subscriber
 from accounts.selectors import subscriber_by_identity
 from accounts.services import subscriber_set_identity, subscribers_get_or_create
 
-from . import after_commit, outbox
+from . import after_commit, outbox, sandbox_purchases
 from .db import insert_rows_ignoring_conflict, update_rows
 from .models import Outbox, Product, StatusChange, Subscription, Transaction
 from .snapshots import Cause, CauseKind, Snapshot
-from .statuses import Status
+from .statuses import Status, grants_access
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ _OPTIONAL_FIELDS = (
     "started_at", "current_period_start", "current_period_end", "expires_at", "grace_until",
     "canceled_at", "ended_at", "acknowledgement_due_at",
 )
+# Statuses that end a subscription for good: a superseded one keeps its own, any other becomes EXPIRED.
+_TERMINAL = (Status.EXPIRED, Status.REVOKED)
+# The history note of a test purchase recorded without access (written once, like a store's claim).
+_WITHHELD_MARK = "test purchase (sandbox)"
+
 # The subscription's state as the write path compares it (what changed is what is written).
 _STATE_FIELDS = tuple(f.attname for f in Subscription._meta.concrete_fields
                       if f.name not in ("id", "provider", "provider_subscription_id", "created_at", "updated_at"))
@@ -116,7 +121,9 @@ class _Batch:
 
     def __init__(self, snapshots: list[Snapshot]):
         self.now = timezone.now()
-        self.subs, self.new_keys = _lock_or_create({_key(s) for s in snapshots})
+        # The subscriptions the snapshots supersede are locked with them (never created).
+        replaced = {(s.provider, s.replaces) for s in snapshots if s.replaces}
+        self.subs, self.new_keys = _lock_or_create({_key(s) for s in snapshots}, also=replaced)
         self.original = {key: _state(sub) for key, sub in self.subs.items()}
         applied = _not_stale(snapshots, self.subs)
         self.subscribers = self._subscribers_for(applied)
@@ -162,21 +169,25 @@ class _Batch:
         before = _state(sub) if cause.kind == CauseKind.STAFF else None
         self._take_state(sub, snapshot, cause)
         claim_note = self._link_user(sub, snapshot)
+        withheld_note = self._withhold(sub)
         added = self._record_transactions(sub, snapshot)
         if snapshot.replaces:
-            self._supersede(sub, snapshot)
+            self._supersede(sub, snapshot, cause)
 
         changed = old_status != sub.status  # a new row starts INACTIVE
         linked = old_subscriber_id is None and sub.subscriber_id is not None and not created
         if changed or linked:
             # An orphan getting its user is published too: for that user, access just changed.
             self.status_change(sub, old_status, snapshot.observed_at, cause, _join(
-                cause.note, claim_note, f"linked to user {sub.subscriber.external_id}" if linked else ""))
+                cause.note, claim_note, withheld_note,
+                f"linked to user {sub.subscriber.external_id}" if linked else ""))
         elif (before is not None and _state(sub) != before) or (
-                claim_note and not self._claim_recorded(sub, claim_note)):
+                claim_note and not self._claim_recorded(sub, claim_note)) or (
+                withheld_note and not self._claim_recorded(sub, _WITHHELD_MARK)):
             # No status change, but in the history all the same: a staff fix (a grant extended: who, why),
-            # or a store's conflicting claim on the user (once, not on every event).
-            self._history(sub, old_status, sub.status, snapshot.observed_at, cause, note=_join(cause.note, claim_note))
+            # a store's conflicting claim on the user, a test purchase kept without access (once each).
+            self._history(sub, old_status, sub.status, snapshot.observed_at, cause,
+                          note=_join(cause.note, claim_note, withheld_note))
         self.refresh.update((sub.subscriber_id, old_subscriber_id))
         outcome = "created" if created else ("updated" if changed else "unchanged")
         return ApplyResult(sub.pk, outcome, old_status, sub.status, added)
@@ -218,6 +229,21 @@ class _Batch:
         if subscriber is not None:
             sub.subscriber = subscriber
         return ""
+
+    def _withhold(self, sub: Subscription) -> str:
+        """The store's state stands, but grants nothing when the subscription was superseded (it stays
+        EXPIRED) or is a test purchase this deployment does not grant access for (INACTIVE: recorded,
+        visible to staff, never entitled; billing/sandbox_purchases.py). Returns the history note."""
+        if not grants_access(sub.status):
+            return ""
+        if sub.replaced_by_id is not None:
+            sub.status = Status.EXPIRED
+            return f"superseded by subscription {sub.replaced_by_id}: stays ended"
+        owner = sub.subscriber.external_id if sub.subscriber_id is not None else None
+        if sandbox_purchases.grants_access(sub.provider, sub.environment, owner):
+            return ""
+        store_status, sub.status = sub.status, Status.INACTIVE
+        return sandbox_purchases.refusal_note(sub.provider, store_status)
 
     def status_change(self, sub: Subscription, old_status: str, occurred_at: datetime, cause: Cause, note: str,
                       *, publish_for: Subscriber | None = None) -> None:
@@ -273,17 +299,25 @@ class _Batch:
             added += 1
         return added
 
-    def _supersede(self, sub: Subscription, snapshot: Snapshot) -> None:
-        old = list(Subscription.objects.select_for_update().filter(
-            provider=snapshot.provider, provider_subscription_id=snapshot.replaces, replaced_by__isnull=True)
-            .exclude(pk=sub.pk).values_list("pk", "subscriber_id"))
-        if not old:
+    def _supersede(self, sub: Subscription, snapshot: Snapshot, cause: Cause) -> None:
+        """The subscription this one replaces (Google linkedPurchaseToken) ends: it names its successor
+        and takes a terminal status (EXPIRED, or the REVOKED it had), published like any status change,
+        so that no list shows two live subscriptions for one purchase."""
+        old = self.subs.get((snapshot.provider, snapshot.replaces))
+        if old is None or old is sub or old.replaced_by_id is not None:
             return
-        Subscription.objects.filter(pk__in=[pk for pk, _ in old]).update(replaced_by=sub, updated_at=self.now)
-        in_batch = self.subs.get((snapshot.provider, snapshot.replaces))
-        if in_batch is not None:  # keep the row's copy in memory as written, so `write` leaves it alone
-            in_batch.replaced_by_id = self.original[_key_of(in_batch)]["replaced_by_id"] = sub.pk
-        self.refresh.update(owner for _, owner in old)
+        old.replaced_by = sub
+        old_status = old.status
+        if old.status not in _TERMINAL:
+            old.status = Status.EXPIRED
+            old.ended_at = old.ended_at or snapshot.observed_at
+            old.auto_renew = False  # its successor renews, not it
+        note = _join(f"replaced by {sub} (subscription {sub.pk})", cause.note)
+        if old.status != old_status:
+            self.status_change(old, old_status, snapshot.observed_at, cause, note)
+        else:
+            self._history(old, old_status, old.status, snapshot.observed_at, cause, note=note)
+        self.refresh.add(old.subscriber_id)
 
     def _claim_recorded(self, sub: Subscription, claim_note: str) -> bool:
         return (any(h.subscription is sub and claim_note in h.note for h in self.history)
@@ -326,13 +360,14 @@ def _state(sub: Subscription) -> dict:
     return {name: getattr(sub, name) for name in _STATE_FIELDS}
 
 
-def _lock_or_create(keys: set[Key]) -> tuple[dict[Key, Subscription], set[Key]]:
+def _lock_or_create(keys: set[Key], *, also: set[Key] = frozenset()) -> tuple[dict[Key, Subscription], set[Key]]:
     """Every subscription of `keys`, locked, and which of them this transaction created. Missing ones
     are inserted bare (INACTIVE) with one statement; the unique constraint decides a race with a
-    concurrent creator, whose row is then locked like any other."""
+    concurrent creator, whose row is then locked like any other. Those of `also` that exist are
+    locked in the same query, never created."""
     if not keys:
         return {}, set()
-    subs = _locked(keys)
+    subs = _locked(keys | set(also))
     missing = sorted(keys - subs.keys())  # one order for every writer: no deadlock between inserts
     if not missing:
         return subs, set()

@@ -32,6 +32,18 @@ class PurchaseOwnedByAnotherUser(Exception):
         super().__init__(message)
 
 
+class PurchaseNotProven(Exception):
+    """The store confirms the purchase but not that the caller made it: the caller sent only its id (an
+    App Store transaction id or legacy receipt) and the store's data does not name them. Nothing linked."""
+
+    def __init__(self, subscription: Subscription):
+        self.subscription = subscription
+        super().__init__(
+            "The store confirms this purchase, but nothing shows that this user made it. Send the signed "
+            "transaction (StoreKit 2 jwsRepresentation), or set appAccountToken to this user's token when "
+            "purchasing.")
+
+
 class NothingToVerify(Exception):
     """The store answered, but the purchase holds no subscription (e.g. a consumable)."""
 
@@ -59,16 +71,47 @@ def _store_claims_another_user(snapshot: Snapshot, caller_id: str) -> str | None
     return hinted if hinted and hinted != caller_id else None
 
 
+def _names_caller(snapshot: Snapshot, subscriber) -> bool:
+    """The store's own data names the caller: its user hint is the caller's id, or its store identity
+    (an appAccountToken UUID) is one the caller already holds."""
+    if snapshot.user_id not in (None, "") and str(snapshot.user_id).strip() == subscriber.external_id:
+        return True
+    if snapshot.identity_field and snapshot.identity_value:
+        holder = subscriber_by_identity(snapshot.identity_field, snapshot.identity_value)
+        return holder is not None and holder.pk == subscriber.pk
+    return False
+
+
+def _check_proof(result: ParseResult, subscriber) -> None:
+    """A purchase named by id only links to the caller when the store's data names them (or the caller
+    holds it already); else PurchaseNotProven. All or nothing, like the rest of verification."""
+    if result.possession_proven:
+        return
+    for snap in result.snapshots:
+        if _names_caller(snap, subscriber):
+            continue
+        row = (Subscription.objects
+               .filter(provider=snap.provider, provider_subscription_id=snap.provider_subscription_id)
+               .only("pk", "provider", "provider_subscription_id", "subscriber_id").first())
+        if row is not None and row.subscriber_id == subscriber.pk:
+            continue  # already theirs: a refresh links nothing new
+        logger.warning("verify by user %s refused: %s subscription %s named by id only, and the store's data does "
+                       "not name the user", subscriber.external_id, snap.provider, snap.provider_subscription_id)
+        raise PurchaseNotProven(row or Subscription(provider=snap.provider,
+                                                    provider_subscription_id=snap.provider_subscription_id))
+
+
 def purchase_verify(*, provider: str, purchase: dict, user_id: str, ref: str = "") -> list[ApplyResult]:
     """Verify `purchase` with the store and apply its subscriptions to `user_id`, all or nothing.
 
     Raises the adapter's errors (InvalidPurchase, StoreUnavailable, NotConfigured, NotSupported),
-    PurchaseOwnedByAnotherUser (nothing applied) or NothingToVerify. The adapter's follow-up work
+    PurchaseOwnedByAnotherUser or PurchaseNotProven (nothing applied) or NothingToVerify. The adapter's follow-up work
     (e.g. acknowledging a Google purchase) runs after commit; its failures are logged, not fatal.
 
     The store's own user hint wins over the caller: a purchase the store says another user made is
     refused (e.g. a restore on a device shared by two accounts), never taken by whoever verifies first,
-    and the hint's identity is never copied to the caller."""
+    and the hint's identity is never copied to the caller. A purchase the caller only names (an App Store
+    transaction id: `possession_proven` false) is linked only when the store's data names the caller."""
     adapter = get_adapter(provider)
     result: ParseResult = adapter.verify(purchase, user_id=user_id)  # network call: outside any transaction
     if not result.snapshots:
@@ -88,6 +131,7 @@ def purchase_verify(*, provider: str, purchase: dict, user_id: str, ref: str = "
                                                    provider_subscription_id=snap.provider_subscription_id).first()
                        or Subscription(provider=snap.provider, provider_subscription_id=snap.provider_subscription_id))
                 raise PurchaseOwnedByAnotherUser(row, claimed_by_store=True)
+        _check_proof(result, subscriber)
         results = [apply_snapshot(dataclasses.replace(snap, user_id=user_id), cause) for snap in result.snapshots]
         # A concurrent verification by another user may have linked it between our check and our lock:
         # apply_snapshot keeps the first owner, so look again and roll everything back if it is not us.

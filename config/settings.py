@@ -234,8 +234,6 @@ APPLE_KEY_ID = env.str("APPLE_KEY_ID", default="")
 APPLE_ISSUER_ID = env.str("APPLE_ISSUER_ID", default="")
 APPLE_PRIVATE_KEY_FILE = env.str("APPLE_PRIVATE_KEY_FILE", default="")
 APPLE_API_BASE_URL = env.str("APPLE_API_BASE_URL", default="")
-# Whether sandbox purchases may grant access on a production deployment (App Review buys in sandbox).
-APPLE_ALLOW_SANDBOX = env.bool("APPLE_ALLOW_SANDBOX", default=True)
 # Xcode / LocalTesting payloads carry no real signature: development only.
 APPLE_ALLOW_UNSIGNED_ENVIRONMENTS = env.bool("APPLE_ALLOW_UNSIGNED_ENVIRONMENTS", default=False)
 APPLE_ONLINE_CHECKS = env.bool("APPLE_ONLINE_CHECKS", default=not TESTING)
@@ -326,6 +324,21 @@ CONTENT_SECURITY_POLICY = {
 
 
 # --- Test purchases and proof of purchase (docs/security.md) -------------------------------------
+# Sandbox and test purchases are recorded (staff see them) but grant access only where a store's
+# setting allows them, or to the testers listed below (billing/test_purchases.py, applied by the write
+# path). Default: allowed with DEBUG, refused otherwise. Apple's sandbox is allowed anyway when
+# APPLE_ENVIRONMENT is not Production, Stripe's test mode when the key is not live (a test deployment).
+# Unset (None): as DEBUG.
+APPLE_ALLOW_SANDBOX = env.bool("APPLE_ALLOW_SANDBOX", default=None)
+GOOGLE_ALLOW_TEST_PURCHASES = env.bool("GOOGLE_ALLOW_TEST_PURCHASES", default=None)
+STRIPE_ALLOW_TEST_MODE = env.bool("STRIPE_ALLOW_TEST_MODE", default=None)
+XSOLLA_ALLOW_DRY_RUN = env.bool("XSOLLA_ALLOW_DRY_RUN", default=None)
+# The app's user ids whose test purchases grant access everywhere (QA, the App Review demo account).
+TEST_PURCHASE_USER_IDS = env.list("TEST_PURCHASE_USER_IDS", default=[])
+# Google push authentication: the OIDC token is the default. The shared token
+# (GOOGLE_PUBSUB_VERIFICATION_TOKEN) is read from the X-Pubsub-Verification-Token header; from the
+# push URL (?token=, which lands in access logs) only when this is on.
+GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=False)
 
 
 # --- Logging ----------------------------------------------------------------------------------

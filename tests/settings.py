@@ -10,3 +10,9 @@ BILLING_PROVIDERS = {**BILLING_PROVIDERS, "hooktest": "tests.webhooks.adapter.Ho
 # BILLING_TESTING is refused in a server or worker with DEBUG off (config/startup.py) except here: the
 # servers and workers the tests start use this module.
 BILLING_TESTING_ALLOWED = True
+
+# The stores' captured fixtures are test purchases (Play license testers, Xsolla dry_run payments): the
+# suite runs as a test deployment of those stores, as it runs against Apple's sandbox and Stripe's test
+# mode. Tests of the production rule (tests/billing/test_sandbox_purchases.py) turn these off.
+GOOGLE_ALLOW_TEST_PURCHASES = True
+XSOLLA_ALLOW_DRY_RUN = True

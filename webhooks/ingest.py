@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 _OUR_DIALECT = WebhookDialect()
 
 # Headers never stored: credentials of the request itself (Google's OIDC bearer token, cookies).
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie",
+                             "x-pubsub-verification-token"})  # Google's shared push token
 
 
 class _Refused(Exception):

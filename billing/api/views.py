@@ -13,7 +13,7 @@ from accounts.permissions import CanManage, CanRead, CanVerify, acting_user_id, 
 from billing import selectors
 from billing.models import Subscription
 from billing.store_actions import subscription_cancel, subscription_change_plan
-from billing.verification import NothingToVerify, PurchaseOwnedByAnotherUser, purchase_verify
+from billing.verification import NothingToVerify, PurchaseNotProven, PurchaseOwnedByAnotherUser, purchase_verify
 from config.api_errors import ApiError
 
 from .errors import provider_errors
@@ -107,6 +107,8 @@ class VerifyPurchaseApi(APIView):
                                     "claimed_by_store": exc.claimed_by_store}) from None
         except NothingToVerify as exc:
             raise ApiError(str(exc), code="invalid_purchase", status_code=400) from None
+        except PurchaseNotProven as exc:  # the caller named a purchase the store does not tie to them
+            raise ApiError(str(exc), code="purchase_not_proven", status_code=409) from None
         return Response(_item(results[0].subscription_id))
 
 

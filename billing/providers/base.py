@@ -133,6 +133,10 @@ class ParseResult:
     # callables taking the list of billing.apply.ApplyResult, run outside any transaction.
     # They may raise TransientError (the event is retried; everything before is idempotent).
     after_apply: list = field(default_factory=list)
+    # verify only: whether what the caller sent proves they hold the purchase (a Google purchase token, a
+    # signed StoreKit transaction) or only names it (an App Store transaction id, which anyone who saw it
+    # can send): then only the store's own user hint links it (billing/verification.py).
+    possession_proven: bool = True
 
 
 @dataclass(frozen=True)

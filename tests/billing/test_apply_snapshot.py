@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 
 T0 = timezone.now() - timedelta(hours=2)
 WEBHOOK = Cause(CauseKind.WEBHOOK, ref="evt_1")
+POLL = Cause(CauseKind.POLL, ref="repoll")
 
 
 snap = partial(snapshot, at=T0)  # this module's clock: two hours ago
@@ -227,6 +228,23 @@ def test_replaces_carries_the_user_and_supersedes():
     old = Subscription.objects.get(provider_subscription_id="token-old")
     assert new.subscriber.external_id == "42"
     assert old.replaced_by == new and not old.is_entitled(timezone.now())
+    # Ended, not left ACTIVE beside its successor; the history and the stream say so.
+    assert (old.status, old.ended_at, old.auto_renew) == (Status.EXPIRED, T0 + timedelta(minutes=1), False)
+    change = StatusChange.objects.filter(subscription=old).order_by("id").last()
+    assert (change.old_status, change.new_status) == ("ACTIVE", "EXPIRED")
+    assert "replaced by google:token-new" in change.note
+    ended = Outbox.objects.filter(subscription=old).order_by("id").last().payload
+    assert (ended["newStatus"], ended["userId"], ended["isSubscribed"]) == ("EXPIRED", "42", True)
+
+
+def test_a_superseded_subscription_stays_ended_whatever_the_store_says_later():
+    apply_snapshot(snap(provider="google", sub_id="token-old", user_id="42"), WEBHOOK)
+    apply_snapshot(snap(provider="google", sub_id="token-new", replaces="token-old", at=T0 + timedelta(minutes=1)),
+                   WEBHOOK)
+    apply_snapshot(snap(provider="google", sub_id="token-old", at=T0 + timedelta(minutes=2)), POLL)  # store: ACTIVE
+    old = Subscription.objects.get(provider_subscription_id="token-old")
+    assert old.status == Status.EXPIRED and not old.is_entitled(timezone.now())
+    assert Subscription.objects.filter(status=Status.ACTIVE).count() == 1
 
 
 def test_conflicting_claim_keeps_the_owner_with_a_note_once():
@@ -322,5 +340,6 @@ def test_a_batch_is_applied_as_one_snapshot_after_the_other():
     assert history == [("ACTIVE", False), ("ON_HOLD", True), ("CANCELED", False)]
     events = [o.payload for o in Outbox.objects.order_by("id")]
     assert [(e["subscriptionId"], e["newStatus"], e["userId"]) for e in events] == [
-        ("tok_A", "ACTIVE", "61"), ("tok_B", "ACTIVE", "61"), ("tok_B", "CANCELED", "61")]
+        ("tok_A", "ACTIVE", "61"), ("tok_A", "EXPIRED", "61"), ("tok_B", "ACTIVE", "61"),
+        ("tok_B", "CANCELED", "61")]  # A ends when B replaces it
     assert events[-1]["isSubscribed"] is True  # as of the commit: B is canceled but runs to its end

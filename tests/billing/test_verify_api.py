@@ -45,7 +45,7 @@ def verify(client, body, **auth):
 
 
 def test_verified_purchase_is_applied_and_returned(client, sell, fake_appstore, service_auth):
-    sell()
+    sell(bought_by=41)  # the store names the caller (a bare transaction id needs that)
     response = verify(client, {"provider": "apple", "user_id": "41", "transaction_id": OTID},
                       **service_auth("verify"))
     assert response.status_code == 200, response.json()
@@ -61,7 +61,7 @@ def test_verified_purchase_is_applied_and_returned(client, sell, fake_appstore, 
 
 
 def test_repeat_verification_is_idempotent(client, sell, service_auth):
-    sell()
+    sell(bought_by=42)  # the store names the caller (a bare transaction id needs that)
     key = service_auth("verify")
     for _ in range(2):
         response = verify(client, {"provider": "apple", "user_id": "42", "transaction_id": OTID}, **key)
@@ -71,7 +71,7 @@ def test_repeat_verification_is_idempotent(client, sell, service_auth):
 
 
 def test_end_user_verifies_for_themselves(client, sell, fake_appstore):
-    sell()
+    sell(bought_by=43)  # the store names the caller (a bare transaction id needs that)
     response = verify(client, {"provider": "apple", "transaction_id": OTID}, **bearer("43"))
     assert response.status_code == 200, response.json()
     assert response.json()["user_id"] == "43"
@@ -113,7 +113,7 @@ def test_an_orphan_the_store_says_another_user_made_stays_an_orphan(client, sell
 
 
 def test_an_orphan_purchase_is_linked_to_the_verifying_user(client, sell, service_auth):
-    sell()
+    sell(bought_by=47)  # the store names the caller (a bare transaction id needs that)
     orphan = SubscriptionFactory(subscriber=None, provider="apple", provider_subscription_id=OTID,
                                  environment="sandbox")
     response = verify(client, {"provider": "apple", "user_id": "47", "transaction_id": OTID},

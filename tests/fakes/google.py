@@ -3,13 +3,15 @@ google-api-python-client code paths:
 
 - an OAuth token endpoint (`/token`) that checks the service account's JWT-bearer grant (signed with
   the key in the service-account file the tests write) and issues an access token;
-- the Play Developer API (`/androidpublisher/v3/...`): subscriptionsv2 get/cancel/revoke/defer and
-  subscriptions.acknowledge, each requiring `Authorization: Bearer <that token>`;
+- the Play Developer API (`/androidpublisher/v3/...`): subscriptionsv2 get/cancel/revoke/defer,
+  subscriptions.acknowledge and voidedpurchases.list, each requiring `Authorization: Bearer <that token>`;
 - Google's certificate endpoints serving the key that signs Pub/Sub OIDC tokens: `/certs` as x509
   certificates by key id (oauth2/v1/certs), `/jwks` as a JWK Set (oauth2/v3/certs).
 
 The fake holds one SubscriptionPurchaseV2 per token (tests set them, usually from captured
-fixtures); acknowledge/cancel/revoke/defer change it as Google does. Each API call is recorded with
+fixtures); acknowledge/cancel/revoke/defer change it as Google does. Orders a test voids (`void`) are
+listed by voidedpurchases.list as Google lists them (subscriptions only with `type=1`, the last 30
+days, pages of `maxResults`). Each API call is recorded with
 the purchase's state when it arrived; answers can be made to fail or to come late."""
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class FakeGooglePlay:
     def __init__(self, *, package: str):
         self.package = package
         self.purchases: dict[str, dict] = {}
+        self.voided: list[dict] = []  # VoidedPurchase resources, oldest first
         self.calls: list[dict] = []
         self.failures: dict[str, deque] = {}
         self.delays: dict[str, deque] = {}
@@ -125,6 +128,17 @@ class FakeGooglePlay:
         purchase.setdefault("etag", uuid.uuid4().hex)
         with self._lock:
             self.purchases[token] = purchase
+
+    def void(self, token: str, order_id: str, *, voided_at: datetime | None = None, reason: int = 1,
+             source: int = 0, subscription: bool = True) -> dict:
+        """Google voids an order (a refund with revocation, a chargeback): voidedpurchases.list lists it."""
+        when = int((voided_at or datetime.now(UTC)).timestamp() * 1000)
+        entry = {"kind": "androidpublisher#voidedPurchase", "purchaseToken": token, "orderId": order_id,
+                 "purchaseTimeMillis": str(when - 86_400_000), "voidedTimeMillis": str(when),
+                 "voidedReason": reason, "voidedSource": source, "_subscription": subscription}
+        with self._lock:
+            self.voided.append(entry)
+        return {k: v for k, v in entry.items() if not k.startswith("_")}
 
     def fail_next(self, method: str, *statuses: int) -> None:
         """The next calls of `method` (get, acknowledge, cancel, revoke, defer, token) answer these statuses."""
@@ -194,7 +208,38 @@ class FakeGooglePlay:
                         fake.certs_fetches += 1
                     return self._send(200, {"keys": [fake.push_key.jwk()]},
                                       {"Cache-Control": f"public, max-age={fake.certs_max_age}"})
+                if path.endswith("/purchases/voidedpurchases"):
+                    return self._voided_list(path, parse_qs(urlparse(self.path).query))
                 return self._api("GET", path, b"")
+
+            def _voided_list(self, path: str, query: dict):
+                package = unquote(path[len(API_PREFIX):].split("/")[0])
+                params = {k: v[0] for k, v in query.items()}
+                auth = self.headers.get("Authorization", "")
+                with fake._lock:
+                    fake.calls.append({"method": "voidedpurchases.list", "verb": "GET", "token": None,
+                                       "package": package, "authorization": auth, "query": params,
+                                       "body": None, "state": None})
+                if not auth.startswith("Bearer ") or auth[7:] not in fake.issued_tokens:
+                    return self._error(401, "Request had invalid authentication credentials.", "unauthorized")
+                if fake._fail("voidedpurchases.list", self):
+                    return None
+                if package != fake.package:
+                    return self._error(403, "The caller does not have permission", "permissionDenied")
+                now = int(time.time() * 1000)
+                start = int(params.get("startTime") or now - 30 * 86_400_000)
+                if start < now - 30 * 86_400_000 - 60_000:
+                    return self._error(400, "startTime cannot be older than 30 days.", "invalid")
+                with fake._lock:
+                    listed = [{k: v for k, v in e.items() if not k.startswith("_")} for e in fake.voided
+                              if int(e["voidedTimeMillis"]) >= start
+                              and (params.get("type") == "1" or not e["_subscription"])]
+                offset = int(params.get("token") or 0)
+                size = int(params.get("maxResults") or 1000)
+                answer = {"voidedPurchases": listed[offset:offset + size]}
+                if offset + size < len(listed):
+                    answer["tokenPagination"] = {"nextPageToken": str(offset + size)}
+                return self._send(200, answer)
 
             def do_POST(self):
                 path = urlparse(self.path).path

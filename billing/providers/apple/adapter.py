@@ -39,8 +39,7 @@ MANAGED_IN_STORE = ("App Store subscriptions are managed by the user in the App 
 
 def _subscription_notification(event: InboundEvent) -> ParseResult:
     """A type about an auto-renewable subscription's state: the verified state, applied."""
-    problem = mapping.subscription_notification_problem(event.payload,
-                                                        sandbox_grants_access=auth.sandbox_grants_access())
+    problem = mapping.subscription_notification_problem(event.payload)
     if problem:
         return ParseResult(ignored_reason=problem)
     return ParseResult(snapshots=[mapping.notification_snapshot(event.payload)])
@@ -98,11 +97,8 @@ def _purchase_transaction(purchase: Mapping) -> tuple[str, list[str]]:
         transaction_id = str(purchase["transaction_id"]).strip()
     if not transaction_id.isdigit():
         raise InvalidPurchase(f"{transaction_id!r} is not an App Store transaction id.", code="invalid_transaction_id")
-    if any(env != "Production" for env in environments) and not auth.sandbox_grants_access():
-        environments = [env for env in environments if env == "Production"]
-        if not environments:
-            raise InvalidPurchase("Sandbox purchases do not grant access on this deployment.",
-                                  code="sandbox_not_allowed")
+    # A sandbox purchase is looked up and recorded like any other; whether it grants access is the
+    # write path's rule (billing/sandbox_purchases.py), not a refusal here.
     return transaction_id, environments
 
 
@@ -176,6 +172,9 @@ class AppleAdapter(ProviderAdapter):
         state of every subscription of that Apple account for this app."""
         self.ensure_configured(for_api=True)
         transaction_id, environments = _purchase_transaction(purchase)
+        # Only a signed transaction proves the caller's device holds it; an id or an (unverified) legacy
+        # receipt only names a purchase, which appAccountToken must then tie to the caller.
+        signed = bool(purchase.get("signed_transaction"))
         for apple_environment in environments:
             try:
                 snapshots = _subscription_snapshots(transaction_id, apple_environment)
@@ -184,7 +183,7 @@ class AppleAdapter(ProviderAdapter):
             if transaction_id in {s.provider_subscription_id for s in snapshots}:
                 # The purchase asked about first: the API answers with its subscription.
                 snapshots.sort(key=lambda s: s.provider_subscription_id != transaction_id)
-            return ParseResult(snapshots=snapshots,
+            return ParseResult(snapshots=snapshots, possession_proven=signed,
                                ignored_reason="" if snapshots else "no auto-renewable subscription in this purchase")
         where = " or ".join(environments)
         raise InvalidPurchase(f"The App Store ({where}) knows no transaction {transaction_id}.",

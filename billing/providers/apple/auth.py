@@ -107,11 +107,6 @@ def unsigned_environments_allowed() -> bool:
     return bool(settings.APPLE_ALLOW_UNSIGNED_ENVIRONMENTS and settings.DEBUG)
 
 
-def sandbox_grants_access() -> bool:
-    """Sandbox purchases grant access unless this is a production deployment that forbids it."""
-    return settings.APPLE_ALLOW_SANDBOX or settings.APPLE_ENVIRONMENT != "Production"
-
-
 # --- Roots and verifiers ----------------------------------------------------------------------
 
 def load_root_certificates(paths) -> list[bytes]:

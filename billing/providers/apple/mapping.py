@@ -239,7 +239,7 @@ def unknown_type_reason(payload: dict) -> str:
     return f"unknown notification type {label or '(none)'}: recorded, not acted on"
 
 
-def subscription_notification_problem(payload: dict, *, sandbox_grants_access: bool) -> str:
+def subscription_notification_problem(payload: dict) -> str:
     """Why a notification of a SUBSCRIPTION_TYPES type cannot be applied; "" when it can."""
     label = notification_label(payload.get("notification") or {})
     transaction = payload.get("transaction")
@@ -247,9 +247,6 @@ def subscription_notification_problem(payload: dict, *, sandbox_grants_access: b
         return f"{label} carries no transaction"
     if transaction.get("type") not in (None, AUTO_RENEWABLE):
         return f"{label} for a {transaction['type']}, not an auto-renewable subscription"
-    if (payload.get("environment") or "") != "production" and not sandbox_grants_access:
-        return (f"{label} from the App Store sandbox: sandbox purchases do not grant access on this deployment "
-                "(APPLE_ALLOW_SANDBOX=false)")
     return ""
 
 

@@ -6,7 +6,9 @@ With GOOGLE_UNKNOWN_TOKEN_POLICY=ignore, a notification of a token never seen he
 claims is recorded as ignored (another deployment's purchase on a shared topic); with `orphan` it is
 kept for support to link."""
 
+import logging
 from collections.abc import Mapping
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,6 +19,7 @@ from billing.providers.base import (
     ParseResult,
     PermanentError,
     ProviderAdapter,
+    TransientError,
     VerifiedEvent,
 )
 from billing.providers.common import SubscriptionNotFound
@@ -24,7 +27,13 @@ from billing.snapshots import Provider, Snapshot
 
 from . import auth, client, mapping, selectors, services
 
+logger = logging.getLogger(__name__)
+
 POLICY_IGNORE = "ignore"
+# A voided order the Voided Purchases API does not list (yet) is looked for again this long after the
+# notification reached us (the event is retried meanwhile), then ignored: nothing is recorded.
+VOID_CONFIRMATION_WINDOW = timedelta(hours=1)
+MAX_VOIDED_PAGES = 20  # 20,000 voided orders since the notification's day: more is not a real backlog
 POLICY_ORPHAN = "orphan"
 
 
@@ -75,9 +84,36 @@ def subscription_notification(event: InboundEvent) -> ParseResult:
     return _with_acknowledgement(snapshots, purchase)
 
 
+def _listed_void(voided: mapping.VoidedPurchase, event_at) -> dict | None:
+    """The Voided Purchases API's entry for this voided order, or None: Google's own word, not the
+    notification's (anyone holding a push credential could send one)."""
+    start = mapping.voided_list_start(event_at, timezone.now())
+    page_token = None
+    for _ in range(MAX_VOIDED_PAGES):
+        page = client.voided_purchases_list(start_time_ms=int(start.timestamp() * 1000), page_token=page_token)
+        found = mapping.matching_void(page, voided)
+        page_token = mapping.next_page_token(page)
+        if found is not None or not page_token:
+            return found
+    return None
+
+
+def _unconfirmed_void(event: InboundEvent, voided: mapping.VoidedPurchase) -> ParseResult:
+    """Google does not list the voided order: retried for a while (its list may lag the notification),
+    then ignored. Nothing is recorded either way: no refund, no status change."""
+    what = f"voided order {voided.order_id!r} of purchase token {voided.purchase_token[:24]}…"
+    if timezone.now() - event.received_at < VOID_CONFIRMATION_WINDOW:
+        raise TransientError(f"{what} not listed by the Voided Purchases API yet; looked for again until "
+                             f"{VOID_CONFIRMATION_WINDOW} after it arrived")
+    logger.warning("Google voided-purchase notification not confirmed by the Voided Purchases API: %s (event %s)",
+                   what, event.id)
+    return ParseResult(ignored_reason=f"{what} not confirmed by Google Play (not in the Voided Purchases API): "
+                                      "no refund recorded, nothing changed")
+
+
 def voided_purchase(event: InboundEvent) -> ParseResult:
-    """A refund or chargeback: the refund transaction, and the purchase re-read (REVOKED unless Google
-    still reports it live)."""
+    """A refund or chargeback, once the Voided Purchases API confirms it: the refund transaction, and the
+    purchase re-read (REVOKED unless Google still reports it live)."""
     notification = _notification(event)
     voided = mapping.VoidedPurchase.of(notification)
     token, order_id = voided.purchase_token, voided.order_id
@@ -85,8 +121,11 @@ def voided_purchase(event: InboundEvent) -> ParseResult:
         return ParseResult(ignored_reason=f"voided one-time purchase {order_id!r}: not a subscription")
     if not token:
         return ParseResult(ignored_reason="voided purchase without a purchase token")
+    confirmed = _listed_void(voided, mapping.event_time(notification))
+    if confirmed is None:
+        return _unconfirmed_void(event, voided)
     known_status = _known_status(token)
-    at = mapping.event_time(notification) or timezone.now()
+    at = mapping.voided_at(confirmed) or mapping.event_time(notification) or timezone.now()
     extra = ()
     if order_id:
         amount, currency = selectors.order_amount(order_id)
@@ -163,6 +202,9 @@ class GoogleAdapter(ProviderAdapter):
         if settings.GOOGLE_UNKNOWN_TOKEN_POLICY not in (POLICY_IGNORE, POLICY_ORPHAN):
             missing.append("GOOGLE_UNKNOWN_TOKEN_POLICY (ignore or orphan)")
         return missing
+
+    def checks(self) -> list:
+        return auth.system_checks()
 
     # --- inbound ------------------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:

@@ -1,7 +1,12 @@
 """Webhook authentication for Google Play: the Pub/Sub push request → a VerifiedEvent
-(`webhook_authenticate`). The push is authenticated by the OIDC token Pub/Sub signs (preferred) or a
-shared token in the push URL, then its envelope is decoded. No store API call; the signing
-certificates are cached in-process.
+(`webhook_authenticate`). The push is authenticated by the OIDC token Pub/Sub signs (the documented
+default) or a shared token, then its envelope is decoded. No store API call; the signing certificates
+are cached in-process.
+
+The shared token (GOOGLE_PUBSUB_VERIFICATION_TOKEN) is read from the X-Pubsub-Verification-Token header
+(a relay in front of us adds it; the header is never stored with the event). In the push URL
+(`?token=`) it lands in every proxy's access log, so it is accepted there only with
+GOOGLE_PUBSUB_TOKEN_IN_URL on. It is never logged or echoed by our code.
 
 google-auth checks the signature, `exp`/`iat` (with our clock skew) and the audience we pass; it does
 NOT check `iss` in `verify_token`, nor `email` ever, so both are checked here. `audience=None` would
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 import jwt
 import requests
 from django.conf import settings
+from django.core.checks import Warning
 from google.auth import exceptions as google_exceptions
 from google.auth import jwt as google_jwt
 from google.oauth2 import id_token
@@ -47,6 +53,7 @@ DEFAULT_CERTS_MAX_AGE = 3600
 MIN_REFETCH_INTERVAL = 60.0
 
 _MAX_AGE = re.compile(r"max-age=(\d+)")
+TOKEN_HEADER = "X-Pubsub-Verification-Token"
 
 
 @dataclass
@@ -169,6 +176,34 @@ def _verify_oidc(token: str) -> Mapping:
     return claims
 
 
+def _shared_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+    """The shared token the push carries: its header, or `?token=` where the URL is allowed."""
+    given = header(headers, TOKEN_HEADER).strip()
+    if given:
+        return given
+    if query.get("token"):
+        if settings.GOOGLE_PUBSUB_TOKEN_IN_URL:
+            return str(query["token"])
+        raise Rejected(f"The push verification token is not accepted in the URL (?token=, which access logs "
+                       f"keep): send it in the {TOKEN_HEADER} header, use the OIDC token "
+                       "(GOOGLE_PUBSUB_AUDIENCE), or set GOOGLE_PUBSUB_TOKEN_IN_URL=true.", status=401,
+                       code="token_in_url")
+    raise Rejected(f"Missing the push verification token ({TOKEN_HEADER} header).", status=401,
+                   code="unauthenticated")
+
+
+def system_checks() -> list:
+    """The shared token accepted in the push URL outside development: it is in every access log."""
+    if settings.GOOGLE_PUBSUB_TOKEN_IN_URL and settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN and not settings.DEBUG:
+        return [Warning(
+            "GOOGLE_PUBSUB_TOKEN_IN_URL is on: the Google push token is accepted as ?token=, which proxies and "
+            "load balancers write to their access logs; whoever reads them can push forged notifications.",
+            hint="Use OIDC push authentication (GOOGLE_PUBSUB_AUDIENCE, GOOGLE_PUBSUB_SERVICE_ACCOUNT), or send "
+                 f"the token in the {TOKEN_HEADER} header, and turn GOOGLE_PUBSUB_TOKEN_IN_URL off.",
+            id="billing.W_GOOGLE_TOKEN_IN_URL")]
+    return []
+
+
 def push_authenticate(headers: Mapping[str, str], query: Mapping[str, str]) -> None:
     """Raise Rejected unless the push carries every configured credential: the OIDC token (when an
     audience is configured) and the shared URL token (when one is configured)."""
@@ -180,9 +215,7 @@ def push_authenticate(headers: Mapping[str, str], query: Mapping[str, str]) -> N
         _verify_oidc(token.strip())
     expected = settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN
     if expected:
-        given = query.get("token") or ""
-        if not given:
-            raise Rejected("Missing the push verification token (?token=).", status=401, code="unauthenticated")
+        given = _shared_token(headers, query)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Rejected("The push verification token does not match.", status=403, code="forbidden")
     if not settings.GOOGLE_PUBSUB_AUDIENCE and not expected:

@@ -174,3 +174,13 @@ def subscription_defer(token: str, *, seconds: int, etag: str) -> dict:
     body = {"deferralContext": {"deferDuration": f"{int(seconds)}s", "etag": etag, "validateOnly": False}}
     return execute(service().purchases().subscriptionsv2().defer(packageName=_package(), token=token, body=body),
                    "subscriptionsv2.defer")
+
+
+def voided_purchases_list(*, start_time_ms: int, page_token: str | None = None) -> dict:
+    """One page of voidedpurchases.list: the in-app and subscription orders (type=1) Google saw voided
+    since `start_time_ms` (at most 30 days back), oldest first, and `tokenPagination.nextPageToken`.
+    Needs the service account's "View financial data" permission in the Play Console."""
+    params = {"packageName": _package(), "type": 1, "startTime": str(int(start_time_ms)), "maxResults": 1000}
+    if page_token:
+        params["token"] = page_token
+    return execute(service().purchases().voidedpurchases().list(**params), "voidedpurchases.list")

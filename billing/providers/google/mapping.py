@@ -141,6 +141,44 @@ class VoidedPurchase:
         return self.refund_type == REFUND_TYPE_FULL
 
 
+# The Voided Purchases API lists what Google saw voided in the last 30 days.
+VOIDED_LIST_DAYS = 30
+
+
+def voided_list_start(event_at: datetime | None, now: datetime) -> datetime:
+    """Where to start looking for a voided order: a day before the notification says it happened
+    (its time is the sender's word), never before what the API keeps."""
+    oldest = now - timedelta(days=VOIDED_LIST_DAYS) + timedelta(minutes=1)
+    if event_at is None:
+        return oldest
+    return max(oldest, min(event_at, now) - timedelta(days=1))
+
+
+def matching_void(page: dict, voided: VoidedPurchase) -> dict | None:
+    """The VoidedPurchase of a voidedpurchases.list page that confirms the notification: the same
+    purchase token, and the same order when the notification names one (a real voided order paired
+    with another purchase's token confirms nothing)."""
+    for entry in (page or {}).get("voidedPurchases") or []:
+        if not isinstance(entry, dict) or entry.get("purchaseToken") != voided.purchase_token:
+            continue
+        if voided.order_id and entry.get("orderId") != voided.order_id:
+            continue
+        return entry
+    return None
+
+
+def voided_at(entry: dict) -> datetime | None:
+    """When Google says the order was voided (`voidedTimeMillis`, an int64 string)."""
+    try:
+        return datetime_from_millis(entry.get("voidedTimeMillis"))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def next_page_token(page: dict) -> str | None:
+    return ((page or {}).get("tokenPagination") or {}).get("nextPageToken") or None
+
+
 # --- The purchase (subscriptionsv2.get) ---------------------------------------------------------
 
 ACKNOWLEDGEMENT_WINDOW = timedelta(days=3)  # unacknowledged purchases are refunded by Google after this

@@ -28,9 +28,10 @@ LATEST = "2000000000000105"
 
 @pytest.fixture
 def on_the_store(apple_chain, fake_appstore):
-    """The App Store holds a subscription renewed once (the latest transaction is LATEST)."""
+    """The App Store holds a subscription renewed once (the latest transaction is LATEST), bought by user 42
+    (the app set appAccountToken to 42's integer form)."""
     txn = transaction_claims(original_transaction_id=OTID, transaction_id=LATEST, reason="RENEWAL", price=4990,
-                             currency="EUR")
+                             currency="EUR", app_account_token=app_account_token_for_user(42))
     fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn), also_for=("2000000000000101",))
     return txn
 
@@ -80,11 +81,57 @@ def test_legacy_receipt_gives_its_transaction_id_to_the_api(apple_settings, appl
 
 def test_stored_app_account_token_of_the_user_is_remembered(apple_settings, apple_chain, client, service_auth,
                                                             fake_appstore):
+    """A UUID token (not the integer form) proves nothing until a signed transaction ties it to the user;
+    from then on the user's bare transaction ids of purchases carrying it are theirs."""
     token = "5a1a3c52-8b8b-4b8e-9d0e-1c2d3e4f5a6b"
     txn = transaction_claims(original_transaction_id=OTID, app_account_token=token)
     fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
-    assert verify(client, service_auth, transaction_id=OTID).status_code == 200
+    assert verify(client, service_auth, signed_transaction=apple_chain.sign(txn)).status_code == 200
     assert str(Subscription.objects.get(provider_subscription_id=OTID).subscriber.apple_app_account_token) == token
+
+    other = transaction_claims(original_transaction_id="2000000000000200", app_account_token=token)
+    fake_appstore.add_subscription(apple_chain, other, renewal_claims(other))
+    response = verify(client, service_auth, transaction_id="2000000000000200")
+    assert response.status_code == 200, response.content
+    assert response.json()["user_id"] == "42"
+
+
+def test_bare_transaction_id_of_a_purchase_made_by_another_account_is_409(apple_settings, apple_chain, client,
+                                                                         service_auth, fake_appstore):
+    """User 42 read someone's transaction id (a screenshot, a support ticket): the App Store's data names
+    nobody, and 42 holds no signed transaction, so nothing is linked."""
+    txn = transaction_claims(original_transaction_id=OTID)  # bought without appAccountToken
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
+    for body in ({"transaction_id": OTID}, {"receipt": app_receipt(apple_chain, transaction_id=OTID)}):
+        response = verify(client, service_auth, **body)
+        assert response.status_code == 409, response.content
+        error = response.json()["error"]
+        assert error["code"] == "purchase_not_proven"
+        assert "signed transaction" in error["message"]
+    assert not Subscription.objects.exists()
+    assert not Subscriber.objects.exists()
+
+
+def test_bare_transaction_id_of_an_orphan_is_409_and_the_orphan_stays_for_support(apple_settings, apple_chain,
+                                                                                 client, service_auth,
+                                                                                 fake_appstore):
+    SubscriptionFactory(provider="apple", provider_subscription_id=OTID, subscriber=None, environment="sandbox")
+    txn = transaction_claims(original_transaction_id=OTID)
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
+    response = verify(client, service_auth, transaction_id=OTID)
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "purchase_not_proven")
+    assert Subscription.objects.get(provider_subscription_id=OTID).subscriber is None
+
+
+def test_signed_transaction_links_a_purchase_whose_data_names_nobody(apple_settings, apple_chain, client,
+                                                                    service_auth, fake_appstore):
+    txn = transaction_claims(original_transaction_id=OTID)  # no appAccountToken
+    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
+    response = verify(client, service_auth, signed_transaction=apple_chain.sign(txn))
+    assert response.status_code == 200, response.content
+    assert Subscription.objects.get(provider_subscription_id=OTID).subscriber.external_id == "42"
+    # Linked to 42 now: their own bare id refreshes it (nothing new is linked).
+    assert verify(client, service_auth, transaction_id=OTID).status_code == 200
 
 
 def test_another_users_transaction_is_a_409_naming_the_conflict(apple_settings, client, service_auth, on_the_store):
@@ -185,12 +232,20 @@ def test_production_first_then_sandbox(apple_settings, client, service_auth, on_
     assert len(fake_appstore.requests) == 2
 
 
-def test_sandbox_purchase_refused_where_sandbox_is_not_allowed(apple_settings, apple_chain, client, service_auth,
-                                                               on_the_store):
+def test_sandbox_purchase_is_recorded_without_access_where_sandbox_is_not_allowed(apple_settings, apple_chain,
+                                                                                  client, service_auth, on_the_store):
     apple_settings.APPLE_ENVIRONMENT = "Production"
     apple_settings.APPLE_ALLOW_SANDBOX = False
     response = verify(client, service_auth, signed_transaction=apple_chain.sign(on_the_store))
-    assert (response.status_code, response.json()["error"]["code"]) == (400, "sandbox_not_allowed")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["environment"], body["status"], body["is_entitled"]) == ("sandbox", "INACTIVE", False)
+    check = client.get("/api/subscriptions/check/42", **service_auth("check")).json()
+    assert check["is_subscribed"] is False
+
+    apple_settings.TEST_PURCHASE_USER_IDS = ["42"]  # a listed tester (e.g. the App Review demo account)
+    response = verify(client, service_auth, signed_transaction=apple_chain.sign(on_the_store))
+    assert (response.json()["status"], response.json()["is_entitled"]) == ("ACTIVE", True)
 
 
 def test_verify_without_an_api_key_configured_is_503_naming_the_settings(apple_settings, client, service_auth):

@@ -302,11 +302,19 @@ def test_no_token_or_an_unknown_one_is_an_orphan(send):
     assert subscription("2000000000000002").subscriber is None
 
 
-def test_sandbox_does_not_grant_access_when_the_deployment_forbids_it(send, apple_settings):
+def test_sandbox_is_recorded_without_access_when_the_deployment_forbids_it(send, apple_settings):
     apple_settings.APPLE_ENVIRONMENT = "Production"
     apple_settings.APPLE_ALLOW_SANDBOX = False
-    assert "APPLE_ALLOW_SANDBOX=false" in ignored(send("SUBSCRIBED", "INITIAL_BUY"))
-    assert not Subscription.objects.exists()
+    txn = transaction_claims(original_transaction_id=OTID, app_account_token=app_account_token_for_user(77))
+    send("SUBSCRIBED", "INITIAL_BUY", txn=txn)
+    sub = subscription(OTID)
+    assert (sub.environment, sub.status, sub.subscriber.external_id) == ("sandbox", Status.INACTIVE, "77")
+    assert "APPLE_ALLOW_SANDBOX is off" in sub.status_changes.get().note  # support sees why
+
+    apple_settings.APPLE_ALLOW_SANDBOX = True  # the store's setting: the next notification grants access
+    send("DID_RENEW", txn=transaction_claims(original_transaction_id=OTID, transaction_id="2000000000000009",
+                                             app_account_token=app_account_token_for_user(77)))
+    assert subscription(OTID).status == Status.ACTIVE
 
 
 def test_end_to_end_purchase_reaches_the_stream_for_the_user(send, django_capture_on_commit_callbacks):

@@ -50,14 +50,11 @@ def test_the_stored_type_is_type_and_subtype():
 
 def test_a_subscription_notification_without_a_usable_transaction_says_why():
     problem = mapping.subscription_notification_problem
-    assert problem(_payload("DID_RENEW"), sandbox_grants_access=True) == "DID_RENEW carries no transaction"
+    assert problem(_payload("DID_RENEW")) == "DID_RENEW carries no transaction"
     consumable = transaction_claims(type="Consumable")
-    assert "not an auto-renewable subscription" in problem(_payload("DID_RENEW", transaction=consumable),
-                                                           sandbox_grants_access=True)
-    txn = transaction_claims()
-    assert problem(_payload("DID_RENEW", transaction=txn), sandbox_grants_access=True) == ""
-    assert "APPLE_ALLOW_SANDBOX=false" in problem(_payload("DID_RENEW", transaction=txn), sandbox_grants_access=False)
-    assert problem(_payload("DID_RENEW", transaction=txn, environment="production"), sandbox_grants_access=False) == ""
+    assert "not an auto-renewable subscription" in problem(_payload("DID_RENEW", transaction=consumable))
+    # A sandbox notification is applied like any other: whether it grants access is the write path's rule.
+    assert problem(_payload("DID_RENEW", transaction=transaction_claims())) == ""
 
 
 def test_a_notification_is_observed_when_apple_signed_it():

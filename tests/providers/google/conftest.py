@@ -85,11 +85,11 @@ def push_token(fake, **claims) -> str:
 
 
 def push_request(fake, notification: dict | None = None, *, message_id=None, token=None, body: bytes | None = None,
-                 query=None) -> tuple[dict, bytes, dict]:
+                 query=None, headers=None) -> tuple[dict, bytes, dict]:
     """(headers, body, query) of a Pub/Sub push, authenticated with a valid OIDC token by default
-    (`token=""`: none)."""
+    (`token=""`: none); `headers` are added (e.g. a relay's shared-token header)."""
     token = token if token is not None else push_token(fake)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers, body if body is not None else pubsub_body(notification, message_id=message_id), query or {}

@@ -1,7 +1,10 @@
 """Authenticating Pub/Sub pushes (auth.webhook_authenticate): the OIDC token (signature by a key
-Google's cert endpoint serves, audience, issuer, expiry, email) or the shared URL token, and the
-envelope. Anything unauthenticated is 401/403 and nothing is stored; what is authentic but not for us
-is answered 2xx and kept with its reason."""
+Google's cert endpoint serves, audience, issuer, expiry, email) or the shared token (its header; the
+URL only when enabled), and the envelope. Anything unauthenticated is 401/403 and nothing is stored;
+what is authentic but not for us is answered 2xx and kept with its reason."""
+
+import json
+import logging
 
 import pytest
 
@@ -106,21 +109,64 @@ def test_certificate_endpoint_down_is_transient(google, settings):
         _auth(google)
 
 
-def test_shared_url_token(google, settings):
+SHARED = {"X-Pubsub-Verification-Token": "s3cret-push-token"}
+
+
+def test_shared_token_from_the_header(google, settings):
+    settings.GOOGLE_PUBSUB_AUDIENCE = ""
+    settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = "s3cret-push-token"
+    headers, body, _ = push_request(google, subscription_notification("tok-1", 4), token="", headers=SHARED)
+    assert auth.webhook_authenticate(headers, body, {}).event_type == "SUBSCRIPTION_PURCHASED"
+    wrong = {**headers, "X-Pubsub-Verification-Token": "wrong"}
+    assert _rejected(wrong, body, {}).status == 403
+    bare = {k: v for k, v in headers.items() if k not in SHARED}
+    assert (_rejected(bare, body, {}).status, _rejected(bare, body, {}).code) == (401, "unauthenticated")
+
+
+def test_shared_token_in_the_url_is_refused_unless_enabled(google, settings):
+    """`?token=` lands in every proxy's access log: refused by default, with a message saying what to do."""
     settings.GOOGLE_PUBSUB_AUDIENCE = ""
     settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = "s3cret-push-token"
     headers, body, _ = push_request(google, subscription_notification("tok-1", 4), token="")
-    event = auth.webhook_authenticate(headers, body, {"token": "s3cret-push-token"})
-    assert event.event_type == "SUBSCRIPTION_PURCHASED"
+    refused = _rejected(headers, body, {"token": "s3cret-push-token"})
+    assert (refused.status, refused.code) == (401, "token_in_url")
+    assert "X-Pubsub-Verification-Token" in refused.reason and "s3cret" not in refused.reason
+    settings.GOOGLE_PUBSUB_TOKEN_IN_URL = True
+    assert auth.webhook_authenticate(headers, body, {"token": "s3cret-push-token"}).dedupe_key
     assert _rejected(headers, body, {"token": "wrong"}).status == 403
-    assert _rejected(headers, body, {}).status == 401
 
 
 def test_both_configured_requires_both(google, settings):
     settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = "s3cret-push-token"
     headers, body, _ = push_request(google, subscription_notification("tok-1", 4))
     assert _rejected(headers, body, {}).status == 401
-    assert auth.webhook_authenticate(headers, body, {"token": "s3cret-push-token"}).dedupe_key
+    assert auth.webhook_authenticate({**headers, **SHARED}, body, {}).dedupe_key
+
+
+def test_token_in_url_outside_development_is_a_system_check_warning(settings):
+    settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = "s3cret-push-token"
+    settings.DEBUG = False
+    assert auth.system_checks() == []
+    settings.GOOGLE_PUBSUB_TOKEN_IN_URL = True
+    assert [m.id for m in auth.system_checks()] == ["billing.W_GOOGLE_TOKEN_IN_URL"]
+
+
+@pytest.mark.django_db
+def test_the_shared_token_is_never_logged_nor_stored(google, settings, caplog):
+    settings.GOOGLE_PUBSUB_AUDIENCE = ""
+    settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = "s3cret-push-token"
+    google.set_purchase("tok-1", {"subscriptionState": "SUBSCRIPTION_STATE_PENDING", "lineItems": []})
+    caplog.set_level(logging.DEBUG)
+    accepted = push(google, subscription_notification("tok-1", 4), token="", headers=SHARED)
+    assert accepted.response.status_code == 200
+    for query in ({"token": "s3cret-push-token"}, {"token": "s3cret-push-token-wrong"}):  # refused: in the URL
+        assert push(google, subscription_notification("tok-2", 4), token="", query=query).response.status_code == 401
+    wrong = push(google, subscription_notification("tok-3", 4), token="",
+                 headers={"X-Pubsub-Verification-Token": "s3cret-push-token-wrong"})
+    assert wrong.response.status_code == 403 and "s3cret" not in wrong.response.content.decode()
+    assert caplog.records and not [r for r in caplog.records if "s3cret" in r.getMessage()]
+    stored = WebhookEvent.objects.get()
+    assert "s3cret" not in json.dumps(stored.headers) and "s3cret" not in json.dumps(stored.payload)
 
 
 def test_not_a_pubsub_body_is_400(google):
@@ -159,12 +205,12 @@ def test_unauthenticated_pushes_are_refused_and_nothing_stored(google, settings,
         "expired": push_token(google, expires_in=-300),
         "shared": "",
     }[kind]
-    query = None
+    headers = None
     if kind == "shared":
         settings.GOOGLE_PUBSUB_AUDIENCE = ""
         settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = "right-token"
-        query = {"token": "wrong-token"}
-    delivered = push(google, subscription_notification("tok-1", 4), token=token, query=query)
+        headers = {"X-Pubsub-Verification-Token": "wrong-token"}
+    delivered = push(google, subscription_notification("tok-1", 4), token=token, headers=headers)
     assert delivered.response.status_code == status
     assert "error" in delivered.response.json()
     assert not WebhookEvent.objects.exists() and google.calls == []

@@ -158,6 +158,7 @@ def test_voided_subscription_purchase_is_revoked_with_a_refund(google):
     google.set_purchase(token, steps[0]["subscriptionPurchaseV2"])
     push(google, steps[0]["developerNotification"])
     google.set_purchase(token, steps[3]["subscriptionPurchaseV2"])  # Google's state after the refund
+    google.void(token, "GPA.3354-3745-5570-25336")  # ...and its Voided Purchases API lists the order
     voided = {"version": "1.0", "packageName": PACKAGE, "eventTimeMillis": "1759723392088",
               "voidedPurchaseNotification": {"purchaseToken": token, "orderId": "GPA.3354-3745-5570-25336",
                                              "productType": 1, "refundType": 1}}
@@ -165,6 +166,8 @@ def test_voided_subscription_purchase_is_revoked_with_a_refund(google):
     push(google, voided | {"eventTimeMillis": "1759723392089"})  # a redelivery: one refund
     sub = Subscription.objects.get(provider_subscription_id=token)
     assert sub.status == "REVOKED"
+    listed = google.calls_of("voidedpurchases.list")[0]
+    assert listed["query"]["type"] == "1" and listed["package"] == PACKAGE  # subscriptions included
     refund = Transaction.objects.get(provider_transaction_id="refund:GPA.3354-3745-5570-25336")
     assert refund.kind == TransactionKind.REFUND and refund.amount_minor == 1699 and refund.currency == "AUD"
 
@@ -172,6 +175,7 @@ def test_voided_subscription_purchase_is_revoked_with_a_refund(google):
 def test_voided_order_of_a_live_subscription_records_only_the_refund(google):
     google.set_purchase("tok-v", purchase())
     push(google, subscription_notification("tok-v", 2))
+    google.void("tok-v", "GPA.3375-6103-0197-44778")
     voided = {"version": "1.0", "packageName": PACKAGE, "eventTimeMillis": "1760057300000",
               "voidedPurchaseNotification": {"purchaseToken": "tok-v", "orderId": "GPA.3375-6103-0197-44778",
                                              "productType": 1, "refundType": 1}}
@@ -301,7 +305,7 @@ def test_grace_period_keeps_access_until_its_end(google):
 
 @pytest.mark.parametrize("name", ["07_plan_change_1m_to_3m_then_renew.json",
                                   "10_plan_change_there_and_back_then_renew.json"])
-def test_upgrade_chain_never_entitles_twice_and_carries_the_user(google, name):
+def test_upgrade_chain_never_entitles_twice_and_carries_the_user(google, name, client, service_auth):
     steps = load_sequence(name, user_id="77")
     seen = []
     for step in steps:
@@ -317,9 +321,16 @@ def test_upgrade_chain_never_entitles_twice_and_carries_the_user(google, name):
     subs = {s.provider_subscription_id: s for s in Subscription.objects.filter(provider="google")}
     latest = subs[seen[-1]]
     for older, newer in itertools.pairwise(seen):
+        # A replaced subscription ends when its successor is applied, and names it.
         assert subs[older].replaced_by_id == subs[newer].pk
+        assert subs[older].status == "EXPIRED", subs[older].status
+        assert f"replaced by google:{newer}" in subs[older].status_changes.order_by("id").last().note
     assert latest.replaced_by_id is None and latest.status == "ACTIVE"
     assert {s.subscriber.external_id for s in subs.values()} == {"77"}
+    listed = client.get("/api/users/77/subscriptions", **service_auth("read")).json()["items"]
+    assert list(Subscription.objects.filter(status="ACTIVE").values_list("provider_subscription_id", flat=True)) == [
+        seen[-1]]  # one live subscription for the purchase, not one per plan change
+    assert {i["provider_subscription_id"]: i["replaced_by"] for i in listed}[seen[0]] == str(subs[seen[1]].pk)
 
 
 def test_upgrade_carries_the_user_when_the_new_purchase_has_no_account_id(google):
