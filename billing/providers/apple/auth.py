@@ -9,13 +9,20 @@ skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENT
 (a developer's machine; the system check `unsigned_environments_check` makes the setting without DEBUG
 a startup error too). The same verifiers check a StoreKit purchase sent for verification and the App
 Store Server API's own signed answers.
-"""
+
+The signature is inside the body, so a body that is not JSON (`{"signedPayload": …}`) cannot be
+authentic: 400. A signedPayload whose claims are not JSON (not UTF-8, nested deeper than the parser
+goes) cannot be verified by the library (it reads the claims before the signature); it is checked here
+with the library's own chain verifier (at the current time) and pyjwt over the raw claims: signed by
+Apple, it is Undecodable (stored as failed), else refused like any other forgery."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,8 +41,15 @@ from django.conf import settings
 from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
-from billing.providers.base import NotConfigured, Rejected, StoreUnavailable, TransientError, VerifiedEvent
-from billing.providers.common import datetime_from_millis
+from billing.providers.base import (
+    NotConfigured,
+    Rejected,
+    StoreUnavailable,
+    TransientError,
+    Undecodable,
+    VerifiedEvent,
+)
+from billing.providers.common import datetime_from_millis, json_decode
 from billing.snapshots import Environment
 
 from . import mapping
@@ -206,9 +220,54 @@ def notification_environment(claims: dict) -> str | None:
     return None
 
 
+def _claims_undecodable(jws: str) -> str:
+    """Why a JWS's claims are not JSON ("" if they are, or it is no JWS at all)."""
+    parts = jws.split(".")
+    if len(parts) != 3:
+        return ""
+    try:
+        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+    except (binascii.Error, ValueError):
+        return ""
+    try:
+        json_decode(raw, what="The signedPayload's claims")
+    except Undecodable as exc:
+        return exc.reason
+    return ""
+
+
+def _signed_by_apple(jws: str) -> bool:
+    """The JWS's signature and certificate chain (up to the configured roots, valid now), checked
+    without reading its claims: the library's chain verifier, then pyjwt over the raw claims."""
+    try:
+        header = jwt.get_unverified_header(jws)
+        if header.get("alg") != "ES256" or not isinstance(header.get("x5c"), list):
+            return False
+        key = verifier_for("Sandbox")._chain_verifier.verify_chain(  # the roots are the same for every environment
+            header["x5c"], bool(settings.APPLE_ONLINE_CHECKS), int(time.time()))
+        jwt.PyJWS().decode(jws, key, algorithms=["ES256"])  # the claims as bytes: nothing parsed
+    except (VerificationException, jwt.PyJWTError, ValueError, TypeError, RecursionError):
+        return False
+    return True
+
+
+def _notification_claims(signed_payload: str) -> dict:
+    """The signedPayload's claims (unverified, to choose the verifier); Undecodable when Apple signed
+    claims that are not JSON."""
+    try:
+        return peek(signed_payload, what="signedPayload")
+    except (NotTrusted, RecursionError) as exc:
+        why = _claims_undecodable(signed_payload) if isinstance(signed_payload, str) else ""
+        if why and _signed_by_apple(signed_payload):
+            raise Undecodable(why) from None
+        if isinstance(exc, NotTrusted):
+            raise
+        raise NotTrusted("The signedPayload's claims are not JSON.", code="malformed") from None
+
+
 def verify_notification(signed_payload: str) -> VerifiedNotification:
     """Verify a notification's signedPayload and its nested signed transaction and renewal info."""
-    claims = peek(signed_payload, what="signedPayload")
+    claims = _notification_claims(signed_payload)
     apple_environment = notification_environment(claims)
     verifier = verifier_for(apple_environment)
     _checked(verifier.verify_and_decode_notification, signed_payload, what="notification")
@@ -272,11 +331,11 @@ def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping
     """POST /webhooks/apple: the body is {"signedPayload": "<JWS>"} (Server Notifications V2); the
     signature is in it, so the headers and query say nothing."""
     try:
-        document = json.loads(body)
+        document = json_decode(body)  # not signed itself: a body that cannot be decoded is not authentic
         signed_payload = document["signedPayload"]
         if not isinstance(signed_payload, str):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (Undecodable, KeyError, TypeError):
         raise Rejected('The body must be JSON {"signedPayload": "<JWS>"} (App Store Server Notifications V2).',
                        code="malformed") from None
     return verified_event(signed_payload)
