@@ -39,6 +39,7 @@ HOSTILE = {  # the JSON text put where PLACEHOLDER is, and what the stored reaso
     "lone_surrogate": (b'"\\ud800"', "lone surrogate"),
     "deep_nesting": (b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
     "not_utf8": (b'"caf\xe9 \xff"', "not UTF-8"),
+    "nan_infinity": (b"[NaN, Infinity]", "NaN or Infinity"),  # Python's parser takes them, jsonb does not
 }
 STORES = ("apple", "google", "stripe", "xsolla")
 # Types we can still read (NUL, surrogate) vs bodies that cannot be decoded at all.
@@ -192,6 +193,22 @@ def test_google_notification_data_nested_too_deep_is_kept_as_undecodable_not_a_5
     done = deliver("google", body, {"Authorization": f"Bearer {push_token(google)}"})
     assert done.response.status_code == 200
     assert done.event.status == WebhookEvent.Status.IGNORED and "nested deeper" in done.event.outcome
+
+
+@pytest.mark.parametrize("created", [b'"abc"', b"1e400", b"99999999999999999999", b"[1]"])
+def test_a_signed_stripe_event_whose_time_is_not_a_time_is_stored_not_a_500(stores, created):
+    event = {"id": "evt_odd_time", "object": "event", "type": "customer.created", "created": "__HOSTILE__",
+             "data": {"object": {"id": "cus_1", "object": "customer"}}}
+    body = json.dumps(event).encode().replace(PLACEHOLDER, created)
+    done = deliver("stripe", body, {"Stripe-Signature": stripe_sign(body, STRIPE_SECRET)}, process=False)
+    assert done.response.status_code == 200 and done.event.occurred_at is None and bytes(done.event.body) == body
+
+
+@pytest.mark.parametrize("signature", ["t=1,v1=\u00e9", "\u00e9"])
+def test_a_stripe_signature_header_that_is_not_ascii_is_400(stores, signature):
+    done = deliver("stripe", b'{"id": "evt_1"}', {"Stripe-Signature": signature})
+    assert done.response.status_code == 400 and error_code(done.response) == "bad_signature"
+    assert not WebhookEvent.objects.exists()
 
 
 # --- Replay: processed from the stored bytes ----------------------------------------------------

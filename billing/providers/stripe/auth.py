@@ -26,6 +26,8 @@ def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping
     signature = header(headers, "Stripe-Signature")
     if not signature:
         raise Rejected("The Stripe-Signature header is missing.", code="missing_signature")
+    if not signature.isascii():  # hex digests and digits only (the library's comparison would raise on others)
+        raise Rejected("The Stripe signature is not valid: the header is not ASCII.", code="bad_signature")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -57,8 +59,16 @@ def webhook_decode(body: bytes | str) -> VerifiedEvent:
         raise Rejected("The body is not a Stripe event.", code="malformed")
     return VerifiedEvent(
         dedupe_key=event["id"], event_type=event["type"], payload=event,
-        occurred_at=datetime_from_seconds(event.get("created")), store_ids=_store_ids(data["object"]),
+        occurred_at=_created(event), store_ids=_store_ids(data["object"]),
         environment=mapping.environment(event))
+
+
+def _created(event: dict):
+    """When Stripe created the event; None for a value that is not a time (stored, not a 500)."""
+    try:
+        return datetime_from_seconds(event.get("created"))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def _bytes_signature_ok(body: bytes, signature: str) -> bool:
