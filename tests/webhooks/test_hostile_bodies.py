@@ -211,6 +211,23 @@ def test_a_stripe_signature_header_that_is_not_ascii_is_400(stores, signature):
     assert not WebhookEvent.objects.exists()
 
 
+@pytest.mark.parametrize("kind", UNDECODABLE)
+def test_an_authentic_apple_notification_whose_signed_transaction_is_undecodable_is_stored_failed(
+        stores, apple_chain, kind):  # noqa: F811
+    transaction = transaction_claims()
+    transaction["note"] = "__HOSTILE__"
+    claims = notification_claims("DID_RENEW", chain=apple_chain)
+    claims["data"]["signedTransactionInfo"] = apple_jws(apple_chain, hostile(transaction, kind))
+    body = json.dumps({"signedPayload": apple_chain.sign(claims)}).encode()
+    done = deliver("apple", body)
+    assert done.response.status_code == 200
+    assert done.event.status == WebhookEvent.Status.FAILED and HOSTILE[kind][1] in done.event.error
+    # forged by another chain, the same nested content is refused
+    claims["data"]["signedTransactionInfo"] = apple_jws(AppleChain(name="Forger"), hostile(transaction, kind))
+    forged = deliver("apple", json.dumps({"signedPayload": apple_chain.sign(claims)}).encode())
+    assert forged.response.status_code == 400 and WebhookEvent.objects.count() == 1
+
+
 # --- Replay: processed from the stored bytes ----------------------------------------------------
 
 def test_a_replay_processes_the_stored_bytes(stores):

@@ -10,11 +10,9 @@ skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENT
 a startup error too). The same verifiers check a StoreKit purchase sent for verification and the App
 Store Server API's own signed answers.
 
-The signature is inside the body, so a body that is not JSON (`{"signedPayload": …}`) cannot be
-authentic: 400. A signedPayload whose claims are not JSON (not UTF-8, nested deeper than the parser
-goes) cannot be verified by the library (it reads the claims before the signature); it is checked here
-with the library's own chain verifier (at the current time) and pyjwt over the raw claims: signed by
-Apple, it is Undecodable (stored as failed), else refused like any other forgery."""
+A body that is not a JSON document cannot be authentic (the signature is inside it): 400. Signed claims
+that are not JSON (the library reads them before the signature) are checked without reading them
+(`_signed_by_apple`): Apple's are Undecodable (stored as failed), anyone else's refused."""
 
 from __future__ import annotations
 
@@ -223,27 +221,23 @@ def notification_environment(claims: dict) -> str | None:
 def _claims_undecodable(jws: str) -> str:
     """Why a JWS's claims are not JSON ("" if they are, or it is no JWS at all)."""
     parts = jws.split(".")
-    if len(parts) != 3:
-        return ""
     try:
-        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-    except (binascii.Error, ValueError):
-        return ""
-    try:
-        json_decode(raw, what="The signedPayload's claims")
+        json_decode(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)), what="The signed content")
     except Undecodable as exc:
-        return exc.reason
+        return exc.reason if len(parts) == 3 else ""
+    except (binascii.Error, ValueError, IndexError):
+        pass
     return ""
 
 
 def _signed_by_apple(jws: str) -> bool:
-    """The JWS's signature and certificate chain (up to the configured roots, valid now), checked
-    without reading its claims: the library's chain verifier, then pyjwt over the raw claims."""
+    """The JWS's signature and chain (up to the configured roots, valid now), its claims left unread: the
+    library's chain verifier (the same roots for every environment), then pyjwt over the raw claims."""
     try:
         header = jwt.get_unverified_header(jws)
         if header.get("alg") != "ES256" or not isinstance(header.get("x5c"), list):
             return False
-        key = verifier_for("Sandbox")._chain_verifier.verify_chain(  # the roots are the same for every environment
+        key = verifier_for("Sandbox")._chain_verifier.verify_chain(
             header["x5c"], bool(settings.APPLE_ONLINE_CHECKS), int(time.time()))
         jwt.PyJWS().decode(jws, key, algorithms=["ES256"])  # the claims as bytes: nothing parsed
     except (VerificationException, jwt.PyJWTError, ValueError, TypeError, RecursionError):
@@ -251,15 +245,19 @@ def _signed_by_apple(jws: str) -> bool:
     return True
 
 
+def _raise_if_signed_undecodable(jws) -> None:
+    """Undecodable if Apple signed this JWS and its claims are not JSON (else the caller's error stands)."""
+    why = _claims_undecodable(jws) if isinstance(jws, str) else ""
+    if why and _signed_by_apple(jws):
+        raise Undecodable(why)
+
+
 def _notification_claims(signed_payload: str) -> dict:
-    """The signedPayload's claims (unverified, to choose the verifier); Undecodable when Apple signed
-    claims that are not JSON."""
+    """The claims, unverified (to choose the verifier); Undecodable when Apple signed non-JSON claims."""
     try:
         return peek(signed_payload, what="signedPayload")
     except (NotTrusted, RecursionError) as exc:
-        why = _claims_undecodable(signed_payload) if isinstance(signed_payload, str) else ""
-        if why and _signed_by_apple(signed_payload):
-            raise Undecodable(why) from None
+        _raise_if_signed_undecodable(signed_payload)
         if isinstance(exc, NotTrusted):
             raise
         raise NotTrusted("The signedPayload's claims are not JSON.", code="malformed") from None
@@ -274,10 +272,15 @@ def verify_notification(signed_payload: str) -> VerifiedNotification:
     data = claims.get("data") if isinstance(claims.get("data"), dict) else None
     transaction = renewal = None
     if data is not None:
-        if data.get("signedTransactionInfo"):
-            transaction = _verified(verifier, data["signedTransactionInfo"], renewal=False)
-        if data.get("signedRenewalInfo"):
-            renewal = _verified(verifier, data["signedRenewalInfo"], renewal=True)
+        try:
+            if data.get("signedTransactionInfo"):
+                transaction = _verified(verifier, data["signedTransactionInfo"], renewal=False)
+            if data.get("signedRenewalInfo"):
+                renewal = _verified(verifier, data["signedRenewalInfo"], renewal=True)
+        except NotTrusted:  # an authentic notification may nest signed claims that are not JSON
+            for nested in (data.get("signedTransactionInfo"), data.get("signedRenewalInfo")):
+                _raise_if_signed_undecodable(nested)
+            raise
         claims = {**claims, "data": {k: v for k, v in data.items()
                                      if k not in ("signedTransactionInfo", "signedRenewalInfo")}}
     return VerifiedNotification(claims=claims, transaction=transaction, renewal=renewal,
