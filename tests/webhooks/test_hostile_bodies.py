@@ -30,6 +30,7 @@ from tests.providers.xsolla.conftest import WEBHOOK_SECRET as XSOLLA_SECRET
 from tests.providers.xsolla.conftest import fixture_json, xsolla  # noqa: F401
 from webhooks import replay
 from webhooks.models import WebhookEvent
+from webhooks.tasks import recover_apple_notifications
 
 pytestmark = pytest.mark.django_db
 
@@ -226,6 +227,17 @@ def test_an_authentic_apple_notification_whose_signed_transaction_is_undecodable
     claims["data"]["signedTransactionInfo"] = apple_jws(AppleChain(name="Forger"), hostile(transaction, kind))
     forged = deliver("apple", json.dumps({"signedPayload": apple_chain.sign(claims)}).encode())
     assert forged.response.status_code == 400 and WebhookEvent.objects.count() == 1
+
+
+def test_hostile_notifications_recovered_from_apples_history_are_stored_failed(stores, apple_chain,  # noqa: F811
+                                                                              fake_appstore):  # noqa: F811
+    """The history path (apple_recover, the beat job) stores what the webhook path would."""
+    fake_appstore.history = [json.loads(apple_delivery(kind, authentic=True, chain=apple_chain)[0])["signedPayload"]
+                             for kind in ("nul", "deep_nesting")]
+    assert "2 recovered" in recover_apple_notifications()
+    events = WebhookEvent.objects.order_by("pk")
+    assert [e.status for e in events] == [WebhookEvent.Status.FAILED] * 2
+    assert "NUL character" in events[0].error and "nested deeper" in events[1].error
 
 
 # --- Replay: processed from the stored bytes ----------------------------------------------------
