@@ -15,7 +15,7 @@ from billing.apply import subscription_link_subscriber
 from billing.models import Subscription
 from billing.snapshots import Cause, CauseKind
 
-from . import replay
+from . import bodies, replay
 from .models import WebhookEvent
 
 
@@ -27,16 +27,11 @@ def _pretty(value) -> str:
         try:
             value = json.loads(raw)
         except (ValueError, RecursionError):
-            return _shown(raw.decode("utf-8", errors="backslashreplace"))
+            return bodies.escaped(raw.decode("utf-8", errors="backslashreplace"))
     try:
-        return _shown(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+        return bodies.escaped(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
     except (ValueError, RecursionError):  # nested deeper than the encoder goes
         return "(too deeply nested to show: see the raw body)"
-
-
-def _shown(text: str) -> str:
-    """Text a page can carry: NUL and lone surrogates as their JSON escapes."""
-    return text.replace("\x00", "\\u0000").encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def _pre(text: str):

@@ -39,6 +39,11 @@ def text_problem(value: str) -> str:
     return ""
 
 
+def escaped(value: str) -> str:
+    """The text with a NUL and lone surrogates as their JSON escapes: storable, and shown as sent."""
+    return value.replace("\x00", "\\u0000").encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
 def json_problem(value) -> str:
     """Why PostgreSQL's jsonb cannot take this decoded JSON ("" if it can). Iterative: a deep value
     never costs Python's stack."""
@@ -106,5 +111,6 @@ def inbound_event(event) -> InboundEvent:
     if not event.payload_problem:
         return inbound
     decoded = registry.get_adapter(event.provider).decode(inbound.body, inbound.headers)
-    return replace(inbound, event_type=decoded.event_type, payload=decoded.payload,
+    # The type finds the handler and is echoed in outcomes: kept storable (a hostile one has no handler).
+    return replace(inbound, event_type=escaped(decoded.event_type), payload=decoded.payload,
                    occurred_at=decoded.occurred_at or event.occurred_at)

@@ -256,6 +256,15 @@ def test_a_replay_processes_the_stored_bytes(stores):
     assert "NUL character" in done.event.payload_problem  # still why its content is not in the payload
 
 
+def test_a_replay_of_an_event_whose_type_holds_a_nul_records_it_escaped(stores):
+    body = json.dumps({"notification_type": "pay\u0000ment", "user": {"id": "42"}}).encode()
+    done = deliver("xsolla", body, {"Authorization": authorization_header(body, XSOLLA_SECRET)})
+    assert done.response.status_code == 204 and done.event.event_type == ""
+    assert replay.event_replay_now(done.event.pk) == WebhookEvent.Status.IGNORED
+    done.event.refresh_from_db()
+    assert "pay\\u0000ment does not change subscription state" in done.event.outcome
+
+
 def test_a_replay_of_a_body_still_unreadable_fails_again_with_the_reason(stores):
     body, headers = stores("stripe", "deep_nesting", authentic=True)
     event = deliver("stripe", body, headers).event
