@@ -15,18 +15,23 @@ from billing.apply import subscription_link_subscriber
 from billing.models import Subscription
 from billing.snapshots import Cause, CauseKind
 
-from . import replay
+from . import bodies, replay
 from .models import WebhookEvent
 
 
 def _pretty(value) -> str:
+    """JSON pretty-printed; any bytes shown as they are (hostile ones too: a body that is not UTF-8,
+    not JSON or nested too deep is shown as text, a NUL or a lone surrogate escaped, never a 500)."""
     if isinstance(value, (bytes, memoryview)):
         raw = bytes(value)
         try:
             value = json.loads(raw)
-        except ValueError:
-            return raw.decode("utf-8", errors="replace")
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+        except (ValueError, RecursionError):
+            return bodies.escaped(raw.decode("utf-8", errors="backslashreplace"))
+    try:
+        return bodies.escaped(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+    except (ValueError, RecursionError):  # nested deeper than the encoder goes
+        return "(too deeply nested to show: see the raw body)"
 
 
 def _pre(text: str):
@@ -76,11 +81,12 @@ class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
         (None, {"fields": ("provider", "event_type", "dedupe_key", "status", "outcome", "linked_subscriptions")}),
         ("Processing", {"fields": ("attempts", "next_attempt_at", "received_at", "occurred_at", "processed_at",
                                    "environment", "error", "traceback_text")}),
-        ("Content", {"fields": ("store_ids", "body_pretty", "payload_pretty", "headers_pretty")}),
+        ("Content", {"fields": ("store_ids", "payload_problem", "body_pretty", "payload_pretty", "headers_pretty")}),
     ]
     readonly_fields = ("provider", "event_type", "dedupe_key", "status", "outcome", "linked_subscriptions",
                        "attempts", "next_attempt_at", "received_at", "occurred_at", "processed_at", "environment",
-                       "error", "traceback_text", "store_ids", "body_pretty", "payload_pretty", "headers_pretty")
+                       "error", "traceback_text", "store_ids", "payload_problem", "body_pretty", "payload_pretty",
+                       "headers_pretty")
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).prefetch_related("subscriptions")

@@ -4,8 +4,10 @@ with the headers it came with, and the answer in the store's dialect. No store A
 subscription write: processing follows the commit (processing.event_process_soon).
 
 4xx only for what a retry can never fix; anything transient (database down, a dependency of
-authentication down) is 503 so the store retries. views.py turns the request into `delivery_answer`'s
-arguments and its `Answer` into the HTTP response."""
+authentication down) is 503 so the store retries. An authentic body is stored whatever its bytes: one
+that cannot be decoded, or whose content PostgreSQL refuses (NUL, lone surrogates, deep nesting), is
+stored as received, marked failed with the reason and answered as stored (bodies.py), never a 500.
+views.py turns the request into `delivery_answer`'s arguments and its `Answer` into the HTTP response."""
 
 import hashlib
 import logging
@@ -23,12 +25,13 @@ from billing.providers.base import (
     ProviderAdapter,
     Rejected,
     TransientError,
+    Undecodable,
     VerifiedEvent,
     WebhookDialect,
 )
 from billing.redis_client import get_redis
 
-from . import processing
+from . import bodies, processing
 from .models import WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -65,7 +68,9 @@ def delivery_answer(provider: str, *, method: str, content_length: str | None, r
             known = ", ".join(n for n in registry.names() if n != "manual")
             raise _Refused(refusal(404, "unknown_provider",
                                    f"No webhook endpoint for provider {provider!r} (known: {known})."))
-        verified = _authenticate(provider, adapter, headers, body, query, remote_addr)
+        verified, undecodable = _authenticate(provider, adapter, headers, body, query, remote_addr)
+        if undecodable:
+            return _store_undecodable(provider, adapter, body, headers_to_store(headers), undecodable)
         return _store_and_answer(provider, adapter, verified, body, headers_to_store(headers))
     except _Refused as refused:
         return refused.answer
@@ -102,13 +107,17 @@ def _body_read(content_length: str | None, read, adapter: ProviderAdapter | None
 
 
 def _authenticate(provider: str, adapter: ProviderAdapter, headers, body: bytes, query,
-                  remote_addr: str | None) -> VerifiedEvent:
+                  remote_addr: str | None) -> tuple[VerifiedEvent | None, str]:
+    """The authentic event, or (None, why) for an authentic body that cannot be decoded."""
     try:
         adapter.ensure_configured()
     except NotConfigured as exc:
         raise _Refused(refusal(503, "not_configured", str(exc), adapter)) from None
     try:
-        return adapter.authenticate(headers, body, query)
+        return adapter.authenticate(headers, body, query), ""
+    except Undecodable as exc:
+        logger.warning("webhook authentic but undecodable (stored as failed): provider=%s: %s", provider, exc.reason)
+        return None, exc.reason
     except Rejected as exc:
         rejection_record(provider=provider, code=exc.code)
         logger.warning("webhook rejected: provider=%s status=%s code=%s reason=%s remote=%s", provider,
@@ -120,19 +129,33 @@ def _authenticate(provider: str, adapter: ProviderAdapter, headers, body: bytes,
                                adapter)) from None
 
 
+def _store_undecodable(provider: str, adapter: ProviderAdapter, body: bytes, headers: dict, reason: str) -> Answer:
+    """An authentic body that cannot be decoded: stored as received (its digest dedupes redeliveries),
+    failed with the reason; answered as the store's dialect answers a stored one it cannot read."""
+    verified = VerifiedEvent(dedupe_key=bodies.body_key(body), event_type="", payload={})
+    try:
+        event_store(provider=provider, verified=verified, body=body, headers=headers, problem=reason)
+    except (OperationalError, InterfaceError):
+        logger.exception("webhook not stored: database unavailable (the store will retry)")
+        return refusal(503, "unavailable", "The database is unavailable; retry later.", adapter)
+    return adapter.dialect.stored_undecodable(reason=reason)
+
+
 def _store_and_answer(provider: str, adapter: ProviderAdapter, verified: VerifiedEvent, body: bytes,
                       headers: dict) -> Answer:
+    # What PostgreSQL cannot take of the decoded event is left out (the bytes keep it): stored failed.
+    to_store, problem = bodies.storable(verified, body)
     try:
         synchronous = _synchronous_answer(provider, adapter, verified)
         if synchronous is not None:
             # The store needs the answer itself (Xsolla's user validation): kept for the audit only.
             try:
-                event_store(provider=provider, verified=verified, body=body, headers=headers,
-                            answered_with=synchronous.status)
+                event_store(provider=provider, verified=to_store, body=body, headers=headers,
+                            answered_with=synchronous.status, problem=problem)
             except (OperationalError, InterfaceError):
                 logger.exception("webhook answered synchronously but not stored (database unavailable)")
             return synchronous
-        event_id = event_store(provider=provider, verified=verified, body=body, headers=headers)
+        event_id = event_store(provider=provider, verified=to_store, body=body, headers=headers, problem=problem)
     except (OperationalError, InterfaceError):
         logger.exception("webhook not stored: database unavailable (the store will retry)")
         return refusal(503, "unavailable", "The database is unavailable; retry later.", adapter)
@@ -154,40 +177,49 @@ def _synchronous_answer(provider: str, adapter: ProviderAdapter, verified: Verif
 
 def headers_to_store(headers) -> dict:
     """The request's headers as kept on the event, without its credentials."""
-    return {k: v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+    return bodies.headers_storable({k: v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS})
 
 
 def event_store(*, provider: str, verified: VerifiedEvent, body: bytes, headers: dict,
-                answered_with: int | None = None) -> int | None:
+                answered_with: int | None = None, problem: str = "") -> int | None:
     """Store an authentic event once: INSERT … ON CONFLICT (provider, dedupe_key) DO NOTHING RETURNING id.
 
     Returns the new id, or None for a repeat delivery (also when two copies race: the unique
     constraint decides, the loser inserts nothing). A new `received` event is handed to processing
     after commit. `answered_with`: the event was already answered synchronously (e.g. Xsolla's user
-    validation); it is stored for the audit as ignored and not queued."""
+    validation); it is stored for the audit as ignored and not queued. `problem`: why its decoded
+    content is not stored (bodies.py); it is stored as failed with that reason and not queued: a
+    replay decodes it from the stored bytes."""
     now = timezone.now()
+    status = WebhookEvent.Status.RECEIVED if answered_with is None else WebhookEvent.Status.IGNORED
+    outcome = "" if answered_with is None else f"answered synchronously (HTTP {answered_with})"
+    if problem:
+        status = WebhookEvent.Status.FAILED
+        outcome = "; ".join(filter(None, [outcome, "not processed: the body is stored as received; replay it "
+                                                   "once the code can read it"]))
     values = {
         "provider": provider,
         "dedupe_key": _fit_key(verified.dedupe_key),
         "event_type": (verified.event_type or "")[:128],
-        "status": WebhookEvent.Status.RECEIVED if answered_with is None else WebhookEvent.Status.IGNORED,
+        "status": status,
         "body": bytes(body),
         "headers": headers,
         "payload": verified.payload if verified.payload is not None else {},
+        "payload_problem": problem,
         "store_ids": [str(i) for i in verified.store_ids if i],
         "store_ids_text": " ".join(str(i) for i in verified.store_ids if i),
         "environment": (verified.environment or "")[:16],
         "occurred_at": verified.occurred_at,
         "received_at": now,
-        "processed_at": None if answered_with is None else now,
+        "processed_at": None if answered_with is None and not problem else now,
         "attempts": 0,
         "next_attempt_at": None,
-        "outcome": "" if answered_with is None else f"answered synchronously (HTTP {answered_with})",
-        "error": "",
+        "outcome": outcome,
+        "error": problem,
         "traceback": "",
     }
     event_id = insert_ignoring_conflict(WebhookEvent, values, conflict=("provider", "dedupe_key"))
-    if event_id is not None and answered_with is None:
+    if event_id is not None and status == WebhookEvent.Status.RECEIVED:
         transaction.on_commit(lambda: processing.event_process_soon(event_id))
     return event_id
 

@@ -21,6 +21,9 @@ class WebhookEvent(models.Model):
     body = models.BinaryField()
     headers = models.JSONField(default=dict, blank=True)
     payload = models.JSONField(default=dict, blank=True, help_text="The verified, decoded content")
+    payload_problem = models.TextField(
+        blank=True, help_text="Why the decoded content is not stored (the body cannot be decoded, or holds what "
+                              "PostgreSQL refuses): processing decodes the stored bytes again")
     store_ids = models.JSONField(default=list, blank=True, help_text="The store's ids found in the event")
     store_ids_text = models.TextField(blank=True, help_text="store_ids joined, for search")
     environment = models.CharField(max_length=16, blank=True)

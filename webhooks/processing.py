@@ -21,7 +21,7 @@ from billing.providers import registry
 from billing.providers.base import InboundEvent, TransientError
 from billing.snapshots import Cause, CauseKind
 
-from . import queue, retries
+from . import bodies, queue, retries
 from .models import WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -203,9 +203,8 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
 
 
 def _inbound(event: WebhookEvent) -> InboundEvent:
-    return InboundEvent(id=event.pk, provider=event.provider, dedupe_key=event.dedupe_key,
-                        event_type=event.event_type, payload=event.payload, body=bytes(event.body),
-                        headers=event.headers or {}, received_at=event.received_at, occurred_at=event.occurred_at)
+    # An event stored without its decoded content is decoded again from its bytes (bodies.py).
+    return bodies.inbound_event(event)
 
 
 def _link(events: list[WebhookEvent], results: list[list[ApplyResult]]) -> None:

@@ -7,8 +7,9 @@ from collections import Counter
 from datetime import datetime
 
 from billing.providers import registry
-from billing.providers.base import Rejected, TransientError
+from billing.providers.base import Rejected, TransientError, Undecodable, VerifiedEvent
 
+from . import bodies
 from .ingest import event_store
 
 logger = logging.getLogger(__name__)
@@ -22,15 +23,20 @@ def notification_ingest(*, provider: str, body: bytes | None, recovered_by: str)
     if not body:
         return "empty"
     adapter = registry.get_adapter(provider)
+    problem = ""
     try:
         verified = adapter.authenticate({}, body, {})
+        verified, problem = bodies.storable(verified, body)  # what PostgreSQL refuses: stored failed
+    except Undecodable as exc:  # authentic, unreadable: stored failed, as the webhook would have it
+        verified, problem = VerifiedEvent(dedupe_key=bodies.body_key(body), event_type="", payload={}), exc.reason
     except Rejected as exc:
         logger.warning("%s: notification rejected (%s): %s", recovered_by, exc.code, exc.reason)
         return "rejected"
     except TransientError as exc:
         logger.warning("%s: notification not verified yet: %s", recovered_by, exc)
         return "not verified (run again)"
-    event_id = event_store(provider=provider, verified=verified, body=body, headers={RECOVERED_HEADER: recovered_by})
+    event_id = event_store(provider=provider, verified=verified, body=body, headers={RECOVERED_HEADER: recovered_by},
+                           problem=problem)
     return "recovered" if event_id is not None else "already had"
 
 

@@ -48,6 +48,16 @@ class Rejected(ProviderError):
         super().__init__(reason)
 
 
+class Undecodable(ProviderError):
+    """An authentic delivery whose body cannot be decoded (not UTF-8, not JSON, nested deeper than the
+    parser goes). Not a forgery: ingestion stores the bytes as received, marked failed with `reason`,
+    for a replay once the code can read them."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
 class TransientError(ProviderError):
     """The store or a dependency failed in a way a retry may fix (5xx, 429, timeouts)."""
 
@@ -159,6 +169,11 @@ class WebhookDialect:
     def error(self, *, status: int, code: str, message: str) -> Answer:
         return Answer(status, {"error": {"code": code, "message": message}})
 
+    def stored_undecodable(self, *, reason: str) -> Answer:
+        """An authentic body that could not be decoded, stored as failed: a success, so that the store
+        stops retrying into a wall (the event is ours now, replayable from the stored bytes)."""
+        return self.success(duplicate=False)
+
 
 Handler = Callable[[InboundEvent], ParseResult]
 
@@ -198,6 +213,12 @@ class ProviderAdapter:
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
         """Verify the request and return the event, or raise Rejected. No store API call, no writes."""
         raise NotImplementedError
+
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        """The stored body of an event authenticated when it arrived, decoded again (no signature: its
+        timestamp may be long past): how an event stored undecoded is processed from its bytes.
+        Raises Undecodable (or Rejected) when it still cannot be read."""
+        raise Undecodable(f"{self.name} cannot decode a stored body again")
 
     def synchronous_answer(self, event: VerifiedEvent) -> Answer | None:
         """An answer the store needs right away (e.g. Xsolla's user validation), or None to store and queue."""

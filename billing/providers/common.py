@@ -19,7 +19,7 @@ from billing import money
 from billing.snapshots import PeriodUnit
 
 from . import registry
-from .base import PermanentError, ProviderAdapter
+from .base import PermanentError, ProviderAdapter, Undecodable
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def as_dict(value) -> dict:
 def digest(value) -> str:
     """A short stable digest of JSON data (key order and whitespace do not matter)."""
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    # surrogatepass: a lone surrogate (hostile but authentic content) still has a digest, not a crash
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def header(headers, name: str) -> str:
@@ -138,3 +139,30 @@ def store_adapters() -> Iterator[tuple[str, ProviderAdapter | None]]:
             logger.exception("the %s adapter cannot be loaded", name)
             adapter = None
         yield name, adapter
+
+
+# --- Bodies ------------------------------------------------------------------------------------
+
+def json_decode(data: bytes | str, *, what: str = "The body"):
+    """An authentic body (or part of one) decoded as JSON, or Undecodable saying why not: not UTF-8,
+    not JSON, or nested deeper than the parser goes (RecursionError, caught here so it is never a 500)."""
+    try:
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)  # the stores send UTF-8
+    except UnicodeDecodeError as exc:
+        raise Undecodable(f"{what} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}).") from None
+    except RecursionError:
+        raise Undecodable(f"{what} is JSON nested deeper than the parser goes.") from None
+    except ValueError as exc:
+        raise Undecodable(f"{what} is not JSON: {exc}") from None
+
+
+def storable_text(value: str) -> bool:
+    """Whether PostgreSQL can take this text (in a query too): no NUL character, no lone surrogate.
+    An id that fails this names nothing stored here."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

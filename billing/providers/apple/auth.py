@@ -9,13 +9,18 @@ skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENT
 (a developer's machine; the system check `unsigned_environments_check` makes the setting without DEBUG
 a startup error too). The same verifiers check a StoreKit purchase sent for verification and the App
 Store Server API's own signed answers.
-"""
+
+A body that is not a JSON document cannot be authentic (the signature is inside it): 400. Signed claims
+that are not JSON (the library reads them before the signature) are checked without reading them
+(`_signed_by_apple`): Apple's are Undecodable (stored as failed), anyone else's refused."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,8 +39,15 @@ from django.conf import settings
 from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
-from billing.providers.base import NotConfigured, Rejected, StoreUnavailable, TransientError, VerifiedEvent
-from billing.providers.common import datetime_from_millis
+from billing.providers.base import (
+    NotConfigured,
+    Rejected,
+    StoreUnavailable,
+    TransientError,
+    Undecodable,
+    VerifiedEvent,
+)
+from billing.providers.common import datetime_from_millis, json_decode
 from billing.snapshots import Environment
 
 from . import mapping
@@ -201,19 +213,69 @@ def notification_environment(claims: dict) -> str | None:
     return None
 
 
+def _claims_undecodable(jws: str) -> str:
+    """Why a JWS's claims are not JSON ("" if they are, or it is no JWS at all)."""
+    parts = jws.split(".")
+    try:
+        json_decode(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)), what="The signed content")
+    except Undecodable as exc:
+        return exc.reason if len(parts) == 3 else ""
+    except (binascii.Error, ValueError, IndexError):
+        pass
+    return ""
+
+
+def _signed_by_apple(jws: str) -> bool:
+    """The JWS's signature and chain (up to the configured roots, valid now), its claims left unread: the
+    library's chain verifier (the same roots for every environment), then pyjwt over the raw claims."""
+    try:
+        header = jwt.get_unverified_header(jws)
+        if header.get("alg") != "ES256" or not isinstance(header.get("x5c"), list):
+            return False
+        key = verifier_for("Sandbox")._chain_verifier.verify_chain(
+            header["x5c"], bool(settings.APPLE_ONLINE_CHECKS), int(time.time()))
+        jwt.PyJWS().decode(jws, key, algorithms=["ES256"])  # the claims as bytes: nothing parsed
+    except (VerificationException, jwt.PyJWTError, ValueError, TypeError, RecursionError):
+        return False
+    return True
+
+
+def _raise_if_signed_undecodable(jws) -> None:
+    """Undecodable if Apple signed this JWS and its claims are not JSON (else the caller's error stands)."""
+    why = _claims_undecodable(jws) if isinstance(jws, str) else ""
+    if why and _signed_by_apple(jws):
+        raise Undecodable(why)
+
+
+def _notification_claims(signed_payload: str) -> dict:
+    """The claims, unverified (to choose the verifier); Undecodable when Apple signed non-JSON claims."""
+    try:
+        return peek(signed_payload, what="signedPayload")
+    except (NotTrusted, RecursionError) as exc:
+        _raise_if_signed_undecodable(signed_payload)
+        if isinstance(exc, NotTrusted):
+            raise
+        raise NotTrusted("The signedPayload's claims are not JSON.", code="malformed") from None
+
+
 def verify_notification(signed_payload: str) -> VerifiedNotification:
     """Verify a notification's signedPayload and its nested signed transaction and renewal info."""
-    claims = peek(signed_payload, what="signedPayload")
+    claims = _notification_claims(signed_payload)
     apple_environment = notification_environment(claims)
     verifier = verifier_for(apple_environment)
     _checked(verifier.verify_and_decode_notification, signed_payload, what="notification")
     data = claims.get("data") if isinstance(claims.get("data"), dict) else None
     transaction = renewal = None
     if data is not None:
-        if data.get("signedTransactionInfo"):
-            transaction = _verified(verifier, data["signedTransactionInfo"], renewal=False)
-        if data.get("signedRenewalInfo"):
-            renewal = _verified(verifier, data["signedRenewalInfo"], renewal=True)
+        try:
+            if data.get("signedTransactionInfo"):
+                transaction = _verified(verifier, data["signedTransactionInfo"], renewal=False)
+            if data.get("signedRenewalInfo"):
+                renewal = _verified(verifier, data["signedRenewalInfo"], renewal=True)
+        except NotTrusted:  # an authentic notification may nest signed claims that are not JSON
+            for nested in (data.get("signedTransactionInfo"), data.get("signedRenewalInfo")):
+                _raise_if_signed_undecodable(nested)
+            raise
         claims = {**claims, "data": {k: v for k, v in data.items()
                                      if k not in ("signedTransactionInfo", "signedRenewalInfo")}}
     return VerifiedNotification(claims=claims, transaction=transaction, renewal=renewal,
@@ -267,11 +329,11 @@ def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping
     """POST /webhooks/apple: the body is {"signedPayload": "<JWS>"} (Server Notifications V2); the
     signature is in it, so the headers and query say nothing."""
     try:
-        document = json.loads(body)
+        document = json_decode(body)  # not signed itself: a body that cannot be decoded is not authentic
         signed_payload = document["signedPayload"]
         if not isinstance(signed_payload, str):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (Undecodable, KeyError, TypeError):
         raise Rejected('The body must be JSON {"signedPayload": "<JWS>"} (App Store Server Notifications V2).',
                        code="malformed") from None
     return verified_event(signed_payload)

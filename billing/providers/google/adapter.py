@@ -210,6 +210,9 @@ class GoogleAdapter(ProviderAdapter):
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
         return auth.webhook_authenticate(headers, body, query)
 
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        return auth.webhook_decode(body)
+
     def parse(self, event: InboundEvent) -> ParseResult:
         """Every notification names its app: another app's (sharing the topic) is ignored before routing."""
         if "undecodable" not in (event.payload or {}):

@@ -37,7 +37,7 @@ from google.auth import jwt as google_jwt
 from google.oauth2 import id_token
 
 from billing.providers.base import Rejected, StoreUnavailable, VerifiedEvent
-from billing.providers.common import header
+from billing.providers.common import header, json_decode
 
 from . import mapping
 
@@ -224,11 +224,9 @@ def push_authenticate(headers: Mapping[str, str], query: Mapping[str, str]) -> N
 
 def envelope_decode(body: bytes) -> dict:
     """The push body → {"message_id", "publish_time", "subscription", "attributes", "delivery_attempt",
-    "notification" (dict) or "undecodable" (why)}. Raises Rejected for a body that is no Pub/Sub push."""
-    try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected("The body is not JSON.", code="malformed") from exc
+    "notification" (dict) or "undecodable" (why)}. Raises Undecodable for a body that is not JSON
+    (stored as failed: the push was authenticated), Rejected for one that is no Pub/Sub push."""
+    envelope = json_decode(body)
     message = envelope.get("message") if isinstance(envelope, dict) else None
     if not isinstance(message, dict):
         raise Rejected("Not a Pub/Sub push: no `message` object.", code="malformed")
@@ -246,9 +244,10 @@ def envelope_decode(body: bytes) -> dict:
         notification = json.loads(base64.b64decode(message.get("data") or "", validate=True))
         if not isinstance(notification, dict):
             raise ValueError("not a JSON object")
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
         # Authentic but unreadable: redelivery would never fix it, so it is kept and answered 2xx.
-        parsed["undecodable"] = f"message.data is not a base64 JSON DeveloperNotification ({exc})"
+        why = "nested deeper than the parser goes" if isinstance(exc, RecursionError) else exc
+        parsed["undecodable"] = f"message.data is not a base64 JSON DeveloperNotification ({why})"
         return parsed
     parsed["notification"] = notification
     return parsed
@@ -259,6 +258,11 @@ def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping
     notification's type name its event type. Raises Rejected (401/403/400) or StoreUnavailable (the
     certificates cannot be had: 503, Pub/Sub retries)."""
     push_authenticate(headers, query)  # before reading anything else of the request
+    return webhook_decode(body)
+
+
+def webhook_decode(body: bytes) -> VerifiedEvent:
+    """An authenticated push body decoded (at arrival, or again from the stored bytes)."""
     envelope = envelope_decode(body)
     meta = {k: envelope[k] for k in ("message_id", "publish_time", "subscription", "attributes",
                                      "delivery_attempt")}

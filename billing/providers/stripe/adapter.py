@@ -29,7 +29,7 @@ from billing.snapshots import Provider, Snapshot
 from billing.statuses import Status
 
 from . import client, mapping, selectors, services
-from .auth import webhook_authenticate
+from .auth import webhook_authenticate, webhook_decode
 from .tasks import mirror_event
 
 logger = logging.getLogger(__name__)
@@ -297,6 +297,9 @@ class StripeAdapter(ProviderAdapter):
 
     def authenticate(self, headers, body: bytes, query) -> VerifiedEvent:
         return webhook_authenticate(headers, body, query)
+
+    def decode(self, body: bytes, headers) -> VerifiedEvent:
+        return webhook_decode(body)
 
     def parse(self, event: InboundEvent) -> ParseResult:
         """Through HANDLERS; every event, whatever its type, also feeds the dj-stripe mirror when the

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from billing.models import Subscription
 from billing.providers.base import Answer, InboundEvent, ParseResult, PermanentError, ProviderAdapter, VerifiedEvent
+from billing.providers.common import storable_text
 from billing.snapshots import Environment, Provider, Snapshot
 
 from . import auth, client, mapping, selectors
@@ -88,12 +89,15 @@ class XsollaAdapter(ProviderAdapter):
     def authenticate(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> VerifiedEvent:
         return auth.webhook_authenticate(headers, body, query)
 
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        return auth.webhook_decode(body)
+
     def synchronous_answer(self, event: VerifiedEvent) -> Answer | None:
         """user_validation: does the user exist here? Nothing is written either way."""
         if event.event_type != mapping.USER_VALIDATION:
             return None
         user_id = mapping.user_id_of(event.payload)
-        if selectors.subscriber_exists(user_id):
+        if storable_text(user_id) and selectors.subscriber_exists(user_id):
             return self.dialect.success(duplicate=False)
         return self.dialect.error(status=400, code=auth.INVALID_USER, message=f"Unknown user {user_id!r}.")
 

@@ -4,18 +4,19 @@ The signature: `Authorization: Signature <sha1_hex(raw_body + project_secret_key
 the concatenation, not an HMAC (as the official PHP SDK's WebhookAuthenticator checks it), over the
 raw request bytes: re-serialised JSON would hash differently. Then the body must be a JSON object with a
 `notification_type` and, for a notification we act on, its ids; anything else is refused in Xsolla's
-error shape (`XsollaDialect`: Xsolla retries only on 5xx, so whatever the sender must fix is a 400)."""
+error shape (`XsollaDialect`: Xsolla retries only on 5xx, so whatever the sender must fix is a 400). A
+signed body that is not JSON at all (not UTF-8, nested too deep) is Undecodable: stored as failed and
+answered 400 INVALID_PARAMETER (never a 204: it could be a user validation we cannot read)."""
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 
 from django.conf import settings
 
 from billing.providers.base import Answer, Rejected, VerifiedEvent, WebhookDialect
-from billing.providers.common import as_dict, digest, header
+from billing.providers.common import as_dict, digest, header, json_decode
 from billing.snapshots import Environment
 
 from . import mapping
@@ -36,14 +37,20 @@ class XsollaDialect(WebhookDialect):
         return Answer(204)
 
     def error(self, *, status: int, code: str, message: str) -> Answer:
-        """Xsolla retries only on 5xx: every server-side failure is answered 500; everything the sender
-        must fix is 400 with one of Xsolla's codes."""
+        """Xsolla retries only on 5xx: a server-side failure keeps its 5xx (503 for settings missing or
+        the database down, as every store answers); everything the sender must fix is 400 with one of
+        Xsolla's codes."""
         if status >= 500:
-            status, code = 500, (code or "SERVER_ERROR").upper()
+            code = (code or "SERVER_ERROR").upper()
         else:
             status = 400
             code = code if code in _XSOLLA_CODES else INVALID_PARAMETER
         return Answer(status, {"error": {"code": code, "message": message}})
+
+    def stored_undecodable(self, *, reason: str) -> Answer:
+        """Stored as failed, answered as Xsolla's "invalid parameter" (it stops retrying): its type is
+        unknown, and a 204 would confirm a user validation nobody could read."""
+        return self.error(status=400, code=INVALID_PARAMETER, message=f"{reason} (stored for review)")
 
 
 # --- The signature ----------------------------------------------------------------------------
@@ -75,10 +82,13 @@ def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping
     if not signature_ok(body, header(headers, "Authorization"), settings.XSOLLA_WEBHOOK_SECRET):
         raise Rejected("The Authorization header does not carry the body's signature.", status=400,
                        code=INVALID_SIGNATURE)
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"The body is not JSON: {exc}", code=INVALID_PARAMETER) from exc
+    return webhook_decode(body)
+
+
+def webhook_decode(body: bytes) -> VerifiedEvent:
+    """A signed body decoded (at arrival, or again from the stored bytes): Undecodable if it is not
+    JSON, Rejected (INVALID_PARAMETER) if it is not a notification."""
+    payload = json_decode(body)
     if not isinstance(payload, dict):
         raise Rejected("The body is not a JSON object.", code=INVALID_PARAMETER)
     event_type = payload.get("notification_type")

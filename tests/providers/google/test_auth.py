@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from billing.providers.base import Rejected, TransientError
+from billing.providers.base import Rejected, TransientError, Undecodable
 from billing.providers.google import auth
 from tests.fakes.google import SigningKey, pubsub_body, shared_key
 from webhooks.models import WebhookEvent
@@ -170,9 +170,14 @@ def test_the_shared_token_is_never_logged_nor_stored(google, settings, caplog):
 
 
 def test_not_a_pubsub_body_is_400(google):
-    headers, _, query = push_request(google, body=b"not json")
-    assert _rejected(headers, b"not json", query).status == 400
+    headers, _, query = push_request(google, body=b"{}")
     assert _rejected(headers, b'{"nomessage": 1}', query).status == 400
+
+
+def test_an_authenticated_body_that_is_not_json_is_undecodable(google):
+    headers, _, query = push_request(google, body=b"not json")
+    with pytest.raises(Undecodable):
+        auth.webhook_authenticate(headers, b"not json", query)
 
 
 @pytest.mark.django_db

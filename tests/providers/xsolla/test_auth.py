@@ -1,6 +1,6 @@
 """Webhook authentication (auth.py): Xsolla's `Signature sha1(raw body + secret)` header, the body's
 shape, the dedupe key; and POST /webhooks/xsolla answering in Xsolla's dialect (204 with no body, 400 in
-its error shape, 500 so that it retries), user validation included."""
+its error shape, 5xx so that it retries), user validation included."""
 
 import hashlib
 import hmac
@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 from billing.models import StatusChange, Subscription, Transaction
-from billing.providers.base import Rejected
+from billing.providers.base import Rejected, Undecodable
 from billing.providers.xsolla.auth import XsollaDialect, webhook_authenticate
 from billing.statuses import Status
 from tests.factories import SubscriberFactory
@@ -95,12 +95,17 @@ def test_a_signature_made_with_another_secret_is_refused(xsolla):
     assert exc.value.code == "INVALID_SIGNATURE"
 
 
+@pytest.mark.parametrize("body", [b"not json", b"\xff\xfe broken"])
+def test_signed_bodies_that_cannot_be_decoded_are_undecodable(xsolla, body):
+    with pytest.raises(Undecodable):
+        authenticate(body)
+
+
 @pytest.mark.parametrize("body", [
-    b"not json", b"[1, 2]", b'"payment"', b"{}", b'{"notification_type": ""}', b'{"notification_type": 5}',
+    b"[1, 2]", b'"payment"', b"{}", b'{"notification_type": ""}', b'{"notification_type": 5}',
     b'{"notification_type": "payment", "user": {"id": "1"}}',  # no transaction.id
     b'{"notification_type": "update_subscription", "subscription": {"plan_id": "x"}}',  # no subscription_id
     b'{"notification_type": "user_validation", "user": {}}',
-    b"\xff\xfe broken",
 ])
 def test_malformed_signed_bodies_are_invalid_parameter(xsolla, body):
     with pytest.raises(Rejected) as exc:
@@ -153,10 +158,10 @@ def test_two_partial_refunds_of_one_payment_have_different_keys(xsolla):
     (400, "INVALID_SIGNATURE", (400, "INVALID_SIGNATURE")),
     (413, "too_large", (400, "INVALID_PARAMETER")),  # not one of Xsolla's codes
     (404, "unknown_provider", (400, "INVALID_PARAMETER")),
-    (503, "unavailable", (500, "UNAVAILABLE")),  # Xsolla retries only on 500
+    (503, "unavailable", (503, "UNAVAILABLE")),  # Xsolla retries on any 5xx: the status is kept
     (500, "", (500, "SERVER_ERROR")),
 ])
-def test_the_dialect_answers_400_with_xsolla_codes_or_500(status, code, answer):
+def test_the_dialect_answers_400_with_xsolla_codes_or_5xx(status, code, answer):
     rendered = XsollaDialect().error(status=status, code=code, message="why")
     assert (rendered.status, rendered.body["error"]["code"]) == answer
     assert rendered.body["error"]["message"] == "why"
@@ -206,11 +211,17 @@ def test_bad_signature_is_400_invalid_signature_and_nothing_is_stored(xsolla):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("body", [b"{not json", b'{"user": {"id": "1"}}',
-                                  b'{"notification_type": "payment", "transaction": {}}'])
+@pytest.mark.parametrize("body", [b'{"user": {"id": "1"}}', b'{"notification_type": "payment", "transaction": {}}'])
 def test_malformed_body_is_400_invalid_parameter(xsolla, body):
     assert_xsolla_error(send(body).response, 400, "INVALID_PARAMETER")
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_signed_body_that_is_not_json_is_400_invalid_parameter_and_stored_as_failed(xsolla):
+    done = send(b"{not json")
+    assert_xsolla_error(done.response, 400, "INVALID_PARAMETER")
+    assert bytes(done.event.body) == b"{not json" and done.event.status == WebhookEvent.Status.FAILED
 
 
 @pytest.mark.django_db
@@ -238,10 +249,11 @@ def test_user_validation_of_an_unknown_user_is_400_invalid_user_and_creates_nobo
 
 
 @pytest.mark.django_db
-def test_webhooks_off_is_a_500_so_xsolla_keeps_retrying(xsolla, settings):
+def test_webhooks_off_is_a_503_naming_the_setting_so_xsolla_keeps_retrying(xsolla, settings):
     settings.XSOLLA_WEBHOOK_SECRET = ""
     response = deliver("xsolla", fixture_bytes("sdk/payment"), {"Authorization": "Signature " + "0" * 40}).response
-    assert_xsolla_error(response, 500, "NOT_CONFIGURED")
+    assert_xsolla_error(response, 503, "NOT_CONFIGURED")
+    assert "XSOLLA_WEBHOOK_SECRET" in json.loads(response.content)["error"]["message"]
 
 
 @pytest.mark.django_db
@@ -274,7 +286,7 @@ def test_a_method_other_than_post_is_400_invalid_parameter(client, xsolla, metho
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("name", ["sdk/payment", "docs/user_validation"])
-def test_database_down_is_500_so_xsolla_retries(client, xsolla, name):
+def test_database_down_is_503_so_xsolla_retries(client, xsolla, name):
     SubscriberFactory(external_id="1234567")  # the user both notifications name
     body = fixture_bytes(name)
     connection.close()
@@ -286,7 +298,7 @@ def test_database_down_is_500_so_xsolla_retries(client, xsolla, name):
     finally:
         connection.close()
         connection.settings_dict["PORT"] = port
-    assert_xsolla_error(response, 500, "UNAVAILABLE")
+    assert_xsolla_error(response, 503, "UNAVAILABLE")
     # the retry, once the database is back, is processed
     done = send(body)
     assert (done.response.status_code, done.response.content) == (204, b"")

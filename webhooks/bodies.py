@@ -1,0 +1,116 @@
+"""Bodies as received: what PostgreSQL can store of an authentic event, and how an event stored
+without its decoded content is decoded again from its bytes.
+
+The bytes are always stored (a BinaryField takes anything). The decoded content goes into text and
+jsonb columns, which refuse a NUL character (\\u0000), a lone surrogate (\\ud800: not Unicode, it cannot
+be encoded as UTF-8), NaN and Infinity; and a payload nested deeper than any store sends is not worth
+the database's stack. Such an event is stored with an empty payload and the reason (`payload_problem`),
+marked failed, and decoded from the stored bytes when it is replayed (`inbound_event`)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import replace
+
+from billing.providers import registry
+from billing.providers.base import InboundEvent, VerifiedEvent
+
+# Deeper than any store's payload (Stripe's events nest about 10 levels), far below what psycopg's
+# JSON encoder and PostgreSQL's stack take.
+MAX_PAYLOAD_DEPTH = 64
+
+
+def body_key(body: bytes) -> str:
+    """The dedupe key of an event whose own id cannot be read or stored: its bytes' digest, so a
+    redelivery of the same bytes is a duplicate."""
+    return f"body:sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def text_problem(value: str) -> str:
+    """Why PostgreSQL cannot store this text ("" if it can)."""
+    if "\x00" in value:
+        return "it holds a NUL character (\\u0000), which PostgreSQL cannot store in text or JSON"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"it holds a lone surrogate (\\u{ord(value[exc.start]):04x}), which is not Unicode text "
+                "and cannot be stored")
+    return ""
+
+
+def escaped(value: str) -> str:
+    """The text with a NUL and lone surrogates as their JSON escapes: storable, and shown as sent."""
+    return value.replace("\x00", "\\u0000").encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def json_problem(value) -> str:
+    """Why PostgreSQL's jsonb cannot take this decoded JSON ("" if it can). Iterative: a deep value
+    never costs Python's stack."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            return f"it is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                problem = text_problem(key) if isinstance(key, str) else ""
+                if problem:
+                    return problem
+                stack.append((child, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                return problem
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "it holds NaN or Infinity, which JSON in PostgreSQL cannot hold"
+    return ""
+
+
+def storable(verified: VerifiedEvent, body: bytes) -> tuple[VerifiedEvent, str]:
+    """The event as it can be stored, and the problem ("" when it can be stored whole). With a
+    problem, the payload is left out (the bytes keep it) and each text field is kept only if storable
+    (the store's event id still dedupes redeliveries; else the body's digest does)."""
+    problem = json_problem(verified.payload)
+    texts = (verified.dedupe_key, verified.event_type, verified.environment, *verified.store_ids)
+    problem = problem or next((p for p in map(text_problem, texts) if p), "")
+    if not problem:
+        return verified, ""
+    key = verified.dedupe_key if verified.dedupe_key and not text_problem(verified.dedupe_key) else body_key(body)
+    return VerifiedEvent(
+        dedupe_key=key,
+        event_type="" if text_problem(verified.event_type) else verified.event_type,
+        payload={},
+        occurred_at=verified.occurred_at,
+        store_ids=tuple(i for i in verified.store_ids if not text_problem(str(i))),
+        environment="" if text_problem(verified.environment) else verified.environment,
+    ), f"The decoded body cannot be stored: {problem}."
+
+
+def headers_storable(headers: dict) -> dict:
+    """The headers, a value PostgreSQL cannot store replaced by why (the body is what matters)."""
+    kept = {}
+    for key, value in headers.items():
+        problem = text_problem(str(value))
+        if not text_problem(key):
+            kept[key] = f"(not stored: {problem})" if problem else value
+    return kept
+
+
+def inbound_event(event) -> InboundEvent:
+    """A stored WebhookEvent as its adapter processes it. An event stored without its decoded content
+    (`payload_problem`) is decoded again from the stored bytes, with the code running now: a replay
+    after a fix processes what the store sent. Raises (Undecodable, …) when it still cannot be read:
+    processing records the event as failed with the reason."""
+    inbound = InboundEvent(id=event.pk, provider=event.provider, dedupe_key=event.dedupe_key,
+                           event_type=event.event_type, payload=event.payload, body=bytes(event.body),
+                           headers=event.headers or {}, received_at=event.received_at,
+                           occurred_at=event.occurred_at)
+    if not event.payload_problem:
+        return inbound
+    decoded = registry.get_adapter(event.provider).decode(inbound.body, inbound.headers)
+    # The type finds the handler and is echoed in outcomes: kept storable (a hostile one has no handler).
+    return replace(inbound, event_type=escaped(decoded.event_type), payload=decoded.payload,
+                   occurred_at=decoded.occurred_at or event.occurred_at)
