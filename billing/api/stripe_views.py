@@ -18,10 +18,12 @@ from config.api_errors import ApiError
 
 from .errors import provider_errors
 from .serializers import ErrorSerializer, SubscriptionItemSerializer
+from .throttles import payment_declines
 
-_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 402, 403, 502, 503)}
+_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 402, 403, 429, 502, 503)}
 # Stripe's refusals as API errors: 402 card declined (Stripe's message, code and decline_code), 400 with
-# Stripe's code and the parameter at fault, 502 Stripe unavailable or refusing our key, 503 not configured.
+# Stripe's code and the parameter at fault, 502 Stripe unavailable or refusing our key, 503 not configured;
+# 429 after too many declines for the user (payment_declines: subscribe, Checkout, SetupIntents).
 _stripe_errors = partial(provider_errors, "stripe", not_supported_status=409)
 _LINK = inline_serializer("StripeSessionLink", {"id": serializers.CharField(), "url": serializers.URLField()})
 
@@ -53,7 +55,7 @@ class SetupIntentApi(_StripeApi):
                    request=_UserInput, responses={200: OutputSerializer, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, _ = self._input(request, _UserInput)
-        with _stripe_errors():
+        with _stripe_errors(), payment_declines(user_id):
             result = services.setup_intent_create(user_id=user_id)
         return Response(self.OutputSerializer(result).data)
 
@@ -72,7 +74,7 @@ class SubscriptionCreateApi(_StripeApi):
                    request=InputSerializer, responses={201: OutputSerializer, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, values = self._input(request, self.InputSerializer)
-        with _stripe_errors():
+        with _stripe_errors(), payment_declines(user_id):
             started = services.subscription_start(user_id=user_id, price_id=values["price_id"],
                                                   payment_method_id=values["payment_method_id"],
                                                   actor=str(request.user))
@@ -93,7 +95,7 @@ class CheckoutSessionApi(_StripeApi):
                    request=InputSerializer, responses={200: _LINK, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, values = self._input(request, self.InputSerializer)
-        with _stripe_errors():
+        with _stripe_errors(), payment_declines(user_id):
             link = services.checkout_session_create(user_id=user_id, **values)
         return Response({"id": link.id, "url": link.url})
 
