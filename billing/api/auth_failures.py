@@ -80,7 +80,7 @@ class FailedAuthenticationLimitMiddleware:
     def __call__(self, request):
         if not request.path_info.startswith(PATH_PREFIX):
             return self.get_response(request)
-        address = client_address(request)
+        address = client_address(request) or ""
         if is_trusted_address(address):
             return self.get_response(request)
         wait = _refused_for(address)

@@ -21,11 +21,12 @@ from config.api_errors import RateLimited
 logger = logging.getLogger(__name__)
 
 
-def client_address(request) -> str:
+def client_address(request) -> str | None:
     """The address the limits (and django-axes, AXES_CLIENT_IP_CALLABLE) count a caller by: the socket's
-    peer. The one place to change when a proxy's reported client address becomes the one to believe."""
+    peer; None when there is none (axes records logins without a request, e.g. a test's force_login).
+    The one place to change when a proxy's reported client address becomes the one to believe."""
     meta = getattr(request, "META", None) or {}
-    return meta.get("REMOTE_ADDR", "") or "unknown"
+    return meta.get("REMOTE_ADDR") or None
 
 
 def refuse(verdict: ratelimit.Verdict, message: str) -> None:

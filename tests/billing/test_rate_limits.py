@@ -7,7 +7,12 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.urls import path
 from django.utils import timezone
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
 
 from accounts.authentication import clear_api_key_cache
 from billing.api.auth_failures import forget_refused_addresses
@@ -233,3 +238,31 @@ def test_without_redis_the_limits_are_off(client, settings, google, redis_url):
     google.set_purchase("tok-42", _purchase("42"))
     assert {_verify(client, "tok-42", **bearer("42")).status_code for _ in range(3)} == {200}
     assert {_list(client, with_key("bk_not-a-key")).status_code for _ in range(3)} == {401}
+
+
+# --- any DRF throttle answers the same way ----------------------------------------------------------
+
+class _AlwaysRefused(BaseThrottle):
+    def allow_request(self, request, view):
+        return False
+
+    def wait(self):
+        return 0.3
+
+
+class _ThrottledView(APIView):
+    permission_classes = [AllowAny]
+    throttle_classes = [_AlwaysRefused]
+
+    def get(self, request):
+        return Response({})
+
+
+urlpatterns = [path("api/throttled", _ThrottledView.as_view())]
+
+
+def test_a_drf_throttle_answers_429_in_the_error_shape_with_whole_seconds(client, settings):
+    settings.ROOT_URLCONF = __name__
+    response = client.get("/api/throttled")
+    assert response["Retry-After"] == "1"  # 0.3 s rounded up: a client waiting 0 s would be refused again
+    assert _assert_429(response, "throttle") == 1
