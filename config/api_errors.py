@@ -1,5 +1,7 @@
 """One error shape for the whole API: {"error": {"code": ..., "message": ..., "details"?: ...}}."""
 
+import math
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.views import defaults
@@ -45,6 +47,15 @@ def exception_handler(exc, context):
     if isinstance(exc, ApiError):
         response.data = error_body(exc.code, str(exc.detail), exc.details)
         return response
+    if isinstance(exc, exceptions.Throttled):  # 429, ours or any DRF throttle: Retry-After in whole seconds
+        retry_after = max(1, math.ceil(exc.wait or 1))
+        response["Retry-After"] = str(retry_after)
+        if isinstance(exc, RateLimited):
+            response.data = rate_limited_body(str(exc.detail), retry_after=retry_after, limit=exc.limit)
+        else:
+            response.data = rate_limited_body(f"Too many requests; retry in {retry_after} s.",
+                                              retry_after=retry_after, limit="throttle")
+        return response
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body("invalid", _flatten(exc.detail), exc.detail)
         return response
@@ -77,3 +88,28 @@ def bad_request(request, exception=None):
     if request.path.startswith("/admin/"):
         return defaults.bad_request(request, exception)
     return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+
+
+# --- 429: rate limits (billing/api/throttles.py, docs/security.md "Rate limits") --------------------
+
+class RateLimited(exceptions.Throttled):
+    """429: a rate limit (docs/security.md "Rate limits") refuses this request for `retry_after` seconds."""
+
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, limit: str):
+        self.retry_after = max(1, int(retry_after))
+        self.limit = limit
+        super().__init__(detail=message, code="rate_limited")
+        self.wait = self.retry_after  # DRF's handler sends it as Retry-After
+
+
+def rate_limited_body(message: str, *, retry_after: int, limit: str) -> dict:
+    return error_body("rate_limited", message, {"retry_after": max(1, int(retry_after)), "limit": limit})
+
+
+def rate_limited_response(message: str, *, retry_after: int, limit: str) -> JsonResponse:
+    """The 429 of a limit applied outside DRF's views (a middleware): the same body and Retry-After."""
+    response = JsonResponse(rate_limited_body(message, retry_after=retry_after, limit=limit), status=429)
+    response["Retry-After"] = str(max(1, int(retry_after)))
+    return response

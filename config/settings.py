@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally (works offline)
     "django_celery_beat",
     "csp",
+    "axes",  # admin login throttling (see "Rate limits" below)
     "djstripe",
     "accounts",
     "billing",
@@ -43,6 +44,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Failed authentication per client address (Rate limits): for trusted addresses one cached lookup.
+    "billing.api.auth_failures.FailedAuthenticationLimitMiddleware",
     # Answers GET /api/subscriptions/check/<id> before the browser-oriented middleware below (hot path).
     "billing.api.check.CheckFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -54,6 +57,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out admin login into its 429 page
+]
+
+# django-axes first: it refuses a locked-out login before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -260,6 +270,39 @@ XSOLLA_API_KEY = env.str("XSOLLA_API_KEY", default="")
 XSOLLA_API_BASE = env.str("XSOLLA_API_BASE", default="https://api.xsolla.com/merchant/v2")
 
 # --- Rate limits (docs/security.md) -----------------------------------------------------------
+# "<count>/<window>" ("60/minute", "5/hour", "60/10minutes"; "off" or 0: no limit), sliding windows
+# counted in Redis; without Redis (or while it is unavailable) they are not enforced (fail open).
+from config.rates import parse_rate  # noqa: E402 (kept in its section)
+
+
+def _rate_setting(name: str, default: str) -> str:
+    value = env.str(name, default=default)
+    parse_rate(value, name=name)  # a typo stops the start, not a request
+    return value
+
+
+RATE_LIMIT_VERIFY_PER_USER = _rate_setting("RATE_LIMIT_VERIFY_PER_USER", "60/minute")
+RATE_LIMIT_VERIFY_PER_API_KEY = _rate_setting("RATE_LIMIT_VERIFY_PER_API_KEY", "1200/minute")
+# Declined payments (Stripe subscribe; Checkout and SetupIntents refused too) before 429 for that user.
+RATE_LIMIT_PAYMENT_DECLINES_PER_USER = _rate_setting("RATE_LIMIT_PAYMENT_DECLINES_PER_USER", "5/hour")
+# 401s answered to one address outside CHECK_API_TRUSTED_NETWORKS (expired tokens not counted).
+RATE_LIMIT_AUTH_FAILURES_PER_ADDRESS = _rate_setting("RATE_LIMIT_AUTH_FAILURES_PER_ADDRESS", "60/10minutes")
+# The most of GOOGLE_PLAY_QUOTA_PER_MINUTE that purchase verification may spend; the rest is always
+# left for webhook processing, re-polls and acknowledgements.
+GOOGLE_PLAY_VERIFY_QUOTA_PERCENT = env.int("GOOGLE_PLAY_VERIFY_QUOTA_PERCENT", default=25)
+if not 1 <= GOOGLE_PLAY_VERIFY_QUOTA_PERCENT <= 100:
+    raise environ.ImproperlyConfigured("GOOGLE_PLAY_VERIFY_QUOTA_PERCENT must be between 1 and 100")
+
+# Admin login (django-axes): ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address lock that pair out for ADMIN_LOGIN_COOLOFF_MINUTES, the right password included.
+AXES_ENABLED = env.bool("ADMIN_LOGIN_THROTTLING", default=True)
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15.0) / 60  # a float: hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "billing.api.throttles.client_address"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
 
 
 # --- Trusted networks, proxies, production hardening (docs/security.md, docs/deploy.md) -----------

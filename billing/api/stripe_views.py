@@ -18,11 +18,13 @@ from config.api_errors import ApiError
 
 from .errors import provider_errors
 from .serializers import ErrorSerializer, SubscriptionItemSerializer
+from .throttles import payment_declines
 
-_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 402, 403, 502, 503)}
+_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 402, 403, 429, 502, 503)}
 # Stripe's refusals as API errors: 402 card declined (Stripe's code and decline_code), 400 with Stripe's code and
 # the parameter at fault, or ours (price_not_offered, return_url_not_allowed), 502 Stripe unavailable or
-# refusing our key, 503 not configured.
+# refusing our key, 503 not configured; 429 after too many declines for the user (payment_declines: subscribe,
+# Checkout, SetupIntents).
 _stripe_errors = partial(provider_errors, "stripe", not_supported_status=409)
 _RETURN_URL_HELP = "On a host in STRIPE_RETURN_URL_ALLOWED_HOSTS (else 400 return_url_not_allowed)"
 _LINK = inline_serializer("StripeSessionLink", {"id": serializers.CharField(), "url": serializers.URLField()})
@@ -79,7 +81,7 @@ class SetupIntentApi(_StripeApi):
                    tags=["stripe"])
     def post(self, request):
         user_id, _ = self._input(request, StripeUserInputSerializer)
-        with _stripe_errors():
+        with _stripe_errors(), payment_declines(user_id):
             result = services.setup_intent_create(user_id=user_id)
         return Response(StripeSetupIntentSerializer(result).data)
 
@@ -90,7 +92,7 @@ class SubscriptionCreateApi(_StripeApi):
                    responses={201: StripeSubscriptionCreatedSerializer, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, values = self._input(request, StripeSubscriptionCreateInputSerializer)
-        with _stripe_errors():
+        with _stripe_errors(), payment_declines(user_id):
             started = services.subscription_start(user_id=user_id, price_id=values["price_id"],
                                                   payment_method_id=values["payment_method_id"],
                                                   actor=str(request.user))
@@ -106,7 +108,7 @@ class CheckoutSessionApi(_StripeApi):
                    request=StripeCheckoutSessionInputSerializer, responses={200: _LINK, **_ERRORS}, tags=["stripe"])
     def post(self, request):
         user_id, values = self._input(request, StripeCheckoutSessionInputSerializer)
-        with _stripe_errors():
+        with _stripe_errors(), payment_declines(user_id):
             link = services.checkout_session_create(user_id=user_id, **values)
         return Response({"id": link.id, "url": link.url})
 

@@ -25,6 +25,7 @@ from .serializers import (
     SubscriptionPageSerializer,
     VerifyInputSerializer,
 )
+from .throttles import VerifyThrottle, verification_budget
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class MySubscriptionListApi(APIView):
 
 class VerifyPurchaseApi(APIView):
     permission_classes = [CanVerify]
+    throttle_classes = [VerifyThrottle]  # per user and per API key (docs/security.md "Rate limits")
 
     @extend_schema(
         operation_id="subscriptions_verify", summary="Verify a mobile purchase with the store",
@@ -88,6 +90,7 @@ class VerifyPurchaseApi(APIView):
                     "`product_id`. Nothing is granted before the store confirms it.",
         request=VerifyInputSerializer,
         responses={200: SubscriptionItemSerializer, **_ERRORS, 409: OpenApiResponse(ErrorSerializer),
+                   429: OpenApiResponse(ErrorSerializer, description="Too many verifications (Retry-After)"),
                    502: OpenApiResponse(ErrorSerializer), 503: OpenApiResponse(ErrorSerializer)},
         tags=["subscriptions"])
     def post(self, request):
@@ -96,7 +99,7 @@ class VerifyPurchaseApi(APIView):
         provider = data.validated_data["provider"]
         user_id = acting_user_id(request.user, data.validated_data.get("user_id"))
         try:
-            with provider_errors(provider, not_supported_status=400):
+            with provider_errors(provider, not_supported_status=400), verification_budget():
                 results = purchase_verify(provider=provider, purchase=dict(request.data), user_id=user_id,
                                           ref=f"verify by {request.user}")
         except PurchaseOwnedByAnotherUser as exc:

@@ -2,16 +2,21 @@
 library refreshes the access token), the discovery document shipped inside google-api-python-client
 (no network for it), the timeout (GOOGLE_PLAY_API_TIMEOUT_SECONDS), the shared per-minute quota, and
 errors mapped to ours (404/410: `common.SubscriptionNotFound`; our own budget spent: `QuotaExceeded`).
+Calls made inside `verification_budget()` (an app's verify) also spend a share of their own, capped at
+GOOGLE_PLAY_VERIFY_QUOTA_PERCENT of the budget, so verifies can never spend what webhook processing,
+re-polls and acknowledgements need.
 
 The service object (and its httplib2 connection) is not thread-safe: a new one is built per call
 (about 15 ms); the credentials are shared per process so the access token is reused."""
 
+import contextvars
 import json
 import logging
 import os
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import google_auth_httplib2
 import httplib2
@@ -31,19 +36,31 @@ logger = logging.getLogger(__name__)
 SCOPES = ["https://www.googleapis.com/auth/androidpublisher"]
 DEFAULT_TIMEOUT_SECONDS = 20.0
 QUOTA_KEY = "google:play:quota"
+VERIFY_QUOTA_KEY = "google:play:quota:verify"
 QUOTA_WINDOW_MS = 60_000
-# A sliding window (one sorted-set member per call in the last minute), so "per minute" holds over any
-# 60 s, not per calendar minute. A call over budget is not recorded: a caller retrying while refused
-# does not keep the window full. Atomic: every process shares the key.
+# Sliding windows (one sorted-set member per call in the last minute), so "per minute" holds over any
+# 60 s, not per calendar minute. KEYS[1] is the whole budget (ARGV[3]); KEYS[2], for verify calls, their
+# share (ARGV[5]): a verify call must fit in both and counts in both. A call over budget is not recorded:
+# a caller retrying while refused does not keep the window full. Atomic: every process shares the keys.
 _QUOTA_SCRIPT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0
 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if #KEYS > 1 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  return -1
+end
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
 return 1
 """
+DEFAULT_VERIFY_QUOTA_PERCENT = 25
+_verifying = contextvars.ContextVar("google_play_verifying", default=False)
 
 _lock = threading.Lock()
 _credentials: dict[tuple, service_account.Credentials] = {}
@@ -91,24 +108,46 @@ def service():
                  client_options=options)
 
 
+@contextmanager
+def verification_budget():
+    """Play API calls made inside this block (an app verifying a purchase) spend the verify share."""
+    token = _verifying.set(True)
+    try:
+        yield
+    finally:
+        _verifying.reset(token)
+
+
+def verify_quota_per_minute(limit: int) -> int:
+    """The verify share of a budget of `limit` calls a minute (at least one call)."""
+    percent = getattr(settings, "GOOGLE_PLAY_VERIFY_QUOTA_PERCENT", DEFAULT_VERIFY_QUOTA_PERCENT)
+    return max(1, limit * percent // 100)
+
+
 def take_quota() -> None:
     """One call against the budget shared by every process: at most GOOGLE_PLAY_QUOTA_PER_MINUTE calls
-    in any 60 seconds (a Redis sliding window). Over budget → QuotaExceeded (transient: webhooks and
-    re-polls retry later, verify answers 502). Without Redis the budget is not enforced (logged),
-    rather than stopping all calls."""
+    in any 60 seconds (a Redis sliding window); verify calls at most their share of it besides. Over
+    budget → QuotaExceeded (transient: webhooks and re-polls retry later, verify answers 502). Without
+    Redis the budget is not enforced (logged), rather than stopping all calls."""
     limit = settings.GOOGLE_PLAY_QUOTA_PER_MINUTE
     client = get_redis()
     if not limit or client is None:
         return
+    keys, share = [QUOTA_KEY], verify_quota_per_minute(limit)
+    if _verifying.get():
+        keys.append(VERIFY_QUOTA_KEY)
     now_ms = int(time.time() * 1000)
     try:
         allowed = client.register_script(_QUOTA_SCRIPT)(
-            keys=[QUOTA_KEY], args=[now_ms, QUOTA_WINDOW_MS, limit, f"{now_ms}:{uuid.uuid4().hex}"])
+            keys=keys, args=[now_ms, QUOTA_WINDOW_MS, limit, f"{now_ms}:{uuid.uuid4().hex}", share])
     except redis.RedisError as exc:
         logger.warning("Google Play quota counter unavailable, not enforced: %s", exc)
         return
-    if not allowed:
+    if allowed == 0:
         raise QuotaExceeded(f"Google Play API budget of {limit} calls/minute is spent; retry within a minute")
+    if allowed == -1:
+        raise QuotaExceeded(f"Google Play API budget for verifying purchases ({share} calls/minute) is spent; "
+                            "retry within a minute")
 
 
 def execute(request, what: str):
