@@ -148,8 +148,10 @@ def test_without_a_verify_share_the_same_verifies_starve_webhook_processing(clie
 # --- Stripe: declines -----------------------------------------------------------------------------
 
 @pytest.fixture
-def price(fake_stripe):
-    return fake_stripe.add_price(fake_stripe.add_product("Premium"), unit_amount=999, interval="month")
+def price(fake_stripe, settings):
+    price = fake_stripe.add_price(fake_stripe.add_product("Premium"), unit_amount=999, interval="month")
+    settings.STRIPE_OFFERED_PRICES = [price["id"]]  # on sale: only offered prices reach Stripe at all
+    return price
 
 
 def _subscribe(client, user: str, price: dict, card: str | None = None):
