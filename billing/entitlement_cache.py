@@ -20,7 +20,6 @@ shape is logged, dropped and read from the database: never a 500. Measured: see 
 
 import contextlib
 import functools
-import hashlib
 import hmac
 import json
 import logging

@@ -2,7 +2,6 @@
 each of its events exactly once, in one relay call, and refreshes each user's cached entitlements; work
 rolled back with a savepoint is not published, work added after the rollback is."""
 
-import json
 from datetime import timedelta
 from functools import partial
 

@@ -1,6 +1,5 @@
 """GET /api/subscriptions/check/<user_id>: the contract, the cache, and who may call it."""
 
-import json
 import time
 from datetime import timedelta
 
