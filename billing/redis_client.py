@@ -93,6 +93,21 @@ def hot_path_redis() -> redis.Redis | None:
     return _client(single_connection=True)
 
 
+def ping(url: str) -> bool:
+    """Whether the Redis at `url` answers now (another server than REDIS_URL, e.g. the broker's), with
+    the same short timeouts and no retries; a failure opens that server's breaker."""
+    if circuit_open(url):
+        return False
+    try:
+        client = _build(url, single_connection=False)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
 def _client(*, single_connection: bool) -> redis.Redis | None:
     url = settings.REDIS_URL
     if not url or circuit_open(url):
