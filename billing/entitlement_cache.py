@@ -144,13 +144,13 @@ def get(external_id: str, *, client: redis.Redis | None = None) -> list[dict] | 
         if raw is None:
             return None
         entries = decode(external_id, raw)
-    except redis.RedisError:
-        return None
-    except (Unreadable, UnicodeDecodeError) as exc:  # the client decodes replies as UTF-8
+    except (Unreadable, UnicodeDecodeError, redis.ResponseError) as exc:  # UTF-8 decoding; WRONGTYPE
         logger.warning("cached entitlements of user %r unreadable (%s): dropped, read from the database",
                        external_id, exc)
         with contextlib.suppress(redis.RedisError):
             client.delete(key)
+        return None
+    except redis.RedisError:
         return None
     return entries
 

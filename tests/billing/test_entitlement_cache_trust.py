@@ -46,6 +46,13 @@ def test_an_unreadable_entry_is_a_database_read_and_is_replaced(client, redis_cl
     assert [e["status"] for e in entitlement_cache.get("201")] == ["REVOKED"]  # refilled, readable
 
 
+def test_a_key_of_another_type_is_a_database_read(client, redis_client):
+    revoked_user("206")
+    redis_client.hset(entitlement_cache.key_for("206"), "status", "ACTIVE")  # GET answers WRONGTYPE
+    assert check(client, "206")["status"] == "REVOKED"
+    assert entitlement_cache.get("206")[0]["status"] == "REVOKED"
+
+
 @pytest.mark.parametrize("entries", [
     {"status": "ACTIVE"},
     [{"status": "GRANTED_BY_ME", "entitlements": []}],
