@@ -126,14 +126,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
-# Redis redelivers an unacked message after this; must exceed the longest task. kombu looks for such
-# messages every 10 s but, by default, scans only every 10th time: a killed worker's task would wait up
-# to 100 s beyond the timeout (and a scan made just before it passed misses it for as long).
 # The broker's own connections (kombu's) wait forever by default: a broker dropping packets hung a
 # webhook until gunicorn killed the worker. The read timeout stays above kombu's 1 s BRPOP.
 BROKER_CONNECT_TIMEOUT_SECONDS = env.float("BROKER_CONNECT_TIMEOUT_SECONDS", default=0.5)
 BROKER_SOCKET_TIMEOUT_SECONDS = env.float("BROKER_SOCKET_TIMEOUT_SECONDS", default=2.0)
 CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_CONNECT_TIMEOUT_SECONDS  # Celery's, for AMQP brokers
+# Redis redelivers an unacked message after this; must exceed the longest task. kombu looks for such
+# messages every 10 s but, by default, scans only every 10th time: a killed worker's task would wait up
+# to 100 s beyond the timeout (and a scan made just before it passed misses it for as long).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900),
                                    "unacked_restore_throttle": 1,
                                    "socket_connect_timeout": BROKER_CONNECT_TIMEOUT_SECONDS,

@@ -79,8 +79,8 @@ def _publish(task_name: str, *, args=(), countdown: float | None = None) -> bool
     app = current_app
     broker_url = app.conf.broker_url or ""
     if circuit_open(broker_url):
-        logger.info("broker skipped after a recent failure, %s not published; the sweeper will enqueue it",
-                    task_name)
+        logger.debug("broker skipped after a recent failure, %s not published; the sweeper will enqueue it",
+                     task_name)
         return _not_published(task_name)
     try:
         with app.producer_or_acquire() as producer:
