@@ -118,6 +118,12 @@ BILLING_EVENTS_STREAM = env.str("BILLING_EVENTS_STREAM", default="billing:events
 BILLING_EVENTS_STREAM_MAXLEN = env.int("BILLING_EVENTS_STREAM_MAXLEN", default=1_000_000)
 # How long a user's cached entitlements live in Redis; the write path refreshes them after commit.
 CHECK_CACHE_TTL_SECONDS = env.int("CHECK_CACHE_TTL_SECONDS", default=3600)
+# Fail fast (docs/security.md, "Redis and broker outages"): Redis answers in well under a millisecond,
+# so these bound an outage's cost, not normal work. After a connect or read failure a process skips
+# that Redis server for REDIS_CIRCUIT_BREAKER_SECONDS (0: never skip) and works from the database.
+REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=0.25)
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=0.5)
+REDIS_CIRCUIT_BREAKER_SECONDS = env.float("REDIS_CIRCUIT_BREAKER_SECONDS", default=5.0)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL) or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -133,12 +139,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+# The broker's own connections (kombu's) wait forever by default: a broker dropping packets hung a
+# webhook until gunicorn killed the worker. The read timeout stays above kombu's 1 s BRPOP.
+BROKER_CONNECT_TIMEOUT_SECONDS = env.float("BROKER_CONNECT_TIMEOUT_SECONDS", default=0.5)
+BROKER_SOCKET_TIMEOUT_SECONDS = env.float("BROKER_SOCKET_TIMEOUT_SECONDS", default=2.0)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_CONNECT_TIMEOUT_SECONDS  # Celery's, for AMQP brokers
 # Redis redelivers an unacked message after this; must exceed the longest task. kombu looks for such
 # messages every 10 s but, by default, scans only every 10th time: a killed worker's task would wait up
 # to 100 s beyond the timeout (and a scan made just before it passed misses it for as long).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900),
-                                   "unacked_restore_throttle": 1}
+                                   "unacked_restore_throttle": 1,
+                                   "socket_connect_timeout": BROKER_CONNECT_TIMEOUT_SECONDS,
+                                   "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits out any broker outage (default: gives up after 100)
 CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"  # staff edits survive restarts
 # Periodic jobs. django-celery-beat copies these into its tables at start; staff edit them in the admin.
 # Every job is listed here (README and docs/operations.md describe each).

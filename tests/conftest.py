@@ -1,12 +1,14 @@
 import pytest
 
-from billing.redis_client import get_redis
+from billing.redis_client import circuit_reset, get_redis
 from tests.api_support import api_key, with_key
 
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
-    """Every test starts with an empty Redis database (the tests' own: db 15)."""
+    """Every test starts with an empty Redis database (the tests' own: db 15) that this process uses
+    (no circuit breaker left open by an earlier test)."""
+    circuit_reset()
     client = get_redis()
     client.flushdb()
     yield

@@ -48,8 +48,9 @@ def event_process_soon(event_id: int) -> None:
     try:
         if queue.inline():
             event_process(event_id)
-        else:
-            queue.kick_drain()
+        elif not queue.kick_drain():  # broker unreachable: due now, so the next sweep takes it at once
+            WebhookEvent.objects.filter(pk=event_id, status=Status.RECEIVED, next_attempt_at__isnull=True).update(
+                next_attempt_at=timezone.now())
     except Exception:  # the answer must stay 2xx: the event is stored and the sweeper will find it
         logger.exception("webhook event %s stored but not queued; the sweeper will pick it up", event_id)
 

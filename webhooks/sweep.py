@@ -1,5 +1,10 @@
 """The sweeper (beat, every minute): events the queue lost (a lost task, a broker outage) and retries
-that are due get a drain."""
+that are due get a drain.
+
+An event whose publish failed (the broker was down when it arrived) is marked due at once
+(processing.event_process_soon sets next_attempt_at), so the first sweep after the broker is back
+takes it: within a minute, not WEBHOOK_SWEEP_AFTER_SECONDS. Only events whose publish seemed to
+succeed wait that long (a task the broker lost after accepting it)."""
 
 import logging
 from datetime import timedelta

@@ -2,7 +2,6 @@
 each of its events exactly once, in one relay call, and refreshes each user's cached entitlements; work
 rolled back with a savepoint is not published, work added after the rollback is."""
 
-import json
 from datetime import timedelta
 from functools import partial
 
@@ -72,10 +71,11 @@ def test_a_refresh_that_read_earlier_never_overwrites_a_newer_one(redis_client, 
     assert entitlement_cache.get("5000")[0]["status"] == "ACTIVE"
     # A concurrent refresh that took its version later (so read later) has already written:
     newer = int(redis_client.get(entitlement_cache.VERSION_COUNTER)) + 1000
-    redis_client.set(entitlement_cache.key_for("5000"), json.dumps([{"status": "NEWER VIEW"}]))
+    newer_view = [{"status": "PAUSED", "entitlements": ["newer view"]}]
+    redis_client.set(entitlement_cache.key_for("5000"), entitlement_cache.encode("5000", newer_view))
     redis_client.set(entitlement_cache.VERSION_KEY.format("5000"), newer)
     apply_snapshot(snap(Status.CANCELED, 1, user_id="5000"), WEBHOOK)  # its refresh holds a lower version
-    assert entitlement_cache.get("5000") == [{"status": "NEWER VIEW"}]
+    assert entitlement_cache.get("5000") == newer_view
 
     redis_client.set(entitlement_cache.VERSION_KEY.format("5000"), 1)  # an older writer's mark
     apply_snapshot(snap(Status.REVOKED, 2, user_id="5000"), WEBHOOK)

@@ -1,6 +1,5 @@
 """GET /api/subscriptions/check/<user_id>: the contract, the cache, and who may call it."""
 
-import json
 import time
 from datetime import timedelta
 
@@ -131,13 +130,13 @@ def test_cache_is_filled_and_kept_exact_by_the_write_path(client, redis_client,
         apply_snapshot(Snapshot(provider="stripe", provider_subscription_id="sub_c1", status=Status.ACTIVE,
                                 observed_at=now, user_id="13", store_product_id="price_c",
                                 expires_at=now + timedelta(days=30)), Cause(CauseKind.WEBHOOK, "e1"))
-    cached = json.loads(redis_client.get(entitlement_cache.key_for("13")))
+    cached = entitlement_cache.get("13")
     assert [e["status"] for e in cached] == ["ACTIVE"]
     assert check(client, "13").json()["is_subscribed"] is True
     with django_capture_on_commit_callbacks(execute=True):
         apply_snapshot(Snapshot(provider="stripe", provider_subscription_id="sub_c1", status=Status.REVOKED,
                                 observed_at=now + timedelta(seconds=5), user_id="13"), Cause(CauseKind.WEBHOOK, "e2"))
-    assert [e["status"] for e in json.loads(redis_client.get(entitlement_cache.key_for("13")))] == ["REVOKED"]
+    assert [e["status"] for e in entitlement_cache.get("13")] == ["REVOKED"]
     body = check(client, "13").json()
     assert body["is_subscribed"] is False and body["status"] == "REVOKED"
 

@@ -102,7 +102,8 @@ def test_relay_when_redis_was_down(django_capture_on_commit_callbacks, redis_cli
 
     assert Subscription.objects.get().status == Status.REVOKED  # committed state intact
     row = Outbox.objects.get(payload__newStatus="REVOKED")
-    assert row.published_at is None and row.attempts == 2 and "Error" in row.last_error
+    # one attempt (after commit); the beat relay then skipped the server its process saw fail just now
+    assert row.published_at is None and row.attempts == 1 and "Error" in row.last_error
     assert redis_client.xlen(settings.BILLING_EVENTS_STREAM) == 1
     assert entitlement_cache.get("1001")[0]["status"] == "ACTIVE"  # stale: the refresh could not run
 
