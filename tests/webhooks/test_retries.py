@@ -58,13 +58,14 @@ def test_backoff_grows_exponentially_with_jitter(settings):
 def test_exhausted_attempts_make_the_event_dead_and_a_replay_after_the_fix_processes_it(
         send, run_hooks, fast_retries, settings, redis_client):
     settings.WEBHOOK_MAX_ATTEMPTS = 3
+    settings.WEBHOOK_RETRY_HORIZON_HOURS = 0  # the attempts alone decide here
     redis_client.set(BROKEN_KEY, "1")
     event = send(event_body("evt_dead", type="needs_fix", subscription_id="sub_D"))
     run_hooks(tasks.sweep_events)
 
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.DEAD
-    assert event.attempts == 3 and event.outcome == "dead after 3 attempts"
+    assert event.attempts == 3 and event.outcome.startswith("dead after 3 attempts over 0.0 hours")
     assert "dependency down" in event.error
     assert not Subscription.objects.exists()
 
