@@ -124,7 +124,7 @@ def _needs_attention(admin_client) -> str:
 
 
 def test_an_event_failing_past_the_horizon_is_dead_mailed_to_admins_and_needs_attention(
-        send, run_hooks, redis_client, admin_client, settings, mailoutbox):
+        send, run_hooks, redis_client, admin_client, settings, mailoutbox, caplog):
     settings.ADMINS = [("Ops", "ops@example.com")]
     assert "Nothing needs attention." in _needs_attention(admin_client)
     redis_client.set(BROKEN_KEY, "1")
@@ -149,6 +149,8 @@ def test_an_event_failing_past_the_horizon_is_dead_mailed_to_admins_and_needs_at
     assert re.fullmatch(r"dead after \d+ attempts over 168\.\d hours", event.outcome)
     assert "dependency down" in event.error
     assert not Subscription.objects.exists()
+    assert any(r.levelname == "ERROR" and f"webhook event {event.pk} (hooktest needs_fix) is dead" in r.getMessage()
+               for r in caplog.records)
 
     (mail,) = mailoutbox
     assert mail.to == ["ops@example.com"] and f"Webhook event {event.pk} (hooktest) is dead" in mail.subject

@@ -17,6 +17,7 @@ from billing.snapshots import Cause, CauseKind
 from tests.factories import SubscriberFactory, SubscriptionFactory, UserFactory
 from tests.fakes.google import rfc3339
 from tests.helpers import drain
+from webhooks.models import WebhookEvent
 
 from .conftest import load_sequence, push, subscription_notification, token_of
 
@@ -71,6 +72,17 @@ def test_a_purchase_whose_processing_keeps_failing_is_acknowledged_before_google
     sub = Subscription.objects.get(provider_subscription_id=token)
     assert sub.status == "ACTIVE" and sub.acknowledged_at is not None and sub.subscriber.external_id == "42"
     assert len(google.calls_of("acknowledge")) == 1  # Google says it is acknowledged: not asked again
+
+
+def test_a_purchase_whose_processing_fails_for_good_is_acknowledged_at_once(google):
+    token, step = _first_purchase()
+    unreadable = {**step["subscriptionPurchaseV2"], "subscriptionState": "SUBSCRIPTION_STATE_UNSPECIFIED"}
+    google.set_purchase(token, unreadable)  # our mapping refuses it: a permanent failure
+    event = push(google, subscription_notification(token, 4)).event
+    assert event.status == "failed"  # no retry will come: the sale is kept now, the fix and replay follow
+    (ack,) = google.calls_of("acknowledge")
+    assert (ack["token"], ack["product"]) == (token, "session_pro")
+    assert "acknowledged at Google" in WebhookEvent.objects.get(pk=event.pk).done_while_failing
 
 
 def test_a_purchase_google_does_not_know_is_not_acknowledged_from_its_notification(google):
