@@ -2,6 +2,7 @@
 ARCHITECTURE.md and .env.example). Defaults are the zero-setup run: SQLite, tasks in-process."""
 
 import contextlib
+from email.utils import parseaddr
 from pathlib import Path
 
 import environ
@@ -219,11 +220,23 @@ BILLING_PROVIDERS = {
 
 # --- Webhook ingestion ------------------------------------------------------------------------
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# An event failing in a way a retry may fix (a store down, our key refused, a setting missing) is
+# retried until BOTH it has had WEBHOOK_MAX_ATTEMPTS attempts AND WEBHOOK_RETRY_HORIZON_HOURS have
+# passed since its first failure; then it is dead (an alert). 168 h: the longest window of the stores
+# (Pub/Sub keeps a message 7 days; Stripe and Apple retry about 3 days) (docs/webhooks.md).
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
-# Retry backoff: base * 2**(attempt-1), capped, with full jitter; the sweeper re-enqueues events still
-# `received` this long after arrival (a lost or undelivered task).
-WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60.0)
+WEBHOOK_RETRY_HORIZON_HOURS = env.float("WEBHOOK_RETRY_HORIZON_HOURS", default=168.0)
+# Retry backoff: base * 2**(attempt-1), capped, with jitter (the first retry within seconds); the
+# sweeper re-enqueues events still `received` this long after arrival (a lost or undelivered task).
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
+# Who is mailed when an event is dead (also shown in the admin's "Needs attention" box):
+# "Name <address>" or bare addresses, comma-separated; empty: no mail. EMAIL_URL: how mail is sent.
+ADMINS = [parseaddr(a) for a in env.list("ADMINS", default=[]) if parseaddr(a)[1]]
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="billing-service@localhost")
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... (django-environ's documented form)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)  # a mail server that does not answer must not hold a worker
 WEBHOOK_SWEEP_AFTER_SECONDS = env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BODY_BYTES + 1)
 

@@ -79,14 +79,14 @@ class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = ["replay_events", "link_orphans"]
     fieldsets = [
         (None, {"fields": ("provider", "event_type", "dedupe_key", "status", "outcome", "linked_subscriptions")}),
-        ("Processing", {"fields": ("attempts", "next_attempt_at", "received_at", "occurred_at", "processed_at",
-                                   "environment", "error", "traceback_text")}),
+        ("Processing", {"fields": ("attempts", "next_attempt_at", "failing_since", "done_while_failing", "received_at",
+                                   "occurred_at", "processed_at", "environment", "error", "traceback_text")}),
         ("Content", {"fields": ("store_ids", "payload_problem", "body_pretty", "payload_pretty", "headers_pretty")}),
     ]
     readonly_fields = ("provider", "event_type", "dedupe_key", "status", "outcome", "linked_subscriptions",
-                       "attempts", "next_attempt_at", "received_at", "occurred_at", "processed_at", "environment",
-                       "error", "traceback_text", "store_ids", "payload_problem", "body_pretty", "payload_pretty",
-                       "headers_pretty")
+                       "attempts", "next_attempt_at", "failing_since", "done_while_failing",
+                       "received_at", "occurred_at", "processed_at", "environment", "error", "traceback_text",
+                       "store_ids", "payload_problem", "body_pretty", "payload_pretty", "headers_pretty")
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).prefetch_related("subscriptions")

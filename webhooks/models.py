@@ -12,7 +12,7 @@ class WebhookEvent(models.Model):
         PROCESSED = "processed", "processed"
         IGNORED = "ignored", "ignored"  # authentic, nothing to do (test, a type we do not act on, stale)
         FAILED = "failed", "failed"  # permanent failure: needs a fix, then a replay
-        DEAD = "dead", "dead"  # transient failures exhausted the attempts
+        DEAD = "dead", "dead"  # retryable failures until the retry horizon passed (and the attempts were used)
 
     provider = models.CharField(max_length=16, choices=Provider.CHOICES)
     dedupe_key = models.CharField(max_length=255)
@@ -32,6 +32,14 @@ class WebhookEvent(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(
+        null=True, blank=True,
+        help_text="The first failed attempt of the current retries: the retry horizon counts from here")
+    # db_default: ingestion inserts events with raw SQL naming only its own columns
+    done_while_failing = models.CharField(
+        max_length=255, blank=True, default="", db_default="",
+        help_text="What the store's deadline required while the event kept failing "
+                  "(Google: the purchase acknowledged from the notification)")
     outcome = models.TextField(blank=True, help_text="What processing did, or why it was ignored")
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)

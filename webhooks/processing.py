@@ -18,7 +18,7 @@ from django.utils import timezone
 from billing.apply import ApplyResult, apply_snapshots
 from billing.db import update_rows
 from billing.providers import registry
-from billing.providers.base import InboundEvent, TransientError
+from billing.providers.base import InboundEvent, retry_may_help
 from billing.snapshots import Cause, CauseKind
 
 from . import bodies, queue, retries
@@ -38,6 +38,14 @@ class _Attempt:
     retry_in: float | None = None
     after_apply: list = field(default_factory=list)
     results: list[ApplyResult] = field(default_factory=list)
+    failed: InboundEvent | None = None  # a failed attempt whose adapter may still have a deadline to meet
+    error: BaseException | None = None  # why it failed
+
+
+# Failures a later attempt may get past: the store's (TransientError), our configuration's (a key the
+# store refuses, a missing setting: an operator fixes it) and the database's or the worker's time limit.
+def _retryable(exc: BaseException) -> bool:
+    return retry_may_help(exc) or isinstance(exc, OperationalError | InterfaceError | SoftTimeLimitExceeded)
 
 
 # --- Scheduling: here and now, or a worker --------------------------------------------------------
@@ -194,12 +202,14 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
             cause = Cause(CauseKind.WEBHOOK, ref=str(event.pk))
             results = apply_snapshots([(snapshot, cause) for snapshot in parsed.snapshots])
             _link([event], [results])
-    except (TransientError, OperationalError, InterfaceError, SoftTimeLimitExceeded) as exc:  # a retry can help
-        retry_in = retries.event_retry_or_dead(event, exc, now)
-        return _Attempt(event.pk, event.status, retry_in=retry_in)
-    except Exception as exc:  # PermanentError, an unknown provider, a bug: needs a fix, then a replay
-        retries.event_fail(event, exc, now)
-        return _Attempt(event.pk, Status.FAILED)
+    except Exception as exc:
+        if _retryable(exc):
+            retry_in = retries.event_retry_or_dead(event, exc, now)
+        else:  # PermanentError, an unknown provider, a bug: needs a fix, then a replay
+            retries.event_fail(event, exc, now)
+            retry_in = None
+        deadline_work = None if event.done_while_failing else _inbound(event)
+        return _Attempt(event.pk, event.status, retry_in=retry_in, failed=deadline_work, error=exc)
     return _record_outcome(event, parsed, results, now)
 
 
@@ -219,7 +229,8 @@ def _link(events: list[WebhookEvent], results: list[list[ApplyResult]]) -> None:
 
 # --- The outcome ------------------------------------------------------------------------------
 
-_OUTCOME_FIELDS = ["status", "outcome", "processed_at", "next_attempt_at", "error", "traceback", "attempts"]
+_OUTCOME_FIELDS = ["status", "outcome", "processed_at", "next_attempt_at", "error", "traceback", "attempts",
+                   "failing_since"]
 
 
 def _record_outcome(event: WebhookEvent, parsed, results: list[ApplyResult], now, *, save: bool = True) -> _Attempt:
@@ -234,6 +245,7 @@ def _record_outcome(event: WebhookEvent, parsed, results: list[ApplyResult], now
         event.outcome = _summary(parsed.snapshots, results)
     event.processed_at = now
     event.next_attempt_at = None
+    event.failing_since = None
     event.error = event.traceback = ""
     if save:
         event.save(update_fields=_OUTCOME_FIELDS)
@@ -261,15 +273,16 @@ def _summary(snapshots, results: list[ApplyResult]) -> str:
 # --- After the commit: follow-ups, retry scheduling -------------------------------------------
 
 def _after_commit(attempt: _Attempt) -> str:
-    """Work outside the transaction: follow-ups of the adapter (may call the store), retry scheduling."""
+    """Work outside the transaction: follow-ups of the adapter (may call the store), what a failed
+    attempt's store still needs (`while_failing`), retry scheduling."""
     if attempt.after_apply:
         try:
             for follow_up in attempt.after_apply:
                 follow_up(attempt.results)
-        except (TransientError, OperationalError, InterfaceError) as exc:
-            return _follow_up_failed(attempt.event_id, exc, transient=True)
         except Exception as exc:
-            return _follow_up_failed(attempt.event_id, exc, transient=False)
+            return _follow_up_failed(attempt.event_id, exc, transient=_retryable(exc))
+    if attempt.failed is not None:
+        _while_failing(attempt.failed, attempt.error, final=attempt.retry_in is None)
     if attempt.retry_in is not None:
         retries.retry_schedule(attempt.event_id, attempt.retry_in)
     return attempt.status
@@ -290,3 +303,15 @@ def _follow_up_failed(event_id: int, exc: Exception, *, transient: bool) -> str:
     if retry_in is not None:
         retries.retry_schedule(event_id, retry_in)
     return status
+
+
+def _while_failing(event: InboundEvent, error: BaseException | None, *, final: bool) -> None:
+    """The adapter's deadline work for a failed event (Google: acknowledge a new purchase), recorded on
+    the event once done so it is not done again. Never raises: the attempt is already recorded."""
+    try:
+        done = registry.get_adapter(event.provider).while_failing(event, error, final=final)
+    except Exception:
+        logger.exception("webhook event %s: the store's deadline work after a failed attempt failed", event.id)
+        return
+    if done:
+        WebhookEvent.objects.filter(pk=event.id).update(done_while_failing=done[:255])

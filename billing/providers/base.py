@@ -102,6 +102,21 @@ class StoreRefused(PermanentError):
         super().__init__(reason)
 
 
+class CredentialsRefused(StoreRefused):
+    """The store refused our credentials or permissions (401/403: a rotated key, a permission taken
+    away). Not the request's fault: the API answers it like any refusal of us (502), but webhook
+    processing retries it like a transient failure, since the operator's fix makes the same call
+    succeed (`retry_may_help`)."""
+
+
+def retry_may_help(exc: BaseException) -> bool:
+    """Whether a later attempt of the same work can succeed without changing the input: the store or a
+    dependency failed (TransientError), or our configuration did (CredentialsRefused, NotConfigured: an
+    operator fixes it, then the retries go through). Webhook processing retries these until its
+    horizon; anything else is permanent (`failed`, waiting for a fix of the code and a replay)."""
+    return isinstance(exc, TransientError | CredentialsRefused | NotConfigured)
+
+
 # --- Values -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -233,6 +248,13 @@ class ProviderAdapter:
     def unhandled(self, event: InboundEvent) -> ParseResult:
         """An authentic event no HANDLERS entry takes: recorded as ignored, with the reason."""
         return ParseResult(ignored_reason=f"{event.event_type} does not change subscription state")
+
+    def while_failing(self, event: InboundEvent, error: BaseException | None, *, final: bool) -> str:
+        """Called after a failed processing attempt of a stored event (`error`: why), outside any
+        transaction: what the store's own deadline needs even though processing has not succeeded
+        (Google: acknowledge a new purchase from its notification before Google refunds it). `final`: no
+        further attempt is planned. Returns what was done ("": nothing yet; asked again next failure)."""
+        return ""
 
     def handler_key(self, event: InboundEvent) -> str:
         """Which HANDLERS entry an event goes to (its stored type, unless the store needs another key)."""

@@ -145,6 +145,11 @@ class FakeGooglePlay:
         with self._lock:
             self.failures.setdefault(method, deque()).extend(statuses)
 
+    def stop_failing(self, method: str) -> None:
+        """Drop the failures still queued for `method` (Google recovered)."""
+        with self._lock:
+            self.failures.pop(method, None)
+
     def delay_next(self, method: str, *seconds: float) -> None:
         """The next calls of `method` answer only after these many seconds (a slow Google)."""
         with self._lock:

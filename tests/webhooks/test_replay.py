@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 
 def test_replay_from_the_admin(send, admin_client, django_capture_on_commit_callbacks, redis_client, settings):
     settings.WEBHOOK_MAX_ATTEMPTS = 1
+    settings.WEBHOOK_RETRY_HORIZON_HOURS = 0
     redis_client.set(BROKEN_KEY, "1")
     event = send(event_body("evt_admin", type="needs_fix", subscription_id="sub_R"))
     event.refresh_from_db()

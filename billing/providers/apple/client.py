@@ -113,7 +113,7 @@ def _store_errors(apple_environment: str) -> Iterator[None]:
             f": {exc.error_message}" if exc.error_message else "")
         if code in _NOT_FOUND or (status == 404 and code not in _RETRYABLE):
             raise SubscriptionNotFound(f"App Store ({apple_environment}): {detail}", status=status) from exc
-        if status == 401:
+        if status in (401, 403):
             logger.error("App Store Server API refused our credentials: check APPLE_KEY_ID, APPLE_ISSUER_ID, "
                          "APPLE_PRIVATE_KEY_FILE, APPLE_BUNDLE_ID (%s)", detail)
             raise StoreUnavailable(f"App Store Server API refused our credentials ({detail})") from exc

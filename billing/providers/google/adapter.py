@@ -222,6 +222,14 @@ class GoogleAdapter(ProviderAdapter):
                                                   f"({settings.GOOGLE_PLAY_PACKAGE_NAME!r})")
         return super().parse(event)
 
+    def while_failing(self, event: InboundEvent, error: BaseException | None, *, final: bool) -> str:
+        """A new purchase is acknowledged before Google's deadline even while its processing fails (not
+        when Google itself says it has no such purchase)."""
+        if "undecodable" in (event.payload or {}) or isinstance(error, SubscriptionNotFound):
+            return ""
+        return services.purchase_acknowledge_from_notification(_notification(event), received_at=event.received_at,
+                                                              final=final)
+
     def handler_key(self, event: InboundEvent) -> str:
         """The notification's kind (every subscriptionNotification number goes to one handler)."""
         if "undecodable" in (event.payload or {}):

@@ -6,7 +6,11 @@ PENDING; only once the user link is settled (the subscription has a subscriber: 
 support to link it, and is listed in the admin with its deadline); the fact is recorded through
 apply_snapshot (`acknowledged=True`). Webhook processing and verification acknowledge right after
 applying (`Pending`, a follow-up of the ParseResult); the beat task `acknowledge_due` retries what is
-left (`purchases_acknowledge_due`).
+left (`purchases_acknowledge_due`). A new purchase whose processing keeps failing (no subscription row
+yet, so neither of those sees it) is acknowledged from what its notification says once it is
+ACKNOWLEDGE_FAILING_AFTER old (`purchase_acknowledge_from_notification`, called by webhook processing
+after a failed attempt): the purchase is genuine (the notification is authenticated), the failure is
+ours, and a refund by Google would lose the sale for good.
 
 Staff changes (revoke with a refund, defer the next renewal): the store first, then a re-read of the
 purchase applied through apply_snapshot with the staff member and reason on the status change. The
@@ -14,12 +18,14 @@ RTDN Google sends afterwards re-reads the same state (no second effect)."""
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from billing.apply import ApplyResult, apply_snapshot
 from billing.models import Subscription
-from billing.providers.base import PermanentError, TransientError
+from billing.providers.base import NotConfigured, PermanentError, TransientError
 from billing.snapshots import Cause, CauseKind, Provider, Snapshot
 
 from . import client, mapping, selectors
@@ -78,6 +84,41 @@ def purchase_acknowledge(pending: Pending) -> bool:
                             derived=True, note="acknowledged at Google"),
                    Cause(CauseKind.POLL, ref="google:acknowledge"))
     return True
+
+
+# Two days before Google's 3-day deadline: retries come at least hourly, so a few hundred tries remain.
+# Before that, a failing purchase waits for its processing as any other (never while pending, only
+# once its user is known).
+ACKNOWLEDGE_FAILING_AFTER = timedelta(hours=24)
+
+
+def purchase_acknowledge_from_notification(notification: dict, *, received_at: datetime, final: bool) -> str:
+    """A SUBSCRIPTION_PURCHASED notification whose processing failed: acknowledge the purchase it names
+    (token and product from the notification alone, no read of the purchase) once it is
+    ACKNOWLEDGE_FAILING_AFTER old, or at once when `final` (no further attempt is planned). Returns what
+    was done ("" nothing yet: not due, not ours, or Google did not take it; tried again after the next
+    failed attempt)."""
+    inner = notification.get("subscriptionNotification") or {}
+    token, product = inner.get("purchaseToken"), inner.get("subscriptionId")
+    if inner.get("notificationType") != mapping.SUBSCRIPTION_PURCHASED or not token or not product:
+        return ""
+    if notification.get("packageName") != settings.GOOGLE_PLAY_PACKAGE_NAME:
+        return ""
+    bought_at = mapping.event_time(notification) or received_at
+    if not final and timezone.now() - bought_at < ACKNOWLEDGE_FAILING_AFTER:
+        return ""
+    state = selectors.acknowledgement_state(token)
+    if state is not None and state.acknowledged:
+        return "already acknowledged"
+    try:
+        client.subscription_acknowledge(token, product)
+    except (TransientError, PermanentError, NotConfigured) as exc:  # a pending purchase, Google down: next time
+        logger.warning("google purchase %s: acknowledgement while its processing fails did not go through: %s",
+                       token[:16], exc)
+        return ""
+    logger.warning("google purchase %s acknowledged from its notification: its processing keeps failing and "
+                   "Google refunds unacknowledged purchases after 3 days", token[:16])
+    return f"acknowledged at Google from the notification ({product}) while processing kept failing"
 
 
 @dataclass

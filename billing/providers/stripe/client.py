@@ -4,8 +4,9 @@ version, retries, timeouts), one function per call, and Stripe's errors translat
 Every function returns plain dicts (JSON-able, as a webhook body carries them) and raises only our
 errors: Stripe unreachable, 5xx, 429 or a lock conflict (409) → StoreUnavailable (a retry may fix it);
 a card declined → PaymentDeclined; a read of something Stripe does not have (404) →
-SubscriptionNotFound; any other refusal → StoreRefused (with Stripe's code and parameter when the
-request's content was refused; without a code when Stripe refused our key or its permissions).
+SubscriptionNotFound; our key or its permissions refused (401/403) → CredentialsRefused (a StoreRefused
+without a code, which webhook processing retries: a rotated key is fixed by an operator); any other
+refusal → StoreRefused (with Stripe's code and parameter when the request's content was refused).
 dj-stripe uses the library's module-level settings instead, so `configure_library()` sets those from
 the same values, and its calls are translated through `translated_errors()`."""
 
@@ -17,7 +18,13 @@ from contextlib import contextmanager
 import stripe
 from django.conf import settings
 
-from billing.providers.base import NotConfigured, PaymentDeclined, StoreRefused, StoreUnavailable
+from billing.providers.base import (
+    CredentialsRefused,
+    NotConfigured,
+    PaymentDeclined,
+    StoreRefused,
+    StoreUnavailable,
+)
 from billing.providers.common import SubscriptionNotFound
 
 # The webhook payload shape follows the endpoint's API version, the responses follow this one:
@@ -99,6 +106,9 @@ def translated_errors(*, missing: str | None = None):
         message = exc.user_message or str(exc)
         if _is_transient(exc):
             raise StoreUnavailable(f"Stripe did not answer: {message}") from exc
+        if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError) or \
+                getattr(exc, "http_status", None) in (401, 403):
+            raise CredentialsRefused(f"Stripe refused the request: {message}") from exc
         if isinstance(exc, stripe.InvalidRequestError):
             if missing and exc.http_status == 404:
                 raise SubscriptionNotFound(missing, status=404) from exc

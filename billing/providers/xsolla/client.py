@@ -2,8 +2,9 @@
 
 HTTP Basic auth `XSOLLA_MERCHANT_ID : XSOLLA_API_KEY` against `XSOLLA_API_BASE` (tests point it at a
 local fake). Xsolla not answering, answering 5xx or rate-limiting us (429) is a StoreUnavailable (a
-retry may fix it); a 404 is `common.SubscriptionNotFound`; any other 4xx is a PermanentError carrying
-Xsolla's own message."""
+retry may fix it); a 404 is `common.SubscriptionNotFound`; 401/403 (our merchant id or API key refused)
+is CredentialsRefused (webhook processing retries it until an operator fixes the key); any other 4xx is
+a PermanentError carrying Xsolla's own message."""
 
 import logging
 import threading
@@ -12,7 +13,7 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 
-from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+from billing.providers.base import CredentialsRefused, NotConfigured, PermanentError, StoreUnavailable
 from billing.providers.common import SubscriptionNotFound
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,9 @@ def _request(method: str, path: str, *, json_body: dict | None = None) -> dict:
         message = _error_message(response)
         if response.status_code == 404:
             raise SubscriptionNotFound(f"Xsolla: {method} {path}: not found ({message})", status=404)
+        if response.status_code in (401, 403):
+            logger.error("Xsolla refused our credentials: check XSOLLA_MERCHANT_ID and XSOLLA_API_KEY (%s)", message)
+            raise CredentialsRefused(f"Xsolla answered {response.status_code} to {method} {path}: {message}")
         raise PermanentError(f"Xsolla answered {response.status_code} to {method} {path}: {message}")
     try:
         data = response.json()

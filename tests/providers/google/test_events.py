@@ -8,11 +8,12 @@ import itertools
 from datetime import datetime
 
 import pytest
+import time_machine
 
 from billing.models import Subscription, Transaction
 from billing.snapshots import Environment, TransactionKind
 from tests.factories import SubscriberFactory
-from tests.helpers import deliver
+from tests.helpers import deliver, drain
 from webhooks.models import WebhookEvent
 
 from .conftest import PACKAGE, load_sequence, push, push_request, sequence_names, subscription_notification, token_of
@@ -385,3 +386,47 @@ def test_known_subscriber_identity_is_found(google):
     push(google, STAGING["developerNotification"])
     assert Subscription.objects.get(provider_subscription_id=STAGING_TOKEN).subscriber == subscriber
 
+
+
+# --- a Play read that fails ------------------------------------------------------------------------
+
+def test_a_failed_play_re_read_is_retried_within_seconds_and_access_follows(google):
+    """Default retry settings: a purchase whose re-read fails twice is processed seconds later, not minutes."""
+    google.set_purchase("tok-flaky", purchase(acknowledgementState="ACKNOWLEDGEMENT_STATE_PENDING"))
+    google.fail_next("get", 503, 500)
+    with time_machine.travel(datetime.now().astimezone(), tick=True) as clock:
+        event = push(google, subscription_notification("tok-flaky", 4)).event
+        first_wait = (event.next_attempt_at - event.received_at).total_seconds()
+        assert event.status == "received" and "Google answered 503" in event.error
+        assert first_wait <= 5.5  # the first retry within seconds (WEBHOOK_RETRY_BASE_SECONDS=5)
+        clock.move_to(event.next_attempt_at)
+        event = retry_due(event)
+        assert event.status == "received" and "Google answered 500" in event.error
+        clock.move_to(event.next_attempt_at)
+        event = retry_due(event)
+    assert event.status == "processed", event.error
+    assert (event.processed_at - event.received_at).total_seconds() < 20  # three reads, access seconds later
+    sub = Subscription.objects.get(provider_subscription_id="tok-flaky")
+    assert sub.status == "ACTIVE" and sub.acknowledged_at is not None
+    assert len(google.calls_of("get")) == 3
+
+
+def retry_due(event: WebhookEvent) -> WebhookEvent:
+    """The worker's drain once the clock reached the event's retry."""
+    drain()
+    event.refresh_from_db()
+    return event
+
+
+def test_a_missing_service_account_keeps_the_event_retrying_until_it_is_set(google, settings):
+    google.set_purchase("tok-conf", purchase())
+    path, settings.GOOGLE_SERVICE_ACCOUNT_FILE = settings.GOOGLE_SERVICE_ACCOUNT_FILE, ""
+    event = push(google, subscription_notification("tok-conf", 2)).event
+    assert event.status == "received" and event.next_attempt_at is not None  # not failed for good
+    assert "NotConfigured" in event.error and "GOOGLE_SERVICE_ACCOUNT_FILE" in event.error
+
+    settings.GOOGLE_SERVICE_ACCOUNT_FILE = path  # the operator fixes the deployment
+    WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=event.received_at)
+    event = retry_due(event)
+    assert event.status == "processed", event.error
+    assert Subscription.objects.get(provider_subscription_id="tok-conf").status == "ACTIVE"

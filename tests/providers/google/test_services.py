@@ -6,6 +6,7 @@ then the purchase re-read and applied with the staff member and reason."""
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.conf import settings as django_settings
 from django.utils import timezone
 
@@ -14,6 +15,9 @@ from billing.models import Subscription
 from billing.providers.google import selectors, services, tasks
 from billing.snapshots import Cause, CauseKind
 from tests.factories import SubscriberFactory, SubscriptionFactory, UserFactory
+from tests.fakes.google import rfc3339
+from tests.helpers import drain
+from webhooks.models import WebhookEvent
 
 from .conftest import load_sequence, push, subscription_notification, token_of
 
@@ -35,6 +39,56 @@ def test_acknowledged_after_linking_with_the_product_id(google):
     assert sub.acknowledged_at is not None and sub.subscriber.external_id == "42"
     assert sub.acknowledgement_due_at.isoformat() == "2025-10-13T02:32:51.206000+00:00"  # startTime + 3 days
     assert [c["method"] for c in google.calls] == ["get", "acknowledge"]
+
+
+def test_a_purchase_whose_processing_keeps_failing_is_acknowledged_before_googles_deadline(google):
+    token, step = _first_purchase()
+    bought = timezone.now()
+    google.set_purchase(token, {**step["subscriptionPurchaseV2"], "startTime": rfc3339(bought)})
+    google.fail_next("get", *[503] * 500)  # reading the purchase keeps failing; acknowledging works
+    acknowledged_at = None
+    with time_machine.travel(bought, tick=True) as clock:
+        event = push(google, subscription_notification(token, 4)).event
+        while acknowledged_at is None and timezone.now() < bought + timedelta(days=3):
+            assert event.status == "received", event.outcome  # retried, never dead meanwhile
+            clock.move_to(event.next_attempt_at)
+            drain()
+            event.refresh_from_db()
+            if google.calls_of("acknowledge"):
+                acknowledged_at = timezone.now()
+        assert acknowledged_at is not None, "not acknowledged within Google's 3 days"
+        # in time, and not before the usual path had a day to do it (after the user link, never pending)
+        assert timedelta(hours=24) <= acknowledged_at - bought <= timedelta(hours=26)
+        (ack,) = google.calls_of("acknowledge")
+        assert (ack["token"], ack["product"]) == (token, "session_pro")
+        assert "acknowledged at Google from the notification" in event.done_while_failing
+        assert not Subscription.objects.exists()  # still failing: nothing applied
+
+        google.stop_failing("get")  # Google's read works again: the event is processed as usual
+        clock.move_to(event.next_attempt_at)
+        drain()
+    event.refresh_from_db()
+    assert event.status == "processed", event.error
+    sub = Subscription.objects.get(provider_subscription_id=token)
+    assert sub.status == "ACTIVE" and sub.acknowledged_at is not None and sub.subscriber.external_id == "42"
+    assert len(google.calls_of("acknowledge")) == 1  # Google says it is acknowledged: not asked again
+
+
+def test_a_purchase_whose_processing_fails_for_good_is_acknowledged_at_once(google):
+    token, step = _first_purchase()
+    unreadable = {**step["subscriptionPurchaseV2"], "subscriptionState": "SUBSCRIPTION_STATE_UNSPECIFIED"}
+    google.set_purchase(token, unreadable)  # our mapping refuses it: a permanent failure
+    event = push(google, subscription_notification(token, 4)).event
+    assert event.status == "failed"  # no retry will come: the sale is kept now, the fix and replay follow
+    (ack,) = google.calls_of("acknowledge")
+    assert (ack["token"], ack["product"]) == (token, "session_pro")
+    assert "acknowledged at Google" in WebhookEvent.objects.get(pk=event.pk).done_while_failing
+
+
+def test_a_purchase_google_does_not_know_is_not_acknowledged_from_its_notification(google):
+    event = push(google, subscription_notification("tok-gone", 4)).event  # the fake answers 410
+    assert event.status == "failed"
+    assert google.calls_of("acknowledge") == [] and event.done_while_failing == ""
 
 
 def test_failed_acknowledgement_is_retried_by_the_beat_task(google):

@@ -16,7 +16,7 @@ from tests.helpers import drain, stream_events
 from webhooks.models import WebhookEvent
 from webhooks.replay import events_reset_for_replay
 
-from .conftest import deliver_body, deliver_event, deliver_events, fixture_event, retry_now
+from .conftest import SECRET_KEY, deliver_body, deliver_event, deliver_events, fixture_event, retry_now
 
 pytestmark = pytest.mark.django_db
 
@@ -280,6 +280,23 @@ def test_stripe_unreachable_while_parsing_is_transient(fake_stripe, monthly):
     assert not Subscription.objects.filter(provider_subscription_id=sub["id"]).exists()
     assert retry_now(delivered).status == WebhookEvent.Status.PROCESSED  # the retry succeeds
     assert row(sub).status == Status.ACTIVE
+
+
+def test_a_key_stripe_refuses_keeps_the_event_retrying_until_the_key_is_fixed(fake_stripe, monthly, settings):
+    sub = subscribe(fake_stripe, monthly)
+    created = fake_stripe.take_events()[1]
+    settings.STRIPE_SECRET_KEY = "sk_test_rotated"  # the old key, refused by Stripe with 401
+    delivered = deliver_event(created)
+    assert delivered.response.status_code == 200
+    for _ in range(3):  # retried like an outage, not failed for good at the first 401
+        event = retry_now(delivered)
+        assert event.status == WebhookEvent.Status.RECEIVED and event.next_attempt_at is not None
+        assert event.error.startswith("CredentialsRefused: Stripe refused the request")
+    assert not Subscription.objects.filter(provider_subscription_id=sub["id"]).exists()
+
+    settings.STRIPE_SECRET_KEY = SECRET_KEY  # the operator sets the new key
+    assert retry_now(delivered).status == WebhookEvent.Status.PROCESSED
+    assert row(sub).status == Status.ACTIVE and delivered.event.attempts == 5
 
 
 def test_events_we_do_not_act_on_are_ignored(fake_stripe):

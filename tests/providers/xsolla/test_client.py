@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
+from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable, retry_may_help
 from billing.providers.common import SubscriptionNotFound
 from billing.providers.xsolla import client
 from tests.helpers import closed_port
@@ -70,12 +70,13 @@ def test_an_unknown_subscription_is_subscription_not_found(fake_xsolla):
     assert fake_xsolla.subscriptions["10"]["status"] == "active"
 
 
-def test_wrong_credentials_are_permanent_with_xsolla_s_message(fake_xsolla, settings):
+def test_wrong_credentials_are_a_refusal_with_xsolla_s_message_retried_by_webhooks(fake_xsolla, settings):
     fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567"))
     settings.XSOLLA_API_KEY = "wrong"
     with pytest.raises(PermanentError, match=r"401.*Invalid credentials") as exc:
         client.subscription_get("10")
     assert not isinstance(exc.value, SubscriptionNotFound)
+    assert retry_may_help(exc.value)  # our key: webhook processing retries until it is fixed
 
 
 def test_a_status_xsolla_refuses_is_permanent(fake_xsolla):

@@ -1,0 +1,56 @@
+"""The admin index's "Needs attention" box: what an operator must look at, as rows (what, how many,
+where to look). `needs_attention()` is the one function the box is fed by; a later source
+(reconciliation drifts, double payments) is one more function in SOURCES returning rows. This module
+sits in `webhooks` because it is the top of the import chain: it may read every app."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.urls import reverse
+
+from .models import WebhookEvent
+
+Status = WebhookEvent.Status
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    count: int
+    url: str  # the admin list showing exactly these
+    hint: str = ""  # what to do about them
+
+
+def _events_url(**filters) -> str:
+    return reverse("admin:webhooks_webhookevent_changelist") + "?" + urlencode(filters)
+
+
+def webhook_rows() -> list[Row]:
+    """Dead and failed events (all of them: they stay until replayed), and events still retrying after
+    their WEBHOOK_MAX_ATTEMPTS (a store down or our key refused for hours: worth a look before the
+    horizon makes them dead). One query, over the (status, received_at) index: never the whole table."""
+    retrying = Q(status=Status.RECEIVED, attempts__gte=settings.WEBHOOK_MAX_ATTEMPTS)
+    open_events = WebhookEvent.objects.filter(status__in=[Status.DEAD, Status.FAILED, Status.RECEIVED])  # indexed
+    counts = open_events.aggregate(
+        dead=Count("id", filter=Q(status=Status.DEAD)), failed=Count("id", filter=Q(status=Status.FAILED)),
+        retrying=Count("id", filter=retrying))
+    return [
+        Row("Dead webhook events", counts["dead"], _events_url(status__exact=Status.DEAD),
+            "retried until the horizon and never processed: fix the cause, then replay them"),
+        Row("Failed webhook events", counts["failed"], _events_url(status__exact=Status.FAILED),
+            "refused for good (a bug or unusable data): read the error, fix, then replay"),
+        Row("Webhook events still retrying", counts["retrying"],
+            _events_url(status__exact=Status.RECEIVED, attempts__gte=settings.WEBHOOK_MAX_ATTEMPTS),
+            f"failed {settings.WEBHOOK_MAX_ATTEMPTS}+ times: a store down, a key refused, a setting missing"),
+    ]
+
+
+SOURCES: list[Callable[[], list[Row]]] = [webhook_rows]
+
+
+def needs_attention() -> list[Row]:
+    """Every source's rows that count something, in SOURCES order."""
+    return [row for source in SOURCES for row in source() if row.count]
