@@ -6,7 +6,7 @@ import re
 USER_ID_MAX_LENGTH = 255  # accounts.Subscriber.external_id
 # 1-255 characters, none of them a control character (PostgreSQL text refuses NUL) or "/" (a path
 # segment cannot hold it). Apps' ids are integers, UUIDs or opaque strings: anything else is allowed.
-USER_ID_PATTERN = r"^[^/\x00-\x1f\x7f]{1,255}$"
+USER_ID_PATTERN = r"^[^/\x00-\x1f\x7f]+$"  # the length in minLength / maxLength (a counted pattern is slow to fuzz)
 _USER_ID = re.compile(USER_ID_PATTERN)
 
 BIGINT_MAX = 2**63 - 1  # our primary keys
@@ -21,7 +21,7 @@ USER_ID_RULE = "a user id is 1 to 255 characters, without control characters or 
 
 
 def user_id_is_valid(user_id: str) -> bool:
-    return _USER_ID.fullmatch(user_id) is not None
+    return len(user_id) <= USER_ID_MAX_LENGTH and _USER_ID.fullmatch(user_id) is not None
 
 
 def subscription_pk(subscription_id: str) -> int | None:

@@ -151,7 +151,7 @@ PRODUCT_ID_MAX = 255
 TRANSACTION_ID_MAX = 32
 SIGNED_TRANSACTION_MAX = 64 * 1024
 RECEIPT_MAX = 1024 * 1024
-_NOT_BLANK = r"\S"  # at least one character that is not white space
+# Taken as sent (no trimming): white space is for the store to refuse, as it refuses any token it never issued.
 
 
 class _VerifyBase(serializers.Serializer):
@@ -161,7 +161,7 @@ class _VerifyBase(serializers.Serializer):
 
 class AppleSignedTransactionVerifySerializer(_VerifyBase):
     provider = serializers.ChoiceField(choices=["apple"])
-    signed_transaction = serializers.RegexField(_NOT_BLANK, max_length=SIGNED_TRANSACTION_MAX,
+    signed_transaction = serializers.CharField(trim_whitespace=False, min_length=1, max_length=SIGNED_TRANSACTION_MAX,
                                                 help_text="StoreKit 2's JWS transaction")
 
 
@@ -173,14 +173,15 @@ class AppleTransactionIdVerifySerializer(_VerifyBase):
 
 class AppleReceiptVerifySerializer(_VerifyBase):
     provider = serializers.ChoiceField(choices=["apple"])
-    receipt = serializers.RegexField(_NOT_BLANK, max_length=RECEIPT_MAX, help_text="A base64 app receipt (legacy)")
+    receipt = serializers.CharField(trim_whitespace=False, min_length=1, max_length=RECEIPT_MAX,
+                                    help_text="A base64 app receipt (legacy)")
 
 
 class GoogleVerifySerializer(_VerifyBase):
     provider = serializers.ChoiceField(choices=["google"])
-    purchase_token = serializers.RegexField(_NOT_BLANK, max_length=PURCHASE_TOKEN_MAX,
+    purchase_token = serializers.CharField(trim_whitespace=False, min_length=1, max_length=PURCHASE_TOKEN_MAX,
                                             help_text="The token Google Play Billing returned")
-    product_id = serializers.RegexField(_NOT_BLANK, max_length=PRODUCT_ID_MAX, required=False,
+    product_id = serializers.CharField(trim_whitespace=False, min_length=1, max_length=PRODUCT_ID_MAX, required=False,
                                         help_text="When given, the purchase must be for it")
 
 
@@ -196,7 +197,8 @@ VerifyRequestSerializer = PolymorphicProxySerializer(
 
 
 class ChangePlanInputSerializer(serializers.Serializer):
-    price_id = serializers.RegexField(_NOT_BLANK, max_length=255, help_text="The Stripe price to move to")
+    price_id = serializers.CharField(trim_whitespace=False, min_length=1, max_length=255,
+                                     help_text="The Stripe price to move to")
 
 
 ErrorSerializer = inline_serializer("Error", {"error": inline_serializer("ErrorBody", {

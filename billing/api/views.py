@@ -18,6 +18,7 @@ from config.api_errors import ApiError
 
 from .errors import provider_errors
 from .inputs import SUBSCRIPTION_ID_SCHEMA, USER_ID_RULE, USER_ID_SCHEMA, subscription_pk, user_id_is_valid
+from .schema import RequiredBodySchema
 from .serializers import (
     APPLE_VERIFY_SERIALIZERS,
     VERIFY_SERIALIZERS,
@@ -41,7 +42,8 @@ def _item(subscription_id: int) -> dict:
 
 
 def _page(request, external_id: str) -> Response:
-    query = PageQuerySerializer(data=request.query_params)
+    # A plain dict: from a QueryDict, DRF would read `offset=` (empty) as absent, not as the non-integer it is.
+    query = PageQuerySerializer(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
     limit, offset = query.validated_data["limit"], query.validated_data["offset"]
     items, has_more = selectors.subscription_list(external_id=external_id, limit=limit, offset=offset)
@@ -112,6 +114,7 @@ def _verify_input(data) -> dict:
 
 class VerifyPurchaseApi(APIView):
     permission_classes = [CanVerify]
+    schema = RequiredBodySchema()
 
     @extend_schema(
         operation_id="subscriptions_verify", summary="Verify a mobile purchase with the store",
