@@ -156,3 +156,9 @@ def test_the_schema_declares_the_limits(client):
     assert components["GoogleVerify"]["properties"]["purchase_token"]["maxLength"] == 4096
     assert schema["paths"]["/api/subscriptions/verify"]["post"]["requestBody"]["required"] is True
     assert components["ProductRef"]["properties"]["id"]["nullable"] is True
+
+
+def test_a_body_over_the_upload_limit_is_400_in_the_error_shape(client, service_auth, google):
+    body = {"provider": "google", "user_id": "42", "purchase_token": "t" * (3 * 1024 * 1024)}
+    error = _error(_verify(client, body, **service_auth("verify")), 400)
+    assert error["code"] == "bad_request" and google.calls == []  # DATA_UPLOAD_MAX_MEMORY_SIZE
