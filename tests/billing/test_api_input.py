@@ -56,7 +56,7 @@ def test_a_subscription_id_that_names_no_row_is_404(client, service_auth, subscr
         assert _error(response, 404)["code"] == "not_found"
 
 
-@pytest.mark.parametrize("user_id", ["%00", "a%00b", "tab%09", "x" * 256])
+@pytest.mark.parametrize("user_id", ["%00", "a%00b", "tab%09", "newline%0A", "x" * 256])
 def test_a_user_id_with_a_nul_or_control_character_or_too_long_is_400(client, service_auth, user_id):
     headers = service_auth(*ALL_SCOPES)
     for path in (f"/api/users/{user_id}/subscriptions", f"/api/subscriptions/check/{user_id}"):
@@ -162,3 +162,13 @@ def test_a_body_over_the_upload_limit_is_400_in_the_error_shape(client, service_
     body = {"provider": "google", "user_id": "42", "purchase_token": "t" * (3 * 1024 * 1024)}
     error = _error(_verify(client, body, **service_auth("verify")), 400)
     assert error["code"] == "bad_request" and google.calls == []  # DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+@pytest.mark.parametrize("query", ["limit=%00", "offset=1%00", "entitlement=%00", "limit=%C2%B2"])
+def test_a_nul_or_a_non_ascii_digit_in_a_query_is_never_a_500(client, service_auth, query):
+    headers = service_auth(*ALL_SCOPES)
+    for path in ("/api/users/u1/subscriptions", "/api/subscriptions/check/u1"):
+        response = client.get(f"{path}?{query}", **headers)
+        assert response.status_code in (200, 400), response.content[:300]
+        if response.status_code == 400:
+            assert _error(response, 400)["code"] == "invalid"
