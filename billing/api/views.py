@@ -108,7 +108,7 @@ def _verify_input(data) -> dict:
         raise ValidationError(serializer.errors)
     elif provider == "google":
         GoogleVerifySerializer(data=data).is_valid(raise_exception=True)
-    raise ApiError('provider must be "apple" or "google" (a JSON object\'s field).', code="invalid",
+    raise ApiError('The body must be a JSON object whose "provider" is "apple" or "google".', code="invalid",
                    details={"provider": ["Not a valid choice."]})
 
 

@@ -13,6 +13,7 @@ A 429 (rate limits) is not a failure: it is counted and its request is not check
 
 Examples are bounded (EXAMPLES per operation and mode) and derandomized: the same requests every run."""
 
+import itertools
 import json
 import time
 from collections import Counter
@@ -45,7 +46,7 @@ from tests.factories import SubscriberFactory, SubscriptionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = 100  # per operation (its coverage phase, then random cases; both modes)
+EXAMPLES = 150  # per operation (its coverage phase, then random cases; both modes)
 END_USER = "fuzz-user-1"
 # Our own request validation's codes: a schema-valid request must never get one of these.
 MALFORMED = {"invalid", "parse_error"}
@@ -116,12 +117,19 @@ def api_schema(client):
     return schema
 
 
-def _auth(operation, service_key: str, end_user_token: str) -> dict:
-    """End users call verify, /api/me and Stripe (for themselves); services the rest."""
+def _auth(operation, service_key: str):
+    """The headers of each request: end users call /api/me (the user with subscriptions), verify and
+    Stripe (for themselves: a new user each time, so that per-user rate limits do not turn the pass into
+    429s); services the rest."""
     path = operation.path
-    if path == "/api/subscriptions/verify" or path.startswith(("/api/me/", "/api/stripe/")):
-        return {"Authorization": f"Bearer {end_user_token}"}
-    return {"Authorization": f"Api-Key {service_key}"}
+    if path.startswith("/api/me/"):
+        me = {"Authorization": f"Bearer {token(END_USER, expires_in=3600)}"}
+        return lambda: me
+    if path == "/api/subscriptions/verify" or path.startswith("/api/stripe/"):
+        buyers = itertools.count(1)
+        return lambda: {"Authorization": f"Bearer {token(f'fuzz-buyer-{next(buyers)}', expires_in=3600)}"}
+    service = {"Authorization": f"Api-Key {service_key}"}
+    return lambda: service
 
 
 def _settings(examples: int) -> hypothesis_settings:
@@ -129,7 +137,8 @@ def _settings(examples: int) -> hypothesis_settings:
                                phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 
 
-def _send(case, headers: dict, tally: Counter, failures: dict) -> None:
+def _send(case, auth, tally: Counter, failures: dict) -> None:
+    headers = auth()
     response = case.call(headers=headers)
     tally["requests"] += 1
     tally[f"status {response.status_code // 100}xx"] += 1
@@ -144,14 +153,14 @@ def _send(case, headers: dict, tally: Counter, failures: dict) -> None:
         failures.setdefault(f"{case.operation.label} [{mode}]: {'; '.join(kinds)}", str(exc)[:1500])
 
 
-def _fuzz(schema, operation, headers: dict, tally: Counter, failures: dict) -> None:
+def _fuzz(schema, operation, auth, tally: Counter, failures: dict) -> None:
     """Schemathesis's coverage phase (boundaries: each limit, one past it, each missing or mistyped part)
     then random cases, schema-valid and schema-violating. Verify's `oneOf` body makes its coverage phase
     take ~40 s here, so verify is fuzzed only (tests/billing/test_api_input.py has its boundaries)."""
     modes = [HypothesisTestMode.FUZZING]
     if operation.path != "/api/subscriptions/verify":
         modes.insert(0, HypothesisTestMode.COVERAGE)
-    test = create_test(operation=operation, test_func=lambda case: _send(case, headers, tally, failures),
+    test = create_test(operation=operation, test_func=lambda case: _send(case, auth, tally, failures),
                        config=HypothesisTestConfig(project=schema.config, modes=modes, settings=_settings(EXAMPLES)))
     try:
         test()
@@ -159,28 +168,27 @@ def _fuzz(schema, operation, headers: dict, tally: Counter, failures: dict) -> N
         tally["operations without negative examples"] += 1
 
 
-def _act_on_existing_rows(operation, subscription_ids, headers: dict, tally: Counter, failures: dict) -> None:
+def _act_on_existing_rows(operation, subscription_ids, auth, tally: Counter, failures: dict) -> None:
     """Random ids rarely name a row: the subscription actions also get the ids of rows that exist."""
     strategy = st.one_of(*(operation.as_strategy(generation_mode=GenerationMode.POSITIVE,
                                                  path_parameters={"subscription_id": str(pk)})
                            for pk in subscription_ids))
-    given(case=strategy)(_settings(EXAMPLES // 2)(lambda case: _send(case, headers, tally, failures)))()
+    given(case=strategy)(_settings(EXAMPLES // 2)(lambda case: _send(case, auth, tally, failures)))()
 
 
 def test_fuzzing_the_api_finds_no_server_error_and_no_schema_mismatch(
         api_schema, keep_the_test_transaction, subscriptions, settings, fake_stripe, google, apple_settings, capsys):
     configure_jwt(settings)
     service_key = make_api_key("check", "read", "verify", "manage")
-    end_user_token = token(END_USER, expires_in=3600)
     tally, failures = Counter(), {}
     started, timings = time.monotonic(), {}
     operations = [result.ok() for result in api_schema.get_all_operations()]
     for operation in operations:
-        headers = _auth(operation, service_key, end_user_token)
+        auth = _auth(operation, service_key)
         began = time.monotonic()
-        _fuzz(api_schema, operation, headers, tally, failures)
+        _fuzz(api_schema, operation, auth, tally, failures)
         if "{subscription_id}" in operation.path:
-            _act_on_existing_rows(operation, subscriptions, headers, tally, failures)
+            _act_on_existing_rows(operation, subscriptions, auth, tally, failures)
         timings[operation.label] = time.monotonic() - began
     summary = (f"schemathesis {schemathesis.__version__}: {len(operations)} operations, {tally['requests']} "
                f"requests (examples) in {time.monotonic() - started:.0f} s, {len(failures)} failures; "
