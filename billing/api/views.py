@@ -41,6 +41,13 @@ def _item(subscription_id: int) -> dict:
                                       context={"now": timezone.now()}).data
 
 
+def _valid_user_id(user_id: str) -> str:
+    """A path's or a token's user id, or a 400: PostgreSQL text cannot hold a NUL (once a 500)."""
+    if not user_id_is_valid(user_id):
+        raise ApiError(f"Not a user id: {USER_ID_RULE}.", code="invalid", status_code=400)
+    return user_id
+
+
 def _page(request, external_id: str) -> Response:
     # A plain dict: from a QueryDict, DRF would read `offset=` (empty) as absent, not as the non-integer it is.
     query = PageQuerySerializer(data=request.query_params.dict())
@@ -65,8 +72,7 @@ class UserSubscriptionListApi(APIView):
                    parameters=[_user_id_param, *_page_params],
                    responses={200: SubscriptionPageSerializer, **_ERRORS}, tags=["subscriptions"])
     def get(self, request, user_id: str):
-        if not user_id_is_valid(user_id):
-            raise ApiError(f"Not a user id: {USER_ID_RULE}.", code="invalid", status_code=400)
+        _valid_user_id(user_id)
         if not may_see_user(request.user, user_id, scope="read"):
             raise ApiError("A user may list only their own subscriptions.", code="permission_denied",
                            status_code=403)
@@ -83,7 +89,7 @@ class MySubscriptionListApi(APIView):
         if not request.user.is_end_user:
             raise ApiError("/api/me/ needs an end user's bearer token; services use "
                            "/api/users/<user_id>/subscriptions.", code="permission_denied", status_code=403)
-        return _page(request, request.user.user_id)
+        return _page(request, _valid_user_id(request.user.user_id))
 
 
 def _verify_input(data) -> dict:
@@ -127,7 +133,7 @@ class VerifyPurchaseApi(APIView):
     def post(self, request):
         purchase = _verify_input(request.data)
         provider = purchase["provider"]
-        user_id = acting_user_id(request.user, purchase.pop("user_id", None))
+        user_id = _valid_user_id(acting_user_id(request.user, purchase.pop("user_id", None)))
         try:
             with provider_errors(provider, not_supported_status=400):
                 results = purchase_verify(provider=provider, purchase=purchase, user_id=user_id,

@@ -172,3 +172,13 @@ def test_a_nul_or_a_non_ascii_digit_in_a_query_is_never_a_500(client, service_au
         assert response.status_code in (200, 400), response.content[:300]
         if response.status_code == 400:
             assert _error(response, 400)["code"] == "invalid"
+
+
+@pytest.mark.parametrize("sub", ["a\x00b", "x" * 256, "tab\t"])
+def test_a_token_whose_user_id_the_api_cannot_take_is_400(client, settings, google, sub):
+    """The apps' auth signs the token, but its user id still has to fit the database."""
+    configure_jwt(settings)
+    assert _error(client.get("/api/me/subscriptions", **bearer(sub)), 400)["code"] == "invalid"
+    response = _verify(client, {"provider": "google", "purchase_token": "tok"}, **bearer(sub))
+    assert _error(response, 400)["code"] == "invalid" and google.calls == []
+    assert not Subscriber.objects.exists()
