@@ -28,6 +28,7 @@ from accounts.networks import is_trusted_request
 from billing.selectors import check_answer
 from config.api_errors import error_body
 
+from .inputs import USER_ID_RULE, USER_ID_SCHEMA, user_id_is_valid
 from .serializers import ErrorSerializer
 
 CHECK_PATH = re.compile(r"^/api/subscriptions/check/(?P<user_id>[^/]{1,255})/?$")
@@ -78,6 +79,8 @@ def check_view(request, user_id: str) -> HttpResponse:
     refusal = _refusal(request, user_id)
     if refusal is not None:
         return refusal
+    if not user_id_is_valid(user_id):  # e.g. a NUL, which PostgreSQL text cannot hold
+        return _error(400, "invalid", f"Not a user id: {USER_ID_RULE}.")
     entitlement = request.GET.get("entitlement") or None
     return _json(check_answer(user_id, entitlement=entitlement))
 
@@ -129,10 +132,11 @@ class CheckSubscriptionView(APIView):
         description="Allowed: anonymous callers from CHECK_API_TRUSTED_NETWORKS, an API key with the "
                     "`check` scope, or the user's own bearer token. An unknown user is 200 with "
                     "`is_subscribed: false`.",
-        parameters=[OpenApiParameter("user_id", OpenApiTypes.STR, OpenApiParameter.PATH),
+        parameters=[OpenApiParameter("user_id", USER_ID_SCHEMA, OpenApiParameter.PATH),
                     OpenApiParameter("entitlement", OpenApiTypes.STR, OpenApiParameter.QUERY,
                                      description="Narrow the answer to this entitlement")],
-        responses={200: CheckAnswerSerializer, 401: OpenApiResponse(ErrorSerializer),
+        responses={200: CheckAnswerSerializer, 400: OpenApiResponse(ErrorSerializer),
+                   401: OpenApiResponse(ErrorSerializer),
                    403: OpenApiResponse(ErrorSerializer)},
         auth=[{"ApiKey": []}, {"BearerJWT": []}, {}],  # {}: anonymous, from a trusted network
         tags=["subscriptions"],

@@ -1,11 +1,13 @@
 """Input and output shapes of the subscription APIs."""
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from billing.selectors import subscription_effective_status
 from billing.statuses import Status
+
+from .inputs import USER_ID_MAX_LENGTH, USER_ID_PATTERN, USER_ID_RULE
 
 
 def _now(context) -> object:
@@ -13,7 +15,8 @@ def _now(context) -> object:
 
 
 class ProductRefSerializer(serializers.Serializer):
-    id = serializers.CharField(help_text="The store's product or price id")
+    id = serializers.CharField(allow_null=True, help_text="The store's product or price id (null while the store "
+                                                          "has not said it, e.g. a subscription known only by id)")
     name = serializers.CharField(allow_null=True, help_text="The catalogue label")
 
 
@@ -123,29 +126,79 @@ class SubscriptionPageSerializer(serializers.Serializer):
     offset = serializers.IntegerField()
 
 
+OFFSET_MAX = 10_000  # a user's history is a few dozen subscriptions; bounds the database's OFFSET too
+
+
 class PageQuerySerializer(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=15)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=15, help_text="1 to 100 (default 15)")
+    offset = serializers.IntegerField(min_value=0, max_value=OFFSET_MAX, default=0,
+                                      help_text=f"0 to {OFFSET_MAX} (default 0)")
 
 
-class VerifyInputSerializer(serializers.Serializer):
-    """The common fields; the rest of the body is the store's (see each store's fields below)."""
+class UserIdField(serializers.RegexField):
+    """A user id in a body: as in a path (inputs.USER_ID_PATTERN), taken as sent (no trimming)."""
 
-    provider = serializers.ChoiceField(choices=["apple", "google"])
-    user_id = serializers.CharField(required=False, allow_blank=False, max_length=255,
-                                    help_text="Required with an API key; with a bearer token, omitted or equal "
-                                              "to the token's user")
-    # Apple: one of these.
-    signed_transaction = serializers.CharField(required=False)
-    transaction_id = serializers.CharField(required=False)
-    receipt = serializers.CharField(required=False)
-    # Google.
-    purchase_token = serializers.CharField(required=False)
-    product_id = serializers.CharField(required=False)
+    def __init__(self, **kwargs):
+        kwargs.setdefault("error_messages", {"invalid": f"Not a user id: {USER_ID_RULE}."})
+        super().__init__(USER_ID_PATTERN, max_length=USER_ID_MAX_LENGTH, trim_whitespace=False, **kwargs)
+
+
+# Limits on what an app sends to verify, generous for what the stores issue: a Google purchase token is
+# a few hundred characters, an App Store transaction id about 16 digits, a StoreKit 2 signed transaction
+# (a JWS with its certificate chain) about 6 KB; an app receipt grows with the user's purchase history.
+PURCHASE_TOKEN_MAX = 4096
+PRODUCT_ID_MAX = 255
+TRANSACTION_ID_MAX = 32
+SIGNED_TRANSACTION_MAX = 64 * 1024
+RECEIPT_MAX = 1024 * 1024
+# Taken as sent (no trimming): white space is for the store to refuse, as it refuses any token it never issued.
+
+
+class _VerifyBase(serializers.Serializer):
+    user_id = UserIdField(required=False, help_text="Required with an API key; with a bearer token, omitted or "
+                                                    "equal to the token's user")
+
+
+class AppleSignedTransactionVerifySerializer(_VerifyBase):
+    provider = serializers.ChoiceField(choices=["apple"])
+    signed_transaction = serializers.CharField(trim_whitespace=False, min_length=1, max_length=SIGNED_TRANSACTION_MAX,
+                                                help_text="StoreKit 2's JWS transaction")
+
+
+class AppleTransactionIdVerifySerializer(_VerifyBase):
+    provider = serializers.ChoiceField(choices=["apple"])
+    transaction_id = serializers.RegexField(rf"^[0-9]{{1,{TRANSACTION_ID_MAX}}}$", max_length=TRANSACTION_ID_MAX,
+                                            help_text="An App Store (original) transaction id: digits")
+
+
+class AppleReceiptVerifySerializer(_VerifyBase):
+    provider = serializers.ChoiceField(choices=["apple"])
+    receipt = serializers.CharField(trim_whitespace=False, min_length=1, max_length=RECEIPT_MAX,
+                                    help_text="A base64 app receipt (legacy)")
+
+
+class GoogleVerifySerializer(_VerifyBase):
+    provider = serializers.ChoiceField(choices=["google"])
+    purchase_token = serializers.CharField(trim_whitespace=False, min_length=1, max_length=PURCHASE_TOKEN_MAX,
+                                            help_text="The token Google Play Billing returned")
+    product_id = serializers.CharField(trim_whitespace=False, min_length=1, max_length=PRODUCT_ID_MAX, required=False,
+                                        help_text="When given, the purchase must be for it")
+
+
+# Apple takes exactly one of its three forms of a purchase: a body must match exactly one of these
+# (`oneOf`; additional properties are allowed and ignored), which is also how the view reads it.
+APPLE_VERIFY_SERIALIZERS = {"signed_transaction": AppleSignedTransactionVerifySerializer,
+                            "transaction_id": AppleTransactionIdVerifySerializer,
+                            "receipt": AppleReceiptVerifySerializer}
+VERIFY_SERIALIZERS = [*APPLE_VERIFY_SERIALIZERS.values(), GoogleVerifySerializer]
+VerifyRequestSerializer = PolymorphicProxySerializer(
+    component_name="VerifyRequest", resource_type_field_name=None,
+    serializers=VERIFY_SERIALIZERS)
 
 
 class ChangePlanInputSerializer(serializers.Serializer):
-    price_id = serializers.CharField(max_length=255)
+    price_id = serializers.CharField(trim_whitespace=False, min_length=1, max_length=255,
+                                     help_text="The Stripe price to move to")
 
 
 ErrorSerializer = inline_serializer("Error", {"error": inline_serializer("ErrorBody", {

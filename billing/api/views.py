@@ -4,8 +4,8 @@ import logging
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,13 +17,18 @@ from billing.verification import NothingToVerify, PurchaseNotProven, PurchaseOwn
 from config.api_errors import ApiError
 
 from .errors import provider_errors
+from .inputs import SUBSCRIPTION_ID_SCHEMA, USER_ID_RULE, USER_ID_SCHEMA, subscription_pk, user_id_is_valid
+from .schema import RequiredBodySchema
 from .serializers import (
+    APPLE_VERIFY_SERIALIZERS,
+    VERIFY_SERIALIZERS,
     ChangePlanInputSerializer,
     ErrorSerializer,
+    GoogleVerifySerializer,
     PageQuerySerializer,
     SubscriptionItemSerializer,
     SubscriptionPageSerializer,
-    VerifyInputSerializer,
+    VerifyRequestSerializer,
 )
 from .throttles import VerifyThrottle, verification_budget
 
@@ -37,8 +42,16 @@ def _item(subscription_id: int) -> dict:
                                       context={"now": timezone.now()}).data
 
 
+def _valid_user_id(user_id: str) -> str:
+    """A path's or a token's user id, or a 400: PostgreSQL text cannot hold a NUL (once a 500)."""
+    if not user_id_is_valid(user_id):
+        raise ApiError(f"Not a user id: {USER_ID_RULE}.", code="invalid", status_code=400)
+    return user_id
+
+
 def _page(request, external_id: str) -> Response:
-    query = PageQuerySerializer(data=request.query_params)
+    # A plain dict: from a QueryDict, DRF would read `offset=` (empty) as absent, not as the non-integer it is.
+    query = PageQuerySerializer(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
     limit, offset = query.validated_data["limit"], query.validated_data["offset"]
     items, has_more = selectors.subscription_list(external_id=external_id, limit=limit, offset=offset)
@@ -48,19 +61,19 @@ def _page(request, external_id: str) -> Response:
     })
 
 
-_page_params = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100 (default 15)"),
-    OpenApiParameter("offset", OpenApiTypes.INT, description="default 0"),
-]
+_page_params = [PageQuerySerializer]
+_user_id_param = OpenApiParameter("user_id", USER_ID_SCHEMA, OpenApiParameter.PATH)
+_subscription_id_param = OpenApiParameter("subscription_id", SUBSCRIPTION_ID_SCHEMA, OpenApiParameter.PATH)
 
 
 class UserSubscriptionListApi(APIView):
     permission_classes = [CanRead]
 
     @extend_schema(operation_id="users_subscriptions_list", summary="A user's subscriptions, newest first",
-                   parameters=_page_params, responses={200: SubscriptionPageSerializer, **_ERRORS},
-                   tags=["subscriptions"])
+                   parameters=[_user_id_param, *_page_params],
+                   responses={200: SubscriptionPageSerializer, **_ERRORS}, tags=["subscriptions"])
     def get(self, request, user_id: str):
+        _valid_user_id(user_id)
         if not may_see_user(request.user, user_id, scope="read"):
             raise ApiError("A user may list only their own subscriptions.", code="permission_denied",
                            status_code=403)
@@ -77,36 +90,62 @@ class MySubscriptionListApi(APIView):
         if not request.user.is_end_user:
             raise ApiError("/api/me/ needs an end user's bearer token; services use "
                            "/api/users/<user_id>/subscriptions.", code="permission_denied", status_code=403)
-        return _page(request, request.user.user_id)
+        return _page(request, _valid_user_id(request.user.user_id))
+
+
+def _verify_input(data) -> dict:
+    """The body as exactly one of the schema's `VerifyRequest` forms (`oneOf`), validated; else a 400."""
+    matches = []
+    for serializer_class in VERIFY_SERIALIZERS:
+        serializer = serializer_class(data=data)
+        if serializer.is_valid():
+            matches.append(serializer.validated_data)
+    if len(matches) == 1:
+        return dict(matches[0])
+    provider = data.get("provider") if isinstance(data, dict) else None
+    apple_given = [k for k in APPLE_VERIFY_SERIALIZERS if isinstance(data, dict) and data.get(k) not in (None, "")]
+    if provider == "apple" and len(apple_given) != 1:
+        raise ApiError("Send exactly one of signed_transaction, transaction_id or receipt.", code="invalid")
+    if provider == "apple":
+        serializer = APPLE_VERIFY_SERIALIZERS[apple_given[0]](data=data)
+        serializer.is_valid()
+        if "transaction_id" in serializer.errors:  # the code Apple verify has always answered
+            raise ApiError("transaction_id is not an App Store transaction id (1 to 32 digits).",
+                           code="invalid_transaction_id", details=serializer.errors)
+        raise ValidationError(serializer.errors)
+    elif provider == "google":
+        GoogleVerifySerializer(data=data).is_valid(raise_exception=True)
+    raise ApiError('The body must be a JSON object whose "provider" is "apple" or "google".', code="invalid",
+                   details={"provider": ["Not a valid choice."]})
 
 
 class VerifyPurchaseApi(APIView):
     permission_classes = [CanVerify]
     throttle_classes = [VerifyThrottle]  # per user and per API key (docs/security.md "Rate limits")
+    schema = RequiredBodySchema()
 
     @extend_schema(
         operation_id="subscriptions_verify", summary="Verify a mobile purchase with the store",
         description="Apple: `signed_transaction`, `transaction_id` or `receipt`. Google: `purchase_token` and "
                     "`product_id`. Nothing is granted before the store confirms it.",
-        request=VerifyInputSerializer,
+        request=VerifyRequestSerializer,
         responses={200: SubscriptionItemSerializer, **_ERRORS, 409: OpenApiResponse(ErrorSerializer),
                    429: OpenApiResponse(ErrorSerializer, description="Too many verifications (Retry-After)"),
                    502: OpenApiResponse(ErrorSerializer), 503: OpenApiResponse(ErrorSerializer)},
         tags=["subscriptions"])
     def post(self, request):
-        data = VerifyInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        provider = data.validated_data["provider"]
-        user_id = acting_user_id(request.user, data.validated_data.get("user_id"))
+        purchase = _verify_input(request.data)
+        provider = purchase["provider"]
+        user_id = _valid_user_id(acting_user_id(request.user, purchase.pop("user_id", None)))
         try:
             with provider_errors(provider, not_supported_status=400), verification_budget():
-                results = purchase_verify(provider=provider, purchase=dict(request.data), user_id=user_id,
+                results = purchase_verify(provider=provider, purchase=purchase, user_id=user_id,
                                           ref=f"verify by {request.user}")
         except PurchaseOwnedByAnotherUser as exc:
-            sub = exc.subscription  # unsaved when the store says another user bought a purchase we never saw
+            # The caller learns what they sent and whose it is not; never our id of another user's row.
+            sub = exc.subscription
             raise ApiError(str(exc), code="purchase_owned_by_another_user", status_code=409,
-                           details={"subscription_id": str(sub.pk) if sub.pk else None, "provider": sub.provider,
-                                    "provider_subscription_id": sub.provider_subscription_id,
+                           details={"provider": sub.provider, "provider_subscription_id": sub.provider_subscription_id,
                                     "claimed_by_store": exc.claimed_by_store}) from None
         except NothingToVerify as exc:
             raise ApiError(str(exc), code="invalid_purchase", status_code=400) from None
@@ -119,9 +158,10 @@ class _SubscriptionActionApi(APIView):
     permission_classes = [CanManage]
 
     def _subscription(self, request, subscription_id: str) -> Subscription:
-        if not subscription_id.isdigit():
+        pk = subscription_pk(subscription_id)
+        if pk is None:
             raise ApiError("Not found.", code="not_found", status_code=404)
-        sub = get_object_or_404(Subscription.objects.select_related("subscriber"), pk=int(subscription_id))
+        sub = get_object_or_404(Subscription.objects.select_related("subscriber"), pk=pk)
         owner = sub.subscriber.external_id if sub.subscriber_id else None
         if request.user.is_end_user and owner != request.user.user_id:
             # Another user's subscription is not theirs to know about.
@@ -143,7 +183,7 @@ _action_responses = {200: SubscriptionItemSerializer, **_ERRORS, 404: OpenApiRes
 
 class CancelSubscriptionApi(_SubscriptionActionApi):
     @extend_schema(operation_id="subscriptions_cancel", summary="Cancel at period end", request=None,
-                   responses=_action_responses, tags=["subscriptions"])
+                   parameters=[_subscription_id_param], responses=_action_responses, tags=["subscriptions"])
     def post(self, request, subscription_id: str):
         return self._run(request, subscription_id,
                          lambda sub: subscription_cancel(subscription=sub, actor=str(request.user)))
@@ -151,7 +191,8 @@ class CancelSubscriptionApi(_SubscriptionActionApi):
 
 class ChangePlanApi(_SubscriptionActionApi):
     @extend_schema(operation_id="subscriptions_change_plan", summary="Change plan (price)",
-                   request=ChangePlanInputSerializer, responses=_action_responses, tags=["subscriptions"])
+                   request=ChangePlanInputSerializer, parameters=[_subscription_id_param],
+                   responses=_action_responses, tags=["subscriptions"])
     def post(self, request, subscription_id: str):
         data = ChangePlanInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

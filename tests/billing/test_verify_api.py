@@ -91,7 +91,8 @@ def test_purchase_of_another_user_is_409_and_nothing_applied(client, sell, servi
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "purchase_owned_by_another_user" and OTID in error["message"]
-    assert error["details"]["subscription_id"] == str(sub.pk)
+    # What the caller sent and that it is not theirs; never our id of the other user's subscription.
+    assert error["details"] == {"provider": "apple", "provider_subscription_id": OTID, "claimed_by_store": False}
     sub.refresh_from_db()
     assert sub.status == Status.EXPIRED and sub.subscriber == owner
     assert not Transaction.objects.exists() and not StatusChange.objects.exists()
@@ -106,7 +107,7 @@ def test_an_orphan_the_store_says_another_user_made_stays_an_orphan(client, sell
     assert response.status_code == 409, response.json()
     error = response.json()["error"]
     assert error["code"] == "purchase_owned_by_another_user"
-    assert error["details"]["subscription_id"] == str(orphan.pk) and error["details"]["claimed_by_store"] is True
+    assert error["details"] == {"provider": "apple", "provider_subscription_id": OTID, "claimed_by_store": True}
     orphan.refresh_from_db()
     assert orphan.subscriber is None
     assert not Transaction.objects.exists() and not StatusChange.objects.exists()
