@@ -17,7 +17,7 @@ from billing.providers.stripe import services
 from config.api_errors import ApiError
 
 from .errors import provider_errors
-from .serializers import ErrorSerializer, SubscriptionItemSerializer
+from .serializers import ErrorSerializer, SubscriptionItemSerializer, UserIdField
 from .throttles import payment_declines
 
 _ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 402, 403, 429, 502, 503)}
@@ -30,10 +30,21 @@ _RETURN_URL_HELP = "On a host in STRIPE_RETURN_URL_ALLOWED_HOSTS (else 400 retur
 _LINK = inline_serializer("StripeSessionLink", {"id": serializers.CharField(), "url": serializers.URLField()})
 
 
+def _return_url(**kwargs) -> serializers.CharField:
+    # Any text up to the limit: whether it is an http(s) URL on our hosts is one check in the service
+    # (400 return_url_not_allowed for every bad URL, malformed or foreign).
+    return serializers.CharField(trim_whitespace=False, min_length=1, max_length=2000, help_text=_RETURN_URL_HELP,
+                                 **kwargs)
+
+
+def _price_id() -> serializers.CharField:
+    return serializers.CharField(trim_whitespace=False, min_length=1, max_length=255,
+                                 help_text="An offered price (else 400 price_not_offered)")
+
+
 # Distinct top-level names: the schema's components are named after the classes (no two `Input`s).
 class StripeUserInputSerializer(serializers.Serializer):
-    user_id = serializers.CharField(required=False, max_length=255,
-                                    help_text="Required for services; end users may omit it (their own)")
+    user_id = UserIdField(required=False, help_text="Required for services; end users may omit it (their own)")
 
 
 class _StripeApi(APIView):
@@ -55,8 +66,8 @@ class StripeSetupIntentSerializer(serializers.Serializer):
 
 
 class StripeSubscriptionCreateInputSerializer(StripeUserInputSerializer):
-    price_id = serializers.CharField(max_length=255, help_text="An offered price (else 400 price_not_offered)")
-    payment_method_id = serializers.CharField(max_length=255)
+    price_id = _price_id()
+    payment_method_id = serializers.CharField(trim_whitespace=False, min_length=1, max_length=255)
 
 
 class StripeSubscriptionCreatedSerializer(serializers.Serializer):
@@ -66,13 +77,13 @@ class StripeSubscriptionCreatedSerializer(serializers.Serializer):
 
 
 class StripeCheckoutSessionInputSerializer(StripeUserInputSerializer):
-    price_id = serializers.CharField(max_length=255, help_text="An offered price (else 400 price_not_offered)")
-    success_url = serializers.URLField(max_length=2000, help_text=_RETURN_URL_HELP)
-    cancel_url = serializers.URLField(max_length=2000, help_text=_RETURN_URL_HELP)
+    price_id = _price_id()
+    success_url = _return_url()
+    cancel_url = _return_url()
 
 
 class StripePortalSessionInputSerializer(StripeUserInputSerializer):
-    return_url = serializers.URLField(max_length=2000, required=False, help_text=_RETURN_URL_HELP)
+    return_url = _return_url(required=False)
 
 
 class SetupIntentApi(_StripeApi):
