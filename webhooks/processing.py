@@ -18,7 +18,7 @@ from django.utils import timezone
 from billing.apply import ApplyResult, apply_snapshots
 from billing.db import update_rows
 from billing.providers import registry
-from billing.providers.base import InboundEvent, retry_may_help
+from billing.providers.base import InboundEvent, Undecodable, retry_may_help
 from billing.snapshots import Cause, CauseKind
 
 from . import bodies, queue, retries
@@ -208,7 +208,7 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
         else:  # PermanentError, an unknown provider, a bug: needs a fix, then a replay
             retries.event_fail(event, exc, now)
             retry_in = None
-        deadline_work = None if event.done_while_failing else _inbound(event)
+        deadline_work = None if event.done_while_failing else _inbound_or_none(event)
         return _Attempt(event.pk, event.status, retry_in=retry_in, failed=deadline_work, error=exc)
     return _record_outcome(event, parsed, results, now)
 
@@ -216,6 +216,14 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
 def _inbound(event: WebhookEvent) -> InboundEvent:
     # An event stored without its decoded content is decoded again from its bytes (bodies.py).
     return bodies.inbound_event(event)
+
+
+def _inbound_or_none(event: WebhookEvent) -> InboundEvent | None:
+    """What `while_failing` acts on; None for a body that cannot be decoded (nothing to act on)."""
+    try:
+        return _inbound(event)
+    except Undecodable:
+        return None
 
 
 def _link(events: list[WebhookEvent], results: list[list[ApplyResult]]) -> None:
