@@ -68,9 +68,9 @@ def seed(total: int) -> None:
         t0 = time.monotonic()
         product_id = conn.execute(
             "INSERT INTO billing_product (provider, store_product_id, label, period_unit, period_value, price_minor,"
-            " currency, created_at, updated_at) VALUES ('stripe', 'price_bench', 'Bench monthly', 'month', 1, 999,"
-            " 'USD', now(), now()) ON CONFLICT (provider, store_product_id) DO UPDATE SET label = excluded.label"
-            " RETURNING id").fetchone()[0]
+            " currency, offered, created_at, updated_at) VALUES ('stripe', 'price_bench', 'Bench monthly', 'month', 1,"
+            " 999, 'USD', true, now(), now())"
+            " ON CONFLICT (provider, store_product_id) DO UPDATE SET label = excluded.label RETURNING id").fetchone()[0]
         ent_id = conn.execute(
             "INSERT INTO billing_entitlement (name, description) VALUES ('premium', '') ON CONFLICT (name)"
             " DO UPDATE SET description = excluded.description RETURNING id").fetchone()[0]
