@@ -39,15 +39,17 @@ def event_counts_last_day() -> list[dict]:
     rows = (WebhookEvent.objects.filter(received_at__gte=since).values("provider", "status")
             .annotate(n=Count("id")).order_by())
     statuses = [s.value for s in WebhookEvent.Status]
+    # Per provider: each status's count, and the total under its own key (the status `received`, still
+    # waiting, is not the same figure as everything received).
     table: dict[str, dict] = {}
     for row in rows:
-        entry = table.setdefault(row["provider"], {"received": 0, **dict.fromkeys(statuses, 0)})
+        entry = table.setdefault(row["provider"], {"total": 0, **dict.fromkeys(statuses, 0)})
         entry[row["status"]] += row["n"]
-        entry["received"] += row["n"]
+        entry["total"] += row["n"]
     for provider, count in rejections_last_day().items():
-        table.setdefault(provider, {"received": 0, **dict.fromkeys(statuses, 0)})["rejected"] = count
+        table.setdefault(provider, {"total": 0, **dict.fromkeys(statuses, 0)})["rejected"] = count
     return [
-        {"provider": provider, "received": values["received"], "waiting": values[WebhookEvent.Status.RECEIVED.value],
+        {"provider": provider, "received": values["total"], "waiting": values[WebhookEvent.Status.RECEIVED.value],
          "processed": values["processed"], "ignored": values["ignored"], "failed": values["failed"],
          "dead": values["dead"], "rejected": values.get("rejected", 0)}
         for provider, values in sorted(table.items())]

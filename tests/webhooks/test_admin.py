@@ -42,6 +42,7 @@ def test_admin_index_counts_per_provider_and_keeps_the_app_list(send, client, ad
     cells = [c.split("</td>")[0] for c in row.split("<td>")[1:9]]
     # received, waiting, processed, ignored, failed (linked), dead, rejected
     assert cells[0] == "2" and cells[2] == "1" and "1" in cells[4] and cells[6] == "1"
+    assert cells[1] == "0"  # nothing waiting: both were processed or failed (not the total again)
     # the default app list stays: every area finds its models
     assert "/admin/webhooks/webhookevent/" in page and "/admin/django_celery_beat/" in page
 
