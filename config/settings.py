@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "webhooks",
+    "operations",
+    "outgoing",
 ]
 
 MIDDLEWARE = [
@@ -411,6 +413,18 @@ TEST_PURCHASE_USER_IDS = env.list("TEST_PURCHASE_USER_IDS", default=[])
 # (GOOGLE_PUBSUB_VERIFICATION_TOKEN) is read from the X-Pubsub-Verification-Token header; from the
 # push URL (?token=, which lands in access logs) only when this is on.
 GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=False)
+
+
+# --- Metrics (docs/operations.md "Metrics") ---------------------------------------------------
+
+
+# --- Alerts (docs/operations.md "Alerts") -------------------------------------------------------
+
+
+# --- Outgoing webhooks (docs/events.md "Outgoing webhooks") -------------------------------------
+
+
+# --- Error tracking (docs/operations.md "Errors") -----------------------------------------------
 
 
 # --- Logging ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
+    path("", include("operations.urls")),
 ]
 
 # Errors outside DRF's views (unknown URLs, uncaught exceptions) answer JSON too (config/api_errors.py).

@@ -1,0 +1,3 @@
+"""The operators' endpoints (GET /metrics), included at the site root."""
+
+urlpatterns: list = []
