@@ -8,6 +8,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.secrets import env_secret
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -18,9 +20,9 @@ DEBUG = env.bool("DEBUG", default=False)
 TESTING = env.bool("BILLING_TESTING", default=False)
 
 if DEBUG or TESTING:
-    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
+    SECRET_KEY = env_secret(env, "SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
 else:
-    SECRET_KEY = env.str("SECRET_KEY")  # no default outside DEBUG: fail loudly
+    SECRET_KEY = env_secret(env, "SECRET_KEY")  # no default outside DEBUG: fail loudly
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -88,7 +90,8 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
+DATABASES = {"default": env.db_url_config(
+    env_secret(env, "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Persistent connections are mandatory for throughput (CONN_MAX_AGE=0 measured at 0.04x).
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
@@ -115,7 +118,7 @@ with contextlib.suppress(OSError):  # WhiteNoise warns on every start until coll
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Redis, Celery ----------------------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env_secret(env, "REDIS_URL", default="")
 BILLING_EVENTS_STREAM = env.str("BILLING_EVENTS_STREAM", default="billing:events")
 # Approximate cap (XADD MAXLEN ~) so the stream cannot grow without bound.
 BILLING_EVENTS_STREAM_MAXLEN = env.int("BILLING_EVENTS_STREAM_MAXLEN", default=1_000_000)
@@ -128,7 +131,7 @@ REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", defau
 REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=0.5)
 REDIS_CIRCUIT_BREAKER_SECONDS = env.float("REDIS_CIRCUIT_BREAKER_SECONDS", default=5.0)
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL) or "memory://"
+CELERY_BROKER_URL = env_secret(env, "CELERY_BROKER_URL", default=REDIS_URL) or "memory://"
 CELERY_RESULT_BACKEND = None
 # Without a broker, tasks run in-process (the zero-setup default of `make run`).
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER",
@@ -206,8 +209,8 @@ SPECTACULAR_SETTINGS = {
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
 JWT_ALGORITHMS = env.list("JWT_ALGORITHMS", default=["HS256"])
-JWT_SECRET = env.str("JWT_SECRET", default="")
-JWT_PUBLIC_KEY = env.str("JWT_PUBLIC_KEY", default="")
+JWT_SECRET = env_secret(env, "JWT_SECRET", default="")
+JWT_PUBLIC_KEY = env_secret(env, "JWT_PUBLIC_KEY", default="")
 JWT_ISSUER = env.str("JWT_ISSUER", default="")
 JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="")
 JWT_USER_CLAIM = env.str("JWT_USER_CLAIM", default="sub")
@@ -238,15 +241,15 @@ WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.
 # "Name <address>" or bare addresses, comma-separated; empty: no mail. EMAIL_URL: how mail is sent.
 ADMINS = [parseaddr(a) for a in env.list("ADMINS", default=[]) if parseaddr(a)[1]]
 SERVER_EMAIL = env.str("SERVER_EMAIL", default="billing-service@localhost")
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_CONFIG = env.email_url_config(env_secret(env, "EMAIL_URL", default="smtp://localhost:25"))
 vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... (django-environ's documented form)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)  # a mail server that does not answer must not hold a worker
 WEBHOOK_SWEEP_AFTER_SECONDS = env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BODY_BYTES + 1)
 
 # --- Stripe (and dj-stripe) -------------------------------------------------------------------
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_SECRET_KEY = env_secret(env, "STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env_secret(env, "STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=STRIPE_SECRET_KEY.startswith("sk_live_"))
 if STRIPE_API_BASE:
@@ -285,7 +288,7 @@ GOOGLE_SERVICE_ACCOUNT_FILE = env.str("GOOGLE_SERVICE_ACCOUNT_FILE", default="")
 GOOGLE_PLAY_API_ENDPOINT = env.str("GOOGLE_PLAY_API_ENDPOINT", default="")
 GOOGLE_PUBSUB_AUDIENCE = env.str("GOOGLE_PUBSUB_AUDIENCE", default="")
 GOOGLE_PUBSUB_SERVICE_ACCOUNT = env.str("GOOGLE_PUBSUB_SERVICE_ACCOUNT", default="")
-GOOGLE_PUBSUB_VERIFICATION_TOKEN = env.str("GOOGLE_PUBSUB_VERIFICATION_TOKEN", default="")
+GOOGLE_PUBSUB_VERIFICATION_TOKEN = env_secret(env, "GOOGLE_PUBSUB_VERIFICATION_TOKEN", default="")
 GOOGLE_PUBSUB_CERTS_URL = env.str("GOOGLE_PUBSUB_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs")
 GOOGLE_PLAY_QUOTA_PER_MINUTE = env.int("GOOGLE_PLAY_QUOTA_PER_MINUTE", default=3000)
 # One Play API call; slower counts as a transient failure (the event is retried).
@@ -295,9 +298,9 @@ GOOGLE_UNKNOWN_TOKEN_POLICY = env.str("GOOGLE_UNKNOWN_TOKEN_POLICY", default="or
 
 # --- Xsolla -----------------------------------------------------------------------------------
 XSOLLA_PROJECT_ID = env.str("XSOLLA_PROJECT_ID", default="")
-XSOLLA_WEBHOOK_SECRET = env.str("XSOLLA_WEBHOOK_SECRET", default="")
+XSOLLA_WEBHOOK_SECRET = env_secret(env, "XSOLLA_WEBHOOK_SECRET", default="")
 XSOLLA_MERCHANT_ID = env.str("XSOLLA_MERCHANT_ID", default="")
-XSOLLA_API_KEY = env.str("XSOLLA_API_KEY", default="")
+XSOLLA_API_KEY = env_secret(env, "XSOLLA_API_KEY", default="")
 XSOLLA_API_BASE = env.str("XSOLLA_API_BASE", default="https://api.xsolla.com/merchant/v2")
 
 # --- Rate limits (docs/security.md) -----------------------------------------------------------
