@@ -207,3 +207,28 @@ def test_the_guides_client_is_answered_inside_the_network_and_nowhere_else(compo
     assert check(pool["gateway"]).status_code == 401  # the host, a published port
     assert check("203.0.113.7").status_code == 401  # anywhere else
     assert check(a_container, host="billing.example.com").status_code == 400  # not a host we serve
+
+
+def test_the_compose_environment_starts_with_the_secrets_readmes_files(compose, tmp_path):
+    # The release step's `manage.py check` with compose's environment for our image, the secret files
+    # as secrets/README.md's script leaves them (the unused ones empty) and /run/secrets/ replaced by a
+    # temporary directory.
+    filled = {"secret_key": "k" * 50, "database_url": "postgres://billing:pw@postgres:5432/billing",
+              "stripe_secret_key": "sk_live_from_file", "stripe_webhook_secret": "whsec_from_file\n"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "JWT_ISSUER": "https://auth.example.com", "JWT_AUDIENCE": "billing"}
+    for name, value in compose["services"]["billing"]["environment"].items():
+        if value.startswith("/run/secrets/"):
+            secret = value.removeprefix("/run/secrets/")
+            (tmp_path / secret).write_text(filled.get(secret, ""))
+            value = str(tmp_path / secret)
+        env[name] = value
+    code = ("from django.conf import settings as s; print(s.DATABASES['default']['HOST'], s.STRIPE_WEBHOOK_SECRET, "
+            "s.STRIPE_LIVE_MODE, s.XSOLLA_API_KEY == '', s.EMAIL_HOST, s.CHECK_API_TRUSTED_NETWORKS, s.DEBUG)")
+    read = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.split() == ["postgres", "whsec_from_file", "True", "True", "localhost", "['172.28.1.0/24']",
+                                   "False"]
+    check = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert check.returncode == 0, check.stderr
