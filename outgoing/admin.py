@@ -14,6 +14,7 @@ from .models import Attempt, Delivery, Endpoint, secret_generate
 
 
 class EndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="Receives a signed POST per status change.")
     new_statuses = forms.MultipleChoiceField(choices=Endpoint.STATUS_CHOICES, required=False,
                                              widget=forms.CheckboxSelectMultiple,
                                              help_text="Only changes to these statuses (none ticked: all).")

@@ -12,7 +12,7 @@ Runs under a lock on the cursor row, so two runs at once never copy a row twice.
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from billing.models import Outbox
@@ -27,10 +27,10 @@ def events_fan_out(*, limit: int = BATCH) -> int:
     """Copy the outbox rows not seen yet and create their deliveries (due at once). Returns how many
     deliveries were created. Nothing is sent here: dispatch.py enqueues one task per delivery."""
     with transaction.atomic():
-        endpoints = list(Endpoint.objects.filter(active=True))
-        cursor = _cursor_locked(endpoints)
+        cursor = _cursor_locked()
         if cursor is None:
-            return 0  # no active endpoint: nothing to copy, nothing to remember
+            return 0  # no endpoint yet: nothing to copy, nothing to remember
+        endpoints = list(Endpoint.objects.filter(active=True))
         rows = list(Outbox.objects.filter(id__gt=cursor.outbox_id)
                     .exclude(id__in=Event.objects.filter(outbox_id__gt=cursor.outbox_id).values("outbox_id"))
                     .order_by("id").values("id", "event_id", "payload", "created_at")[:limit])
@@ -47,14 +47,14 @@ def events_fan_out(*, limit: int = BATCH) -> int:
         return len(deliveries)
 
 
-def _cursor_locked(endpoints: list[Endpoint]) -> FanoutCursor | None:
+def _cursor_locked() -> FanoutCursor | None:
     cursor = FanoutCursor.objects.select_for_update().filter(pk=1).first()
     if cursor is not None:
         return cursor
-    if not endpoints:
+    first = Endpoint.objects.aggregate(m=Min("created_at"))["m"]
+    if first is None:
         return None
     # The first run: start where the first endpoint started (rows before it concern no endpoint).
-    first = min(e.created_at for e in endpoints)
     floor = Outbox.objects.filter(created_at__lt=first - SETTLE).aggregate(m=Max("id"))["m"] or 0
     FanoutCursor.objects.get_or_create(pk=1, defaults={"outbox_id": floor})
     return FanoutCursor.objects.select_for_update().get(pk=1)
