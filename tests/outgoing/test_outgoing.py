@@ -269,3 +269,21 @@ def test_the_secret_is_shown_to_superusers_only_and_http_needs_the_setting(admin
     assert answer.status_code == 302 and endpoint.secret not in page and endpoint.secret[:10] in page
 
 
+
+
+@pytest.mark.django_db
+def test_in_process_mode_sends_after_a_request(receivers, settings, client):
+    """`make run` has no beat: with OUTGOING_WEBHOOK_SEND_AFTER_REQUEST the web process sends."""
+    from outgoing import inline
+
+    ProductFactory(store_product_id="price_m")
+    receiver = receivers(200)
+    endpoint_for(receiver)
+    apply_snapshot(snap(Status.ACTIVE), WEBHOOK)
+    settings.OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = False
+    client.get("/health")
+    assert receiver.received == []
+    settings.OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = True
+    inline._last[0] = 0.0
+    client.get("/health")
+    assert [b["newStatus"] for b in receiver.bodies()] == ["ACTIVE"]
