@@ -175,6 +175,9 @@ CELERY_BEAT_SCHEDULE = {
     # --- providers ---
     # Google refunds purchases not acknowledged within 3 days: retry every 10 minutes.
     "google-acknowledge-due": {"task": "billing.providers.google.tasks.acknowledge_due", "schedule": 10 * 60.0},
+    # --- outgoing ---
+    # Outgoing webhooks: copy new status changes from the outbox, enqueue one send task per due delivery.
+    "outgoing-dispatch": {"task": "outgoing.tasks.dispatch_deliveries", "schedule": 10.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -425,6 +428,18 @@ GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=Fals
 
 
 # --- Outgoing webhooks (docs/events.md "Outgoing webhooks") -------------------------------------
+# Status changes POSTed, signed, to endpoints staff register in the admin (outgoing/).
+OUTGOING_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("OUTGOING_WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5.0)
+OUTGOING_WEBHOOK_READ_TIMEOUT_SECONDS = env.float("OUTGOING_WEBHOOK_READ_TIMEOUT_SECONDS", default=10.0)
+# Backoff: base * 2^(attempt-1), half of it random, capped; retried until failing for the horizon, then dead.
+OUTGOING_WEBHOOK_RETRY_BASE_SECONDS = env.float("OUTGOING_WEBHOOK_RETRY_BASE_SECONDS", default=60.0)
+OUTGOING_WEBHOOK_RETRY_MAX_SECONDS = env.float("OUTGOING_WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600.0)
+OUTGOING_WEBHOOK_RETRY_HORIZON_HOURS = env.float("OUTGOING_WEBHOOK_RETRY_HORIZON_HOURS", default=72.0)
+# Endpoints must be https:// unless this is on (default: DEBUG, for local receivers).
+OUTGOING_WEBHOOK_ALLOW_HTTP = env.bool("OUTGOING_WEBHOOK_ALLOW_HTTP", default=DEBUG)
+# No broker and no beat (`make run`): the web process dispatches after each request (outgoing/inline.py).
+OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = env.bool("OUTGOING_WEBHOOK_SEND_AFTER_REQUEST",
+                                               default=CELERY_TASK_ALWAYS_EAGER and DEBUG)
 
 
 # --- Error tracking (docs/operations.md "Errors") -----------------------------------------------
