@@ -172,6 +172,9 @@ CELERY_BEAT_SCHEDULE = {
     # --- providers ---
     # Google refunds purchases not acknowledged within 3 days: retry every 10 minutes.
     "google-acknowledge-due": {"task": "billing.providers.google.tasks.acknowledge_due", "schedule": 10 * 60.0},
+    # --- operations ---
+    # Alerts: dead events, Google deadlines, outbox backlog, overdue beat jobs, silent stores.
+    "operations-check-alerts": {"task": "operations.tasks.check_alerts", "schedule": 5 * 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -419,6 +422,19 @@ GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=Fals
 
 
 # --- Alerts (docs/operations.md "Alerts") -------------------------------------------------------
+# The beat job operations.tasks.check_alerts sends each alert once when it starts to ADMINS (above) and/or
+# ALERT_WEBHOOK_URL (Slack-compatible JSON {"text": ...}; empty: none), reminds every ALERT_REMINDER_HOURS
+# while it lasts (0: never) and, with ALERT_SEND_RESOLVED, says when it cleared.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+ALERT_REMINDER_HOURS = env.float("ALERT_REMINDER_HOURS", default=24.0)
+ALERT_SEND_RESOLVED = env.bool("ALERT_SEND_RESOLVED", default=True)
+# A store with live subscriptions that sent no webhook this long (0: not checked).
+ALERT_WEBHOOK_SILENCE_HOURS = env.float("ALERT_WEBHOOK_SILENCE_HOURS", default=24.0)
+# Status changes not published to the stream this long.
+ALERT_OUTBOX_BACKLOG_MINUTES = env.float("ALERT_OUTBOX_BACKLOG_MINUTES", default=5.0)
+# Google purchases unacknowledged this close to their deadline (Google refunds them after 3 days).
+ALERT_GOOGLE_ACK_DUE_HOURS = env.float("ALERT_GOOGLE_ACK_DUE_HOURS", default=12.0)
 
 
 # --- Outgoing webhooks (docs/events.md "Outgoing webhooks") -------------------------------------
