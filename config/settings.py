@@ -426,6 +426,8 @@ GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=Fals
 # ALERT_WEBHOOK_URL (Slack-compatible JSON {"text": ...}; empty: none), reminds every ALERT_REMINDER_HOURS
 # while it lasts (0: never) and, with ALERT_SEND_RESOLVED, says when it cleared.
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+# Starts every mail to ADMINS and every alert message (a space follows): name the deployment ("[billing prod]").
+EMAIL_SUBJECT_PREFIX = (env.str("EMAIL_SUBJECT_PREFIX", default="[billing-service]").strip() + " ").lstrip()
 ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 ALERT_REMINDER_HOURS = env.float("ALERT_REMINDER_HOURS", default=24.0)
 ALERT_SEND_RESOLVED = env.bool("ALERT_SEND_RESOLVED", default=True)

@@ -12,12 +12,13 @@ from django.core.mail import mail_admins
 logger = logging.getLogger(__name__)
 
 
-def _mail(subject: str, body: str) -> None:
+def _mail(subject: str, body: str) -> None:  # mail_admins puts EMAIL_SUBJECT_PREFIX first
     mail_admins(subject, body, fail_silently=False)
 
 
 def _webhook(subject: str, body: str) -> None:
-    response = requests.post(settings.ALERT_WEBHOOK_URL, json={"text": f"*{subject}*\n{body}"},
+    text = f"*{settings.EMAIL_SUBJECT_PREFIX}{subject}*\n{body}"
+    response = requests.post(settings.ALERT_WEBHOOK_URL, json={"text": text},
                              timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False)
     if response.status_code >= 300:
         raise RuntimeError(f"answered HTTP {response.status_code}")

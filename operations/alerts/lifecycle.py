@@ -49,10 +49,10 @@ def conditions_now(now: datetime) -> tuple[dict[str, Condition], set[str]]:
 def _message(kind: str, alert: Alert, now: datetime) -> tuple[str, str]:
     since = f"since {alert.started_at:%Y-%m-%d %H:%M} UTC"
     if kind == "resolved":
-        return f"[billing-service] RESOLVED: {alert.summary}", f"Cleared at {now:%Y-%m-%d %H:%M} UTC ({since}).\n"
+        return f"RESOLVED: {alert.summary}", f"Cleared at {now:%Y-%m-%d %H:%M} UTC ({since}).\n"
     title = "ALERT" if kind == "new" else "STILL FIRING"
     where = f"\nWhere: {alert.url}" if alert.url else ""
-    return f"[billing-service] {title}: {alert.summary}", f"{alert.detail}{where}\nKey: {alert.key}, {since}.\n"
+    return f"{title}: {alert.summary}", f"{alert.detail}{where}\nKey: {alert.key}, {since}.\n"
 
 
 def _deliver(alert: Alert, kind: str, now: datetime, previous_sent_at: datetime | None) -> bool:
@@ -69,7 +69,7 @@ def _deliver(alert: Alert, kind: str, now: datetime, previous_sent_at: datetime 
 def _open(condition: Condition, now: datetime) -> Alert | None:
     try:
         with transaction.atomic():
-            return Alert.objects.create(key=condition.key, summary=condition.summary, detail=condition.detail,
+            return Alert.objects.create(key=condition.key, summary=condition.summary[:300], detail=condition.detail,
                                         count=condition.count, url=condition.url, started_at=now,
                                         last_seen_at=now, last_sent_at=now)
     except IntegrityError:  # another run opened it a moment ago: it announces it
@@ -78,7 +78,7 @@ def _open(condition: Condition, now: datetime) -> Alert | None:
 
 def _still(alert: Alert, condition: Condition, now: datetime) -> bool:
     """Refresh what it says; claim a reminder when one is due (or the announcement never got through)."""
-    Alert.objects.filter(pk=alert.pk).update(summary=condition.summary, detail=condition.detail,
+    Alert.objects.filter(pk=alert.pk).update(summary=condition.summary[:300], detail=condition.detail,
                                              count=condition.count, url=condition.url, last_seen_at=now)
     alert.summary, alert.detail, alert.count, alert.url = (condition.summary, condition.detail, condition.count,
                                                             condition.url)
