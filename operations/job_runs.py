@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from .models import JobRun
@@ -25,8 +26,9 @@ def _record(task: str, **fields) -> None:
     if task not in beat_task_names():
         return
     try:
-        if not JobRun.objects.filter(task=task).update(**fields):
-            JobRun.objects.update_or_create(task=task, defaults=fields)
+        with transaction.atomic():  # a savepoint: a failure here never breaks a caller's transaction
+            if not JobRun.objects.filter(task=task).update(**fields):
+                JobRun.objects.update_or_create(task=task, defaults=fields)
     except Exception:
         logger.exception("could not record a run of beat job %s", task)
 
