@@ -2,7 +2,7 @@ import logging
 import os
 
 from celery import Celery, bootsteps
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, task_failure, task_prerun, task_success, worker_init
 from django.core.exceptions import ImproperlyConfigured
 
 from config.startup import refuse_unsafe_settings
@@ -28,6 +28,30 @@ def _refuse_unsafe_settings(**kwargs):
         refuse_unsafe_settings()
     except ImproperlyConfigured as exc:
         raise SystemExit(str(exc)) from None  # Celery logs and ignores a signal handler's exceptions
+
+
+# --- beat job runs (operations/job_runs.py: last started / succeeded / failed, for alerts and /metrics) ---
+# Imported inside: config/ is loaded before Django is set up. job_runs ignores tasks beat does not run.
+
+@task_prerun.connect
+def _job_run_started(sender=None, **kwargs):
+    from operations import job_runs
+
+    job_runs.record_started(sender.name)
+
+
+@task_success.connect
+def _job_run_succeeded(sender=None, **kwargs):
+    from operations import job_runs
+
+    job_runs.record_succeeded(sender.name)
+
+
+@task_failure.connect
+def _job_run_failed(sender=None, exception=None, **kwargs):
+    from operations import job_runs
+
+    job_runs.record_failed(sender.name, exception)
 
 
 class DrainOnConnect(bootsteps.StartStopStep):

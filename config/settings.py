@@ -178,6 +178,9 @@ CELERY_BEAT_SCHEDULE = {
     # --- outgoing ---
     # Outgoing webhooks: copy new status changes from the outbox, enqueue one send task per due delivery.
     "outgoing-dispatch": {"task": "outgoing.tasks.dispatch_deliveries", "schedule": 10.0},
+    # --- operations ---
+    # Alerts: dead events, Google deadlines, outbox backlog, overdue beat jobs, silent stores.
+    "operations-check-alerts": {"task": "operations.tasks.check_alerts", "schedule": 5 * 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -425,6 +428,21 @@ GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=Fals
 
 
 # --- Alerts (docs/operations.md "Alerts") -------------------------------------------------------
+# The beat job operations.tasks.check_alerts sends each alert once when it starts to ADMINS (above) and/or
+# ALERT_WEBHOOK_URL (Slack-compatible JSON {"text": ...}; empty: none), reminds every ALERT_REMINDER_HOURS
+# while it lasts (0: never) and, with ALERT_SEND_RESOLVED, says when it cleared.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+# Starts every mail to ADMINS and every alert message (a space follows): name the deployment ("[billing prod]").
+EMAIL_SUBJECT_PREFIX = (env.str("EMAIL_SUBJECT_PREFIX", default="[billing-service]").strip() + " ").lstrip()
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+ALERT_REMINDER_HOURS = env.float("ALERT_REMINDER_HOURS", default=24.0)
+ALERT_SEND_RESOLVED = env.bool("ALERT_SEND_RESOLVED", default=True)
+# A store with live subscriptions that sent no webhook this long (0: not checked).
+ALERT_WEBHOOK_SILENCE_HOURS = env.float("ALERT_WEBHOOK_SILENCE_HOURS", default=24.0)
+# Status changes not published to the stream this long.
+ALERT_OUTBOX_BACKLOG_MINUTES = env.float("ALERT_OUTBOX_BACKLOG_MINUTES", default=5.0)
+# Google purchases unacknowledged this close to their deadline (Google refunds them after 3 days).
+ALERT_GOOGLE_ACK_DUE_HOURS = env.float("ALERT_GOOGLE_ACK_DUE_HOURS", default=12.0)
 
 
 # --- Outgoing webhooks (docs/events.md "Outgoing webhooks") -------------------------------------
