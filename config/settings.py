@@ -7,7 +7,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -167,7 +167,10 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits out any broker out
 # Queues by urgency (docs/operations.md, "Queues"); the Procfile gives `slow` its own worker so that a
 # long job never holds a process webhook processing needs. A worker started without -Q consumes all
 # of them (`make worker`). Routes apply to send_task (webhooks/queue.py) and to beat's jobs alike.
-CELERY_TASK_QUEUES = [Queue("webhooks"), Queue("actions"), Queue("slow")]
+# Each queue its own exchange and key: a bare Queue("x") is bound to the default queue's exchange and key,
+# and a message published there would land in every queue.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                      for name in ("webhooks", "actions", "slow")]
 CELERY_TASK_DEFAULT_QUEUE = "actions"  # a task nobody routed: never on `webhooks`, never behind `slow`
 CELERY_TASK_ROUTES = {
     # webhook processing and after-commit work: minutes late here is a user kept waiting

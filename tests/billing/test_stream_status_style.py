@@ -3,6 +3,7 @@
 never misses a refund, a hold or a revocation, and never reads a loss while the user is still
 entitled elsewhere. `detailed` (the default) publishes the subscription's own status."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -42,10 +43,8 @@ def guide_consumer(settings) -> dict[int, bool]:
     """The integration guide's consumer, as written: it grants on ACTIVE, takes away on EXPIRED, and
     ignores every other status. Returns what it believes of each user."""
     r = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    try:
+    with contextlib.suppress(redis.ResponseError):
         r.xgroup_create(settings.BILLING_EVENTS_STREAM, "guide", id="0", mkstream=True)
-    except redis.ResponseError:
-        pass
     believed = {}
     for _stream, entries in r.xreadgroup("guide", "c1", {settings.BILLING_EVENTS_STREAM: ">"}, count=100) or []:
         for message_id, data in entries:
