@@ -39,8 +39,9 @@ lint: install
 test: install services lint
 	$(TEST_ENV) $(BIN)/pytest --create-db $(PYTEST_ARGS)
 
+# One worker on every queue is enough locally; production runs `worker` and `worker-slow` apart (Procfile).
 worker: install
-	$(BIN)/celery -A config worker -l info -c 2
+	$(BIN)/celery -A config worker -Q webhooks,actions,slow -l info -c 2
 
 beat: install
 	$(BIN)/celery -A config beat -l info

@@ -17,7 +17,7 @@ from accounts.models import Subscriber
 from . import entitlement_cache
 from .models import Outbox, Product, Subscription
 from .redis_client import get_redis
-from .statuses import is_entitled
+from .statuses import Status, grants_access, is_entitled
 from .times import isoformat_z
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,21 @@ def payloads_complete(drafts: list[tuple[dict, int | None, int | None]]) -> list
         for product_id, name in (Product.entitlements.through.objects.filter(product_id__in=product_ids)
                                  .values_list("product_id", "entitlement__name")):
             entitlements[product_id].append(name)
-    return [{**draft, "isSubscribed": subscribed.get(subscriber_id, False),
-             "entitlements": sorted(entitlements.get(product_id, []))}
+    return [_styled({**draft, "isSubscribed": subscribed.get(subscriber_id, False),
+                     "entitlements": sorted(entitlements.get(product_id, []))})
             for draft, subscriber_id, product_id in drafts]
+
+
+def _styled(payload: dict) -> dict:
+    """BILLING_EVENTS_STATUS_STYLE=simple: the statuses say whether the USER is entitled (`ACTIVE`) or not
+    (`EXPIRED`), for consumers that act on those two only (docs/events.md, "Status style"): a refund,
+    a hold or a revocation reads `EXPIRED` unless another subscription still entitles the user, and
+    then `ACTIVE`, never a loss. `oldStatus` says whether this subscription's previous status granted
+    access. Applied when the row is written: what the outbox holds is what is published."""
+    if settings.BILLING_EVENTS_STATUS_STYLE != "simple":
+        return payload
+    return {**payload, "oldStatus": Status.ACTIVE if grants_access(payload["oldStatus"]) else Status.EXPIRED,
+            "newStatus": Status.ACTIVE if payload["isSubscribed"] else Status.EXPIRED}
 
 
 def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 from config.secrets import env_secret
 
@@ -122,6 +123,13 @@ REDIS_URL = env_secret(env, "REDIS_URL", default="")
 BILLING_EVENTS_STREAM = env.str("BILLING_EVENTS_STREAM", default="billing:events")
 # Approximate cap (XADD MAXLEN ~) so the stream cannot grow without bound.
 BILLING_EVENTS_STREAM_MAXLEN = env.int("BILLING_EVENTS_STREAM_MAXLEN", default=1_000_000)
+# `newStatus` on the stream: `detailed` (the contract: the subscription's status) or `simple` (`ACTIVE`
+# while the user is entitled through any subscription, else `EXPIRED`), for consumers that act on those
+# two only, as the integration guide's does (docs/events.md, "Status style").
+BILLING_EVENTS_STATUS_STYLE = env.str("BILLING_EVENTS_STATUS_STYLE", default="detailed")
+if BILLING_EVENTS_STATUS_STYLE not in ("detailed", "simple"):
+    raise ImproperlyConfigured("BILLING_EVENTS_STATUS_STYLE must be detailed or simple, "
+                               f"not {BILLING_EVENTS_STATUS_STYLE!r}")
 # How long a user's cached entitlements live in Redis; the write path refreshes them after commit.
 CHECK_CACHE_TTL_SECONDS = env.int("CHECK_CACHE_TTL_SECONDS", default=3600)
 # Fail fast (docs/security.md, "Redis and broker outages"): Redis answers in well under a millisecond,
@@ -159,6 +167,31 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
                                    "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits out any broker outage (default: gives up after 100)
+# Queues by urgency (docs/operations.md, "Queues"); the Procfile gives `slow` its own worker so that a
+# long job never holds a process webhook processing needs. A worker started without -Q consumes all
+# of them (`make worker`). Routes apply to send_task (webhooks/queue.py) and to beat's jobs alike.
+# Each queue its own exchange and key: a bare Queue("x") is bound to the default queue's exchange and key,
+# and a message published there would land in every queue.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                      for name in ("webhooks", "actions", "slow")]
+CELERY_TASK_DEFAULT_QUEUE = "actions"  # a task nobody routed: never on `webhooks`, never behind `slow`
+CELERY_TASK_ROUTES = {
+    # webhook processing and after-commit work: minutes late here is a user kept waiting
+    "webhooks.tasks.drain_events": {"queue": "webhooks"},
+    "webhooks.tasks.process_event": {"queue": "webhooks"},
+    "webhooks.tasks.sweep_events": {"queue": "webhooks"},
+    "billing.tasks.relay_outbox": {"queue": "webhooks"},
+    "billing.tasks.forget_cached_entitlements": {"queue": "webhooks"},
+    # store actions, verification retries, Google acknowledgements, the expiry sweep: seconds to a minute
+    "billing.tasks.expire_lapsed": {"queue": "actions"},
+    "billing.providers.*": {"queue": "actions"},
+    # slow jobs: many store calls or big reads, minutes late is fine
+    "billing.tasks.repoll_subscriptions": {"queue": "slow"},
+    "webhooks.tasks.recover_apple_notifications": {"queue": "slow"},
+    "*.reconcile*": {"queue": "slow"},
+    "*.export*": {"queue": "slow"},
+    "*metrics*": {"queue": "slow"},
+}
 CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"  # staff edits survive restarts
 # Periodic jobs. django-celery-beat copies these into its tables at start; staff edit them in the admin.
 # Every job is listed here (README and docs/operations.md describe each).

@@ -65,16 +65,19 @@ def process_env(**overrides) -> dict:
 
 
 class Worker:
-    """`celery -A config worker` (one process) on the test database and the test Redis db."""
+    """`celery -A config worker` (one process) on the test database and the test Redis db; all queues
+    unless `queues` names some (as the Procfile's `-Q`)."""
 
-    def __init__(self, log_dir: Path, **env):
+    def __init__(self, log_dir: Path, *, queues: str | None = None, **env):
+        self.queues = ["-Q", queues] if queues else []
         self.env = process_env(**env)
         self.log = log_dir / f"worker-{time.monotonic_ns()}.log"
         self.proc = None
 
     def start(self):
         cmd = [str(BIN / "celery"), "-A", "config", "worker", "-c", "1", "-P", "prefork", "--without-gossip",
-               "--without-mingle", "--without-heartbeat", "-l", "INFO", "-n", f"hooktest{time.monotonic_ns()}@%h"]
+               "--without-mingle", "--without-heartbeat", "-l", "INFO", "-n", f"hooktest{time.monotonic_ns()}@%h",
+               *self.queues]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log.open("ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
