@@ -19,7 +19,7 @@ import yaml
 from tests.factories import SubscriberFactory, SubscriptionFactory
 
 ROOT = Path(__file__).resolve().parents[2]
-OUR_IMAGE = ("release", "billing", "worker", "beat")  # the services built from ./Dockerfile
+OUR_IMAGE = ("release", "billing", "worker", "worker-slow", "beat")  # the services built from ./Dockerfile
 SETTINGS_TEXT = (ROOT / "config" / "settings.py").read_text()
 SECRET_SETTINGS = set(re.findall(r'env_secret\(env, "(\w+)"', SETTINGS_TEXT))
 # Secrets compose does not need as files: Redis has no password on the private network (the broker is
