@@ -464,7 +464,7 @@ GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=Fals
 # The beat job operations.tasks.check_alerts sends each alert once when it starts to ADMINS (above) and/or
 # ALERT_WEBHOOK_URL (Slack-compatible JSON {"text": ...}; empty: none), reminds every ALERT_REMINDER_HOURS
 # while it lasts (0: never) and, with ALERT_SEND_RESOLVED, says when it cleared.
-ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_URL = env_secret(env, "ALERT_WEBHOOK_URL", default="")
 # Starts every mail to ADMINS and every alert message (a space follows): name the deployment ("[billing prod]").
 EMAIL_SUBJECT_PREFIX = (env.str("EMAIL_SUBJECT_PREFIX", default="[billing-service]").strip() + " ").lstrip()
 ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
