@@ -142,9 +142,10 @@ def test_backoff_grows_and_is_capped(settings):
 
 
 def celery_messages() -> list[dict]:
-    """The tasks waiting on the broker (Redis, the default queue), as a worker would take them."""
+    """The tasks waiting on the broker (Redis: a list per queue), as a worker would take them."""
     out = []
-    for raw in get_redis().lrange("celery", 0, -1):
+    queues = [q.name for q in current_app.conf.task_queues or ()] or ["celery"]
+    for raw in [raw for queue in queues for raw in get_redis().lrange(queue, 0, -1)]:
         message = json.loads(raw)
         out.append({"task": message["headers"]["task"], "args": json.loads(
             __import__("base64").b64decode(message["body"]))[0]})
