@@ -1,7 +1,9 @@
 """GET /metrics: who may scrape it, every family after a flow of webhooks, checks, store calls and a
 beat run, and counts made in a real Celery worker process (multiprocess mode)."""
 
+import ast
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -205,3 +207,14 @@ def test_counts_from_a_celery_worker_process_reach_metrics(client, queued_tasks,
     # the scrape-time gauges are computed by the scraping process itself
     assert value(samples, "billing_subscriptions_live", provider="manual", status="ACTIVE") == 1
 
+
+
+def test_the_counting_module_imports_nothing_of_the_project():
+    """billing/ and webhooks/ count through operations.metrics: it must not import them back."""
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "operations" / "metrics.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"accounts", "billing", "config", "operations", "outgoing", "webhooks"}
+    assert "prometheus_client" in imported
