@@ -5,6 +5,8 @@ from datetime import datetime
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from operations.metrics import CHECK_CACHE_HIT, CHECK_CACHE_MISS
+
 from . import entitlement_cache
 from .entries import entries_of
 from .models import Subscription
@@ -23,7 +25,9 @@ def entries_for_user(external_id: str) -> list[dict]:
     """One Redis GET when cached; else the database (and the cache is filled for the next reader)."""
     cached = entitlement_cache.get_for_check(external_id)  # None: a miss, unreadable, or Redis down
     if cached is not None:
+        CHECK_CACHE_HIT.inc()
         return cached
+    CHECK_CACHE_MISS.inc()
     entries = entries_of(Subscription.objects.filter(subscriber__external_id=external_id))
     entitlement_cache.fill(external_id, entries)
     return entries

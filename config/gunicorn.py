@@ -10,6 +10,7 @@ struck) and anything in front of gunicorn (a proxy's own 502/504)."""
 
 import ipaddress
 import json
+import os
 from pathlib import Path
 
 import environ
@@ -41,6 +42,16 @@ _ANSWERS = {
 }
 _SERVER_ERROR = ("server_error", "The server failed to answer this request; it was logged.")
 _timed_out = False  # set in a worker by worker_abort: the arbiter kills workers that exceed `timeout`
+
+
+def child_exit(server, worker):
+    # Multiprocess metrics (docs/operations.md "Metrics"): a finished worker's live gauges leave the sum.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Imported here, not above: prometheus-client picks its mode from the environment at import,
+        # which must include .env (read above) before any worker imports it.
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def worker_abort(worker):

@@ -459,6 +459,13 @@ GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=Fals
 
 # --- Metrics (docs/operations.md "Metrics") ---------------------------------------------------
 
+# GET /metrics answers the trusted networks (CHECK_API_TRUSTED_NETWORKS) and callers sending
+# `Authorization: Bearer <METRICS_TOKEN>`; empty (the default): no token is accepted.
+METRICS_TOKEN = env_secret(env, "METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode: the directory (shared by gunicorn and the Celery worker, on
+# one host or a shared volume) where every process keeps its values; empty (make run): one process's.
+# Read by prometheus-client itself from the environment when a process starts.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 
 # --- Alerts (docs/operations.md "Alerts") -------------------------------------------------------
 # The beat job operations.tasks.check_alerts sends each alert once when it starts to ADMINS (above) and/or

@@ -1,5 +1,9 @@
 """What operators run the service with: metrics, structured logs, alerts (docs/operations.md)."""
+import os
+
+from celery.signals import worker_process_shutdown
 from django.apps import AppConfig
+from prometheus_client import multiprocess
 
 
 class OperationsConfig(AppConfig):
@@ -14,3 +18,10 @@ class OperationsConfig(AppConfig):
 
         if alert_rows not in attention.SOURCES:
             attention.SOURCES.append(alert_rows)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            worker_process_shutdown.connect(_mark_worker_process_dead, weak=False)
+
+
+def _mark_worker_process_dead(pid=None, **kwargs):
+    """A Celery pool process ends: its live gauges leave the sum (its counters stay, as they should)."""
+    multiprocess.mark_process_dead(pid or os.getpid())

@@ -1,3 +1,9 @@
 """The operators' endpoints (GET /metrics), included at the site root."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from .views import metrics_view
+
+urlpatterns = [
+    path("metrics", metrics_view, name="metrics"),
+]

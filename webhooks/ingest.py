@@ -30,6 +30,7 @@ from billing.providers.base import (
     WebhookDialect,
 )
 from billing.redis_client import get_redis
+from operations import metrics
 
 from . import bodies, processing
 from .models import WebhookEvent
@@ -120,6 +121,7 @@ def _authenticate(provider: str, adapter: ProviderAdapter, headers, body: bytes,
         return None, exc.reason
     except Rejected as exc:
         rejection_record(provider=provider, code=exc.code)
+        metrics.WEBHOOKS_REJECTED.labels(provider, exc.code).inc()
         logger.warning("webhook rejected: provider=%s status=%s code=%s reason=%s remote=%s", provider,
                        exc.status, exc.code, exc.reason, remote_addr)
         raise _Refused(refusal(exc.status, exc.code, exc.reason, adapter)) from None
@@ -138,6 +140,7 @@ def _store_undecodable(provider: str, adapter: ProviderAdapter, body: bytes, hea
     except (OperationalError, InterfaceError):
         logger.exception("webhook not stored: database unavailable (the store will retry)")
         return refusal(503, "unavailable", "The database is unavailable; retry later.", adapter)
+    metrics.WEBHOOKS_RECEIVED.labels(provider, "", "undecodable").inc()
     return adapter.dialect.stored_undecodable(reason=reason)
 
 
@@ -154,11 +157,14 @@ def _store_and_answer(provider: str, adapter: ProviderAdapter, verified: Verifie
                             answered_with=synchronous.status, problem=problem)
             except (OperationalError, InterfaceError):
                 logger.exception("webhook answered synchronously but not stored (database unavailable)")
+            metrics.WEBHOOKS_RECEIVED.labels(provider, (to_store.event_type or "")[:128], "answered").inc()
             return synchronous
         event_id = event_store(provider=provider, verified=to_store, body=body, headers=headers, problem=problem)
     except (OperationalError, InterfaceError):
         logger.exception("webhook not stored: database unavailable (the store will retry)")
         return refusal(503, "unavailable", "The database is unavailable; retry later.", adapter)
+    result = "duplicate" if event_id is None else "stored"
+    metrics.WEBHOOKS_RECEIVED.labels(provider, (to_store.event_type or "")[:128], result).inc()
     return adapter.dialect.success(duplicate=event_id is None)
 
 
@@ -168,6 +174,7 @@ def _synchronous_answer(provider: str, adapter: ProviderAdapter, verified: Verif
     except Rejected as exc:
         logger.warning("webhook refused synchronously: provider=%s code=%s reason=%s", provider, exc.code,
                        exc.reason)
+        metrics.WEBHOOKS_REJECTED.labels(provider, exc.code).inc()
         raise _Refused(refusal(exc.status, exc.code, exc.reason, adapter)) from None
     except TransientError as exc:
         raise _Refused(refusal(503, "unavailable", f"Retry later: {exc}", adapter)) from None

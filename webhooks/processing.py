@@ -20,6 +20,7 @@ from billing.db import update_rows
 from billing.providers import registry
 from billing.providers.base import InboundEvent, Undecodable, retry_may_help
 from billing.snapshots import Cause, CauseKind
+from operations import metrics
 
 from . import bodies, queue, retries
 from .models import WebhookEvent
@@ -40,6 +41,7 @@ class _Attempt:
     results: list[ApplyResult] = field(default_factory=list)
     failed: InboundEvent | None = None  # a failed attempt whose adapter may still have a deadline to meet
     error: BaseException | None = None  # why it failed
+    event: WebhookEvent | None = None  # for the metrics: provider, type, received_at
 
 
 # Failures a later attempt may get past: the store's (TransientError), our configuration's (a key the
@@ -209,7 +211,7 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
             retries.event_fail(event, exc, now)
             retry_in = None
         deadline_work = None if event.done_while_failing else _inbound_or_none(event)
-        return _Attempt(event.pk, event.status, retry_in=retry_in, failed=deadline_work, error=exc)
+        return _Attempt(event.pk, event.status, retry_in=retry_in, failed=deadline_work, error=exc, event=event)
     return _record_outcome(event, parsed, results, now)
 
 
@@ -257,7 +259,7 @@ def _record_outcome(event: WebhookEvent, parsed, results: list[ApplyResult], now
     event.error = event.traceback = ""
     if save:
         event.save(update_fields=_OUTCOME_FIELDS)
-    return _Attempt(event.pk, event.status, after_apply=list(parsed.after_apply), results=results)
+    return _Attempt(event.pk, event.status, after_apply=list(parsed.after_apply), results=results, event=event)
 
 
 def _summary(snapshots, results: list[ApplyResult]) -> str:
@@ -281,6 +283,28 @@ def _summary(snapshots, results: list[ApplyResult]) -> str:
 # --- After the commit: follow-ups, retry scheduling -------------------------------------------
 
 def _after_commit(attempt: _Attempt) -> str:
+    """Work outside the transaction (`_after_commit_work`), then the attempt counted by where it ended."""
+    status = _after_commit_work(attempt)
+    if attempt.event is not None:
+        _count(attempt.event, status)
+    return status
+
+
+def _count(event: WebhookEvent, status: str) -> None:
+    provider, event_type = event.provider, event.event_type
+    if status in (Status.PROCESSED, Status.IGNORED):
+        metrics.WEBHOOKS_PROCESSED.labels(provider, event_type, status).inc()
+        if status == Status.PROCESSED:
+            lag = (timezone.now() - event.received_at).total_seconds()
+            metrics.WEBHOOK_LAG.labels(provider).observe(max(lag, 0.0))
+    elif status == Status.DEAD:
+        metrics.WEBHOOKS_FAILED.labels(provider, event_type, "none").inc()
+        metrics.WEBHOOKS_DEAD.labels(provider, event_type).inc()
+    else:  # received again (a retry is planned) or failed (needs a fix and a replay)
+        metrics.WEBHOOKS_FAILED.labels(provider, event_type, "planned" if status == Status.RECEIVED else "none").inc()
+
+
+def _after_commit_work(attempt: _Attempt) -> str:
     """Work outside the transaction: follow-ups of the adapter (may call the store), what a failed
     attempt's store still needs (`while_failing`), retry scheduling."""
     if attempt.after_apply:

@@ -10,6 +10,7 @@ lean function, with the class attached the way DRF does, so drf-spectacular docu
 
 import json
 import re
+from time import perf_counter
 
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -27,6 +28,7 @@ from accounts.authentication import (
 from accounts.networks import is_trusted_request
 from billing.selectors import check_answer
 from config.api_errors import error_body
+from operations.metrics import check_record
 
 from .inputs import USER_ID_RULE, USER_ID_SCHEMA, user_id_is_valid
 from .serializers import ErrorSerializer
@@ -72,6 +74,13 @@ def _refusal(request, user_id: str) -> HttpResponse | None:
 
 @csrf_exempt
 def check_view(request, user_id: str) -> HttpResponse:
+    started = perf_counter()
+    response = _check(request, user_id)
+    check_record(response.status_code, perf_counter() - started)
+    return response
+
+
+def _check(request, user_id: str) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         response = _error(405, "method_not_allowed", f"Method {request.method} is not allowed.")
         response["Allow"] = "GET, HEAD"

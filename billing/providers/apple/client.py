@@ -25,6 +25,7 @@ from django.conf import settings
 
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
 from billing.providers.common import SubscriptionNotFound
+from operations.metrics import store_api
 
 from .auth import unsigned_environments_allowed
 
@@ -65,6 +66,7 @@ def _build(apple_environment: str, key_id: str, issuer_id: str, key_file: str, b
                    environment=env)
 
 
+@store_api("apple")
 def subscription_get(transaction_id: str, *, apple_environment: str) -> StatusResponse:
     """get_all_subscription_statuses: every subscription of the Apple account that made this transaction
     (any of its transaction ids), each with its last transactions and renewal info as signed JWS.
@@ -74,6 +76,7 @@ def subscription_get(transaction_id: str, *, apple_environment: str) -> StatusRe
         return client.get_all_subscription_statuses(transaction_id)
 
 
+@store_api("apple")
 def notification_history_get(*, since: datetime, until: datetime, only_failures: bool,
                              pagination_token: str | None, apple_environment: str) -> NotificationHistoryResponse:
     """One page of get_notification_history: the notifications Apple sent (or, `only_failures`, failed to

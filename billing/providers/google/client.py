@@ -30,6 +30,7 @@ from googleapiclient.errors import HttpError
 from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
 from billing.providers.common import SubscriptionNotFound
 from billing.redis_client import get_redis
+from operations.metrics import store_api
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,21 @@ def take_quota() -> None:
                             "retry within a minute")
 
 
+def quota_used() -> dict[str, tuple[int, int]] | None:
+    """The budget spent in the last 60 s, for /metrics: {"all": (calls, limit), "verify": (calls, share)};
+    None without a budget or Redis (a Redis error propagates: the scrape reports it)."""
+    limit = settings.GOOGLE_PLAY_QUOTA_PER_MINUTE
+    client = get_redis()
+    if not limit or client is None:
+        return None
+    since = int(time.time() * 1000) - QUOTA_WINDOW_MS
+    pipe = client.pipeline(transaction=False)
+    for key in (QUOTA_KEY, VERIFY_QUOTA_KEY):
+        pipe.zcount(key, f"({since}", "+inf")
+    used, verify_used = pipe.execute()
+    return {"all": (used, limit), "verify": (verify_used, verify_quota_per_minute(limit))}
+
+
 def execute(request, what: str):
     """Run a prepared API request: quota first, then the call, errors mapped."""
     take_quota()
@@ -183,11 +199,13 @@ def _package() -> str:
 
 # --- the calls we make --------------------------------------------------------------------------
 
+@store_api("google")
 def subscription_get(token: str) -> dict:
     return execute(service().purchases().subscriptionsv2().get(packageName=_package(), token=token),
                    "subscriptionsv2.get")
 
 
+@store_api("google")
 def subscription_acknowledge(token: str, product_id: str) -> None:
     # subscriptionId is still a required path parameter in this client (PROVIDERS.md §2.4)
     execute(service().purchases().subscriptions().acknowledge(packageName=_package(), subscriptionId=product_id,
@@ -195,12 +213,14 @@ def subscription_acknowledge(token: str, product_id: str) -> None:
             "subscriptions.acknowledge")
 
 
+@store_api("google")
 def subscription_cancel(token: str) -> None:
     body = {"cancellationContext": {"cancellationType": "USER_REQUESTED_STOP_RENEWALS"}}
     execute(service().purchases().subscriptionsv2().cancel(packageName=_package(), token=token, body=body),
             "subscriptionsv2.cancel")
 
 
+@store_api("google")
 def subscription_revoke(token: str, *, refund: str) -> None:
     """refund: "full" or "prorated"."""
     context = {"full": {"fullRefund": {}}, "prorated": {"proratedRefund": {}}}[refund]
@@ -209,12 +229,14 @@ def subscription_revoke(token: str, *, refund: str) -> None:
             "subscriptionsv2.revoke")
 
 
+@store_api("google")
 def subscription_defer(token: str, *, seconds: int, etag: str) -> dict:
     body = {"deferralContext": {"deferDuration": f"{int(seconds)}s", "etag": etag, "validateOnly": False}}
     return execute(service().purchases().subscriptionsv2().defer(packageName=_package(), token=token, body=body),
                    "subscriptionsv2.defer")
 
 
+@store_api("google")
 def voided_purchases_list(*, start_time_ms: int, page_token: str | None = None) -> dict:
     """One page of voidedpurchases.list: the in-app and subscription orders (type=1) Google saw voided
     since `start_time_ms` (at most 30 days back), oldest first, and `tokenPagination.nextPageToken`.

@@ -26,6 +26,7 @@ from billing.providers.base import (
     StoreUnavailable,
 )
 from billing.providers.common import SubscriptionNotFound
+from operations.metrics import store_api
 
 # The webhook payload shape follows the endpoint's API version, the responses follow this one:
 # pin the dashboard endpoint to the same value (docs/providers/stripe.md).
@@ -131,24 +132,29 @@ def _each(request: Callable[[stripe.StripeClient], object]) -> Iterator[dict]:
 
 # --- Subscriptions -----------------------------------------------------------------------------
 
+@store_api("stripe")
 def subscription_get(subscription_id: str) -> dict:
     return _call(lambda c: c.v1.subscriptions.retrieve(subscription_id, {"expand": SUBSCRIPTION_EXPAND}),
                  missing=f"Stripe has no subscription {subscription_id}")
 
 
+@store_api("stripe")
 def subscription_update(subscription_id: str, params: dict) -> dict:
     return _call(lambda c: c.v1.subscriptions.update(subscription_id, {**params, "expand": SUBSCRIPTION_EXPAND}),
                  missing=f"Stripe has no subscription {subscription_id}")
 
 
+@store_api("stripe")
 def subscription_create(params: dict) -> dict:
     return _call(lambda c: c.v1.subscriptions.create({**params, "expand": SUBSCRIPTION_EXPAND}))
 
 
+@store_api("stripe")
 def subscription_cancel(subscription_id: str) -> dict:
     return _call(lambda c: c.v1.subscriptions.cancel(subscription_id))
 
 
+@store_api("stripe")
 def subscriptions_list_all(*, page_size: int) -> Iterator[dict]:
     """Every subscription, whatever its status."""
     return _each(lambda c: c.v1.subscriptions.list({
@@ -157,10 +163,12 @@ def subscriptions_list_all(*, page_size: int) -> Iterator[dict]:
 
 # --- Invoices, charges, refunds ----------------------------------------------------------------
 
+@store_api("stripe")
 def invoice_get(invoice_id: str) -> dict:
     return _call(lambda c: c.v1.invoices.retrieve(invoice_id), missing=f"Stripe has no invoice {invoice_id}")
 
 
+@store_api("stripe")
 def invoice_payments_list(*, invoice: str | None = None, payment_intent: str | None = None,
                           expand: tuple[str, ...] = ()) -> dict:
     """The (first) payment of an invoice, or the invoice a payment intent paid."""
@@ -174,25 +182,30 @@ def invoice_payments_list(*, invoice: str | None = None, payment_intent: str | N
     return _call(lambda c: c.v1.invoice_payments.list(params))
 
 
+@store_api("stripe")
 def charge_get(charge_id: str) -> dict:
     return _call(lambda c: c.v1.charges.retrieve(charge_id), missing=f"Stripe has no charge {charge_id}")
 
 
+@store_api("stripe")
 def refunds_list(*, charge: str) -> dict:
     return _call(lambda c: c.v1.refunds.list({"charge": charge, "limit": 100}))
 
 
 # --- Catalogue ---------------------------------------------------------------------------------
 
+@store_api("stripe")
 def price_get(price_id: str) -> dict:
     return _call(lambda c: c.v1.prices.retrieve(price_id, {"expand": ["product"]}),
                  missing=f"Stripe has no price {price_id}")
 
 
+@store_api("stripe")
 def prices_list(*, product: str) -> dict:
     return _call(lambda c: c.v1.prices.list({"product": product, "limit": 100}))
 
 
+@store_api("stripe")
 def prices_list_all(*, page_size: int) -> Iterator[dict]:
     """Every price, with its product (for the label)."""
     return _each(lambda c: c.v1.prices.list({"limit": page_size, "expand": ["data.product"]}))
@@ -200,25 +213,31 @@ def prices_list_all(*, page_size: int) -> Iterator[dict]:
 
 # --- Customers and payments (the web API) ------------------------------------------------------
 
+@store_api("stripe")
 def customer_create(params: dict, *, idempotency_key: str) -> dict:
     return _call(lambda c: c.v1.customers.create(params, {"idempotency_key": idempotency_key}))
 
 
+@store_api("stripe")
 def customer_update(customer_id: str, params: dict) -> dict:
     return _call(lambda c: c.v1.customers.update(customer_id, params))
 
 
+@store_api("stripe")
 def payment_method_attach(payment_method_id: str, *, customer: str) -> dict:
     return _call(lambda c: c.v1.payment_methods.attach(payment_method_id, {"customer": customer}))
 
 
+@store_api("stripe")
 def setup_intent_create(params: dict) -> dict:
     return _call(lambda c: c.v1.setup_intents.create(params))
 
 
+@store_api("stripe")
 def checkout_session_create(params: dict) -> dict:
     return _call(lambda c: c.v1.checkout.sessions.create(params))
 
 
+@store_api("stripe")
 def portal_session_create(params: dict) -> dict:
     return _call(lambda c: c.v1.billing_portal.sessions.create(params))

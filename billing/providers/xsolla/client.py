@@ -15,6 +15,7 @@ from django.conf import settings
 
 from billing.providers.base import CredentialsRefused, NotConfigured, PermanentError, StoreUnavailable
 from billing.providers.common import SubscriptionNotFound
+from operations.metrics import store_api
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +31,14 @@ def is_configured() -> bool:
     return all(getattr(settings, name, "") for name in API_SETTINGS)
 
 
+@store_api("xsolla")
 def subscription_get(subscription_id: str) -> dict:
     """`GET /projects/{project_id}/subscriptions/{subscription_id}`: the subscription's current state."""
     project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
     return _request("GET", f"projects/{project}/subscriptions/{quote(str(subscription_id), safe='')}")
 
 
+@store_api("xsolla")
 def subscription_status_update(*, user_id: str, subscription_id: str, status: str) -> dict:
     """`PUT /projects/{project_id}/users/{user_id}/subscriptions/{subscription_id}` `{"status": ...}`
     (active, canceled or non_renewing): the subscription as it is afterwards."""
