@@ -2,7 +2,7 @@ import logging
 import os
 
 from celery import Celery, bootsteps
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_init
 from django.core.exceptions import ImproperlyConfigured
 
 from config.startup import refuse_unsafe_settings
@@ -28,6 +28,37 @@ def _refuse_unsafe_settings(**kwargs):
         refuse_unsafe_settings()
     except ImproperlyConfigured as exc:
         raise SystemExit(str(exc)) from None  # Celery logs and ignores a signal handler's exceptions
+
+
+# --- Logs (docs/operations.md "Logs") ----------------------------------------------------------------
+@setup_logging.connect
+def _use_django_logging(**kwargs):
+    """Workers and beat write the same lines as the web (settings.LOGGING: JSON in production) instead
+    of Celery's own format. Connected, this also stops Celery from installing its handlers."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+_task_log_tokens: dict[str, object] = {}  # task id → the log context token to restore after it
+
+
+@task_prerun.connect
+def _task_log_context(task_id=None, task=None, **kwargs):
+    from operations.log_context import bind
+
+    _task_log_tokens[task_id] = bind(task_id=task_id, task_name=getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _task_log_context_end(task_id=None, **kwargs):
+    from operations.log_context import unbind
+
+    token = _task_log_tokens.pop(task_id, None)
+    if token is not None:
+        unbind(token)
 
 
 class DrainOnConnect(bootsteps.StartStopStep):
