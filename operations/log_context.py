@@ -36,6 +36,11 @@ def unbind(token: Token) -> None:
         _context.set({})
 
 
+def clear() -> None:
+    """Start afresh: a request's fields must not reach the next request's lines (same thread)."""
+    _context.set({})
+
+
 @contextmanager
 def log_context(**fields) -> Iterator[None]:
     """`with log_context(event_id=event.pk): ...`: the lines logged inside carry these fields."""

@@ -3,12 +3,17 @@
 The caller's id is kept when it is sane (1-128 characters of letters, digits and `-_.:/+=@`: a proxy's
 or a client's correlation id, a UUID in any spelling), else a new one is made (uuid4, 32 hex digits):
 an id that could forge log lines (newlines) or bloat every line is never repeated. First in MIDDLEWARE,
-so the check API's fast path (billing/api/check.py) and every error answer of Django carry it too."""
+so the check API's fast path (billing/api/check.py) and every error answer of Django carry it too.
+
+The id stays in the log context until the response is closed (`request_finished`): Django logs a
+4xx/5xx answer ("Bad Request: /webhooks/stripe") after the middleware chain has returned."""
 
 import re
 import uuid
 
-from .log_context import bind, unbind
+from django.core.signals import request_finished
+
+from .log_context import bind, clear
 
 HEADER = "X-Request-ID"
 _META_KEY = "HTTP_X_REQUEST_ID"
@@ -29,10 +34,15 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         request_id = request.request_id = request_id_from(request.META)
-        token = bind(request_id=request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            unbind(token)
+        clear()
+        bind(request_id=request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+def _request_finished(**kwargs):
+    clear()
+
+
+request_finished.connect(_request_finished, dispatch_uid="operations.request_id.clear")

@@ -6,6 +6,11 @@ import pytest
 
 from operations.logging import ContextFilter, JsonFormatter
 
+# The stores' fakes, for the full flow of test_log_secrets.py.
+from tests.providers.google.conftest import fake_play, google  # noqa: F401
+from tests.providers.stripe.conftest import fake_stripe, monthly  # noqa: F401
+from tests.providers.xsolla.conftest import xsolla  # noqa: F401
+
 
 class Captured:
     """Every line logged while the fixture is active, at DEBUG: the records as logged (before any

@@ -58,6 +58,16 @@ def test_an_absent_or_insane_request_id_is_replaced_by_a_fresh_one(logging_urls,
     assert HEX32.fullmatch(first) and HEX32.fullmatch(second) and first != second
 
 
+def test_djangos_line_about_a_refused_request_carries_its_id(captured_logs):
+    response = Client().get("/api/subscriptions/check/42", REMOTE_ADDR="203.0.113.7", HTTP_X_REQUEST_ID="r-401")
+    assert response.status_code == 401 and response["X-Request-ID"] == "r-401"
+    refused = [line for line in captured_logs.lines() if line["logger"] == "django.request"]
+    assert [line["message"] for line in refused] == ["Unauthorized: /api/subscriptions/check/42"]
+    assert refused[0]["request_id"] == "r-401" and refused[0]["status_code"] == 401
+    logging.getLogger("tests.after").warning("between requests")
+    assert "request_id" not in captured_logs.lines()[-1]
+
+
 def test_the_check_api_fast_path_answers_with_the_request_id(db):
     answered = Client().get("/api/subscriptions/check/42", HTTP_X_REQUEST_ID="check-1")
     assert answered.status_code == 200 and answered["X-Request-ID"] == "check-1"
