@@ -44,7 +44,7 @@ def test_a_failing_view_answers_with_the_id_and_its_error_line_carries_it(loggin
     request_id = response["X-Request-ID"]
     assert response.status_code == 500 and HEX32.fullmatch(request_id)
     lines = request_lines(captured_logs, request_id)
-    assert [line["message"] for line in lines][:1] == ["about to fail"]
+    assert [line["message"] for line in lines][:1] == ["about to fail for nobody"]
     error = next(line for line in lines if line["logger"] == "django.request")
     assert error["level"] == "ERROR" and "RuntimeError: a bug" in error["exc_info"]
     assert all(line.get("request_id") == request_id for line in captured_logs.lines())
