@@ -4,10 +4,12 @@ request, the task and event ids of a worker task's lines, and no configured secr
 import json
 import logging
 import re
+import sys
 
 import pytest
 from django.test import Client
 
+from config.gunicorn import json_error_response
 from operations.logging import JsonFormatter, TextFormatter
 from tests.helpers import deliver
 from tests.webhooks.adapter import BROKEN_KEY, event_body, sign
@@ -110,8 +112,6 @@ def test_formatters_mask_secrets_and_credentials_wherever_they_appear(settings):
     try:
         raise ValueError(f"key {settings.XSOLLA_API_KEY} refused")
     except ValueError:
-        import sys
-
         exc_info = sys.exc_info()
     record = _record("headers %s, url %s, secret %s", {"Authorization": "Api-Key bk_live.abcdef123456"},
                      "/webhooks/google?token=pubsub-shared-token", settings.STRIPE_WEBHOOK_SECRET,
@@ -123,3 +123,10 @@ def test_formatters_mask_secrets_and_credentials_wherever_they_appear(settings):
         for secret in ("bk_live.abcdef123456", "pubsub-shared-token", "q" * 24, jwt, "xsolla-key-with-quote"):
             assert secret not in out, (secret, out)
     assert "[redacted]" in line["message"] and "[redacted]" in line["exc_info"] and line["note"] == "Bearer [redacted]"
+
+
+def test_gunicorns_own_error_answers_carry_a_fresh_request_id():
+    heads = [json_error_response(431, "Request Header Fields Too Large").partition(b"\r\n\r\n")[0].decode()
+             for _ in range(2)]
+    ids = [re.search(r"\r\nX-Request-ID: (\w+)\r\n", head)[1] for head in heads]
+    assert all(HEX32.fullmatch(i) for i in ids) and ids[0] != ids[1]

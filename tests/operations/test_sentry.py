@@ -86,7 +86,7 @@ def server(tmp_path, sentry):
                             cwd=BIN.parent.parent, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), timeout=30, message="gunicorn to start")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", tmp_path / "gunicorn.log"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -100,6 +100,7 @@ def _answers(url: str) -> bool:
 
 
 def test_an_error_in_a_view_reaches_sentry_without_personal_data_or_secrets(server, sentry):
+    server, log_path = server
     response = requests.post(f"{server}/api/fails?email={EMAIL}&token=query-token-value-22ee", data=BODY,
                              headers={**SECRETS, "Content-Type": "application/json", "X-Request-ID": "sentry-req-1"},
                              timeout=10)
@@ -123,3 +124,11 @@ def test_an_error_in_a_view_reaches_sentry_without_personal_data_or_secrets(serv
     for secret in [BEARER, "session-cookie-value-77aa", "stripe-signature-value-88bb", "pubsub-token-value-99cc",
                    "body-password-value-11dd", "query-token-value-22ee", EMAIL]:
         assert secret not in everything, secret
+
+    # The process's own lines: JSON with the request id, gunicorn's access line names it, no query string.
+    log = log_path.read_text()
+    error_line = next(json.loads(line) for line in log.splitlines()
+                      if line.startswith("{") and '"django.request"' in line)
+    assert error_line["request_id"] == "sentry-req-1" and error_line["level"] == "ERROR"
+    access = next(line for line in log.splitlines() if "POST /api/fails" in line)
+    assert "request_id=sentry-req-1" in access and "query-token-value-22ee" not in log
