@@ -32,14 +32,20 @@ def _refuse_unsafe_settings(**kwargs):
 
 # --- Logs (docs/operations.md "Logs") ----------------------------------------------------------------
 @setup_logging.connect
-def _use_django_logging(**kwargs):
+def _use_django_logging(loglevel=None, **kwargs):
     """Workers and beat write the same lines as the web (settings.LOGGING: JSON in production) instead
-    of Celery's own format. Connected, this also stops Celery from installing its handlers."""
+    of Celery's own format. Connected, this also stops Celery from installing its handlers. The root
+    level is the more verbose of LOG_LEVEL and the command's --loglevel (the Procfile's: info)."""
     import logging.config
 
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        root = logging.getLogger()
+        level = logging.getLevelName(loglevel.upper()) if isinstance(loglevel, str) else loglevel
+        if isinstance(level, int):
+            root.setLevel(min(root.level, level))
 
 
 _task_log_tokens: dict[str, object] = {}  # task id → the log context token to restore after it

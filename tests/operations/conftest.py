@@ -11,6 +11,9 @@ from tests.providers.google.conftest import fake_play, google  # noqa: F401
 from tests.providers.stripe.conftest import fake_stripe, monthly  # noqa: F401
 from tests.providers.xsolla.conftest import xsolla  # noqa: F401
 
+# A real worker, for test_worker_logs.py.
+from tests.webhooks.conftest import queued_tasks, start_worker  # noqa: F401
+
 
 class Captured:
     """Every line logged while the fixture is active, at DEBUG: the records as logged (before any
