@@ -126,6 +126,8 @@ def test_an_error_in_a_view_reaches_sentry_without_personal_data_or_secrets(serv
         assert secret not in everything, secret
 
     # The process's own lines: JSON with the request id, gunicorn's access line names it, no query string.
+    # (gunicorn writes its access line after the answer has gone out)
+    wait_for(lambda: "POST /api/fails" in log_path.read_text(), timeout=10, message="gunicorn's access line")
     log = log_path.read_text()
     error_line = next(json.loads(line) for line in log.splitlines()
                       if line.startswith("{") and '"django.request"' in line)
