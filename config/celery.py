@@ -2,7 +2,7 @@ import logging
 import os
 
 from celery import Celery, bootsteps
-from celery.signals import beat_init, task_failure, task_prerun, task_success, worker_init
+from celery.signals import beat_init, setup_logging, task_failure, task_postrun, task_prerun, task_success, worker_init
 from django.core.exceptions import ImproperlyConfigured
 
 from config.startup import refuse_unsafe_settings
@@ -52,6 +52,43 @@ def _job_run_failed(sender=None, exception=None, **kwargs):
     from operations import job_runs
 
     job_runs.record_failed(sender.name, exception)
+
+
+# --- Logs (docs/operations.md "Logs") ----------------------------------------------------------------
+@setup_logging.connect
+def _use_django_logging(loglevel=None, **kwargs):
+    """Workers and beat write the same lines as the web (settings.LOGGING: JSON in production) instead
+    of Celery's own format. Connected, this also stops Celery from installing its handlers. The root
+    level is the more verbose of LOG_LEVEL and the command's --loglevel (the Procfile's: info)."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        root = logging.getLogger()
+        level = logging.getLevelName(loglevel.upper()) if isinstance(loglevel, str) else loglevel
+        if isinstance(level, int):
+            root.setLevel(min(root.level, level))
+
+
+_task_log_tokens: dict[str, object] = {}  # task id → the log context token to restore after it
+
+
+@task_prerun.connect
+def _task_log_context(task_id=None, task=None, **kwargs):
+    from operations.log_context import bind
+
+    _task_log_tokens[task_id] = bind(task_id=task_id, task_name=getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _task_log_context_end(task_id=None, **kwargs):
+    from operations.log_context import unbind
+
+    token = _task_log_tokens.pop(task_id, None)
+    if token is not None:
+        unbind(token)
 
 
 class DrainOnConnect(bootsteps.StartStopStep):

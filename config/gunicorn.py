@@ -11,6 +11,7 @@ struck) and anything in front of gunicorn (a proxy's own 502/504)."""
 import ipaddress
 import json
 import os
+import uuid
 from pathlib import Path
 
 import environ
@@ -25,6 +26,9 @@ worker_class = "sync"
 timeout = env.int("GUNICORN_TIMEOUT", default=120)  # long enough for a streamed 1M-row CSV export
 graceful_timeout = 30
 accesslog = "-"
+# The path without its query string (a push URL's ?token= must not reach the logs), the request id
+# Django answered with (docs/operations.md "Logs").
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s request_id=%({x-request-id}o)s'
 limit_request_line = 4094  # gunicorn's default, named here because the 414 message quotes it
 # X-Forwarded-Proto (https behind a TLS-terminating proxy) only from TRUSTED_PROXIES, like Django's
 # view of client addresses (gunicorn's default would trust loopback, where a sidecar may sit).
@@ -68,7 +72,8 @@ def json_error_response(status: int, reason: str) -> bytes:
         code, message = _ANSWERS.get(status, _SERVER_ERROR)
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Cache-Control: no-store\r\nContent-Length: {len(body)}\r\n\r\n")
+            f"Cache-Control: no-store\r\nX-Request-ID: {uuid.uuid4().hex}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 
 

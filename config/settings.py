@@ -50,6 +50,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer (the check API's fast path and error pages included) carries X-Request-ID,
+    # every log line of the request its id (docs/operations.md "Logs").
+    "operations.request_id.RequestIdMiddleware",
     # Failed authentication per client address (Rate limits): for trusted addresses one cached lookup.
     "billing.api.auth_failures.FailedAuthenticationLimitMiddleware",
     # Answers GET /api/subscriptions/check/<id> before the browser-oriented middleware below (hot path).
@@ -501,14 +504,39 @@ OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = env.bool("OUTGOING_WEBHOOK_SEND_AFTER_REQU
 
 
 # --- Error tracking (docs/operations.md "Errors") -----------------------------------------------
+# Sentry (or a Sentry-compatible service such as GlitchTip) receives unhandled errors of requests and
+# Celery tasks when SENTRY_DSN is set; personal data and secrets are scrubbed (operations/sentry.py).
+SENTRY_DSN = env_secret(env, "SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)  # 0: errors only
+if SENTRY_DSN:
+    from operations.sentry import sentry_init
+
+    sentry_init(SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)
 
 
-# --- Logging ----------------------------------------------------------------------------------
+# --- Logging (docs/operations.md "Logs") ---------------------------------------------------------
+# json: one JSON object per line (time, level, logger, message, request_id / task_id / event_id /
+# subscription_id / user_id where known), for a log shipper; text: readable lines for a terminal.
+# Default: text with DEBUG (`make run`), json otherwise. Secrets and credentials are masked in both.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "filters": {"context": {"()": "operations.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "operations.logging.JsonFormatter"},
+        "text": {"()": "operations.logging.TextFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The stripe library logs every API call at INFO (method, path, status, request id): kept at
+        # INFO as an audit of what was asked of Stripe; its DEBUG lines (request bodies) are not wanted.
+        "stripe": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL},
+    },
 }

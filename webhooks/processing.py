@@ -21,6 +21,7 @@ from billing.providers import registry
 from billing.providers.base import InboundEvent, Undecodable, retry_may_help
 from billing.snapshots import Cause, CauseKind
 from operations import metrics
+from operations.log_context import log_context
 
 from . import bodies, queue, retries
 from .models import WebhookEvent
@@ -57,7 +58,8 @@ def event_process_soon(event_id: int) -> None:
     drain). Never raises (the event is committed; the sweeper is the safety net)."""
     try:
         if queue.inline():
-            event_process(event_id)
+            with log_context(event_id=event_id):
+                event_process(event_id)
         elif not queue.kick_drain():  # broker unreachable: due now, so the next sweep takes it at once
             WebhookEvent.objects.filter(pk=event_id, status=Status.RECEIVED, next_attempt_at__isnull=True).update(
                 next_attempt_at=timezone.now())
@@ -176,7 +178,8 @@ def _attempt_together(events: list[WebhookEvent]) -> list[_Attempt]:
     parsed = []
     for event in events:
         try:
-            parsed.append(registry.get_adapter(event.provider).parse(_inbound(event)))
+            with log_context(event_id=event.pk):
+                parsed.append(registry.get_adapter(event.provider).parse(_inbound(event)))
         except Exception as exc:
             raise _ParseFailed(event, exc) from exc
     results = iter(apply_snapshots([(snapshot, Cause(CauseKind.WEBHOOK, ref=str(event.pk)))
@@ -193,6 +196,11 @@ def _attempt_together(events: list[WebhookEvent]) -> list[_Attempt]:
 def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attempt:
     """One processing attempt, inside the transaction that holds the event's lock. `failed`: how its
     parse already failed in this attempt (in a drain group): recorded without asking the store again."""
+    with log_context(event_id=event.pk):
+        return _attempt_logged(event, failed)
+
+
+def _attempt_logged(event: WebhookEvent, failed: Exception | None) -> _Attempt:
     now = timezone.now()
     event.attempts += 1
     try:
@@ -202,7 +210,8 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
         with transaction.atomic():  # savepoint: a failed attempt leaves only the record of it
             parsed = adapter.parse(_inbound(event))
             cause = Cause(CauseKind.WEBHOOK, ref=str(event.pk))
-            results = apply_snapshots([(snapshot, cause) for snapshot in parsed.snapshots])
+            with log_context(user_id=_only({s.user_id for s in parsed.snapshots})):
+                results = apply_snapshots([(snapshot, cause) for snapshot in parsed.snapshots])
             _link([event], [results])
     except Exception as exc:
         if _retryable(exc):
@@ -213,6 +222,11 @@ def _attempt(event: WebhookEvent, *, failed: Exception | None = None) -> _Attemp
         deadline_work = None if event.done_while_failing else _inbound_or_none(event)
         return _Attempt(event.pk, event.status, retry_in=retry_in, failed=deadline_work, error=exc, event=event)
     return _record_outcome(event, parsed, results, now)
+
+
+def _only(values: set):
+    """The one value of a set (None when empty or several): a log field only where it is unambiguous."""
+    return next(iter(values)) if len(values) == 1 else None
 
 
 def _inbound(event: WebhookEvent) -> InboundEvent:
@@ -307,6 +321,12 @@ def _count(event: WebhookEvent, status: str) -> None:
 def _after_commit_work(attempt: _Attempt) -> str:
     """Work outside the transaction: follow-ups of the adapter (may call the store), what a failed
     attempt's store still needs (`while_failing`), retry scheduling."""
+    # The subscription, when the event touched exactly one (a follow-up acts on it).
+    with log_context(event_id=attempt.event_id, subscription_id=_only({r.subscription_id for r in attempt.results})):
+        return _after_commit_logged(attempt)
+
+
+def _after_commit_logged(attempt: _Attempt) -> str:
     if attempt.after_apply:
         try:
             for follow_up in attempt.after_apply:

@@ -1,0 +1,3 @@
+from tests.settings import *  # noqa: F403
+
+ROOT_URLCONF = "tests.operations.urls_logging"
