@@ -9,6 +9,12 @@ class OutgoingConfig(AppConfig):
     verbose_name = "Outgoing webhooks"
 
     def ready(self):
+        from webhooks import attention
+
         from . import inline  # models are loaded only now
+        from .attention import delivery_rows
 
         inline.connect()
+        # Dead deliveries join the admin's "Needs attention" box; webhooks does not import outgoing.
+        if delivery_rows not in attention.SOURCES:
+            attention.SOURCES.append(delivery_rows)

@@ -93,7 +93,9 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         constraints = [models.UniqueConstraint(fields=["endpoint", "event"], name="delivery_once_per_endpoint")]
         indexes = [models.Index(fields=["next_attempt_at"], name="delivery_due",
-                                condition=models.Q(status="pending"))]
+                                condition=models.Q(status="pending")),
+                   # the admin index's "Needs attention" count
+                   models.Index(fields=["status"], name="delivery_dead", condition=models.Q(status="dead"))]
 
     def __str__(self):
         return f"{self.event} → {self.endpoint}"

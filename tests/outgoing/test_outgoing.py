@@ -153,7 +153,8 @@ def celery_messages() -> list[dict]:
 
 
 @pytest.mark.django_db
-def test_a_dead_endpoint_delays_neither_the_dispatch_nor_the_other_endpoint(receivers, settings, monkeypatch):
+def test_a_dead_endpoint_delays_neither_the_dispatch_nor_the_other_endpoint(receivers, settings, monkeypatch,
+                                                                           admin_client):
     settings.OUTGOING_WEBHOOK_READ_TIMEOUT_SECONDS = 0.5
     ProductFactory(store_product_id="price_m")
     hanging, steady = receivers(hang=True), receivers(200)
@@ -186,6 +187,11 @@ def test_a_dead_endpoint_delays_neither_the_dispatch_nor_the_other_endpoint(rece
     assert len(steady.received) == 1 + 14  # every later change at once
     first = Delivery.objects.filter(endpoint=hanging_endpoint).order_by("id").first()
     assert first.status == Delivery.Status.DEAD and first.attempts >= 5 and first.next_attempt_at is None
+    # Staff see it without looking for it: the admin index's "Needs attention" box counts and links them.
+    dead = Delivery.objects.filter(status=Delivery.Status.DEAD).count()
+    box = admin_client.get("/admin/").content.decode().split('id="needs-attention"')[1].split("</table>")[0]
+    assert "Dead outgoing webhook deliveries" in box and f"<strong>{dead}</strong>" in box
+    assert "/admin/outgoing/delivery/?status__exact=dead" in box
 
 
 @pytest.mark.django_db
