@@ -10,36 +10,15 @@ from rest_framework.parsers import JSONParser as DRFJSONParser
 from rest_framework.parsers import get_encoding
 from rest_framework.utils.json import strict_constant
 
+from billing.storable import json_problem
+
 MAX_DEPTH = 32  # our deepest request body is 2 levels; Stripe's API refuses far less than this too
 
 
-def _string_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "a NUL character"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "an unpaired surrogate"
-    return None
-
-
 def body_problem(data) -> str | None:
-    """What makes a parsed body unacceptable, or None. Iterative: a deep body must not recurse here."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return f"The JSON body is nested deeper than {MAX_DEPTH} levels."
-        if isinstance(value, str):
-            found = _string_problem(value)
-            if found:
-                return f"A string in the JSON body contains {found}."
-        elif isinstance(value, dict):
-            stack.extend((key, depth) for key in value)
-            stack.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list):
-            stack.extend((item, depth + 1) for item in value)
-    return None
+    """What makes a parsed body unacceptable (billing/storable.py: what PostgreSQL cannot store), or None."""
+    problem = json_problem(data, max_depth=MAX_DEPTH)
+    return f"The JSON body cannot be taken: {problem}." if problem else None
 
 
 class JSONParser(DRFJSONParser):

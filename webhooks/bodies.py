@@ -10,11 +10,11 @@ marked failed, and decoded from the stored bytes when it is replayed (`inbound_e
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import replace
 
 from billing.providers import registry
 from billing.providers.base import InboundEvent, VerifiedEvent
+from billing.storable import json_problem, text_problem
 
 # Deeper than any store's payload (Stripe's events nest about 10 levels), far below what psycopg's
 # JSON encoder and PostgreSQL's stack take.
@@ -27,53 +27,16 @@ def body_key(body: bytes) -> str:
     return f"body:sha256:{hashlib.sha256(body).hexdigest()}"
 
 
-def text_problem(value: str) -> str:
-    """Why PostgreSQL cannot store this text ("" if it can)."""
-    if "\x00" in value:
-        return "it holds a NUL character (\\u0000), which PostgreSQL cannot store in text or JSON"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return (f"it holds a lone surrogate (\\u{ord(value[exc.start]):04x}), which is not Unicode text "
-                "and cannot be stored")
-    return ""
-
-
 def escaped(value: str) -> str:
     """The text with a NUL and lone surrogates as their JSON escapes: storable, and shown as sent."""
     return value.replace("\x00", "\\u0000").encode("utf-8", errors="backslashreplace").decode("utf-8")
-
-
-def json_problem(value) -> str:
-    """Why PostgreSQL's jsonb cannot take this decoded JSON ("" if it can). Iterative: a deep value
-    never costs Python's stack."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_PAYLOAD_DEPTH:
-            return f"it is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
-        if isinstance(item, dict):
-            for key, child in item.items():
-                problem = text_problem(key) if isinstance(key, str) else ""
-                if problem:
-                    return problem
-                stack.append((child, depth + 1))
-        elif isinstance(item, (list, tuple)):
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
-            problem = text_problem(item)
-            if problem:
-                return problem
-        elif isinstance(item, float) and not math.isfinite(item):
-            return "it holds NaN or Infinity, which JSON in PostgreSQL cannot hold"
-    return ""
 
 
 def storable(verified: VerifiedEvent, body: bytes) -> tuple[VerifiedEvent, str]:
     """The event as it can be stored, and the problem ("" when it can be stored whole). With a
     problem, the payload is left out (the bytes keep it) and each text field is kept only if storable
     (the store's event id still dedupes redeliveries; else the body's digest does)."""
-    problem = json_problem(verified.payload)
+    problem = json_problem(verified.payload, max_depth=MAX_PAYLOAD_DEPTH)
     texts = (verified.dedupe_key, verified.event_type, verified.environment, *verified.store_ids)
     problem = problem or next((p for p in map(text_problem, texts) if p), "")
     if not problem:

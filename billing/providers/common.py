@@ -154,15 +154,3 @@ def json_decode(data: bytes | str, *, what: str = "The body"):
         raise Undecodable(f"{what} is JSON nested deeper than the parser goes.") from None
     except ValueError as exc:
         raise Undecodable(f"{what} is not JSON: {exc}") from None
-
-
-def storable_text(value: str) -> bool:
-    """Whether PostgreSQL can take this text (in a query too): no NUL character, no lone surrogate.
-    An id that fails this names nothing stored here."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from billing.models import Subscription
 from billing.providers.base import Answer, InboundEvent, ParseResult, PermanentError, ProviderAdapter, VerifiedEvent
-from billing.providers.common import storable_text
 from billing.snapshots import Environment, Provider, Snapshot
+from billing.storable import text_problem
 
 from . import auth, client, mapping, selectors
 from .mapping import XsollaSubscription
@@ -97,7 +97,7 @@ class XsollaAdapter(ProviderAdapter):
         if event.event_type != mapping.USER_VALIDATION:
             return None
         user_id = mapping.user_id_of(event.payload)
-        if storable_text(user_id) and selectors.subscriber_exists(user_id):
+        if not text_problem(user_id) and selectors.subscriber_exists(user_id):
             return self.dialect.success(duplicate=False)
         return self.dialect.error(status=400, code=auth.INVALID_USER, message=f"Unknown user {user_id!r}.")
 
