@@ -43,13 +43,13 @@ class ApiKey(models.Model):
     """A service caller's key. Only a SHA-256 of the key is stored (keys are 256-bit random,
     so a slow hash buys nothing); the prefix finds the row without scanning."""
 
-    SCOPES = ("check", "read", "verify", "manage")
+    SCOPES = ("check", "read", "verify", "manage", "finance")
     PREFIX_LENGTH = 8
 
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, editable=False)
-    scopes = models.JSONField(default=list, help_text="Any of: check, read, verify, manage")
+    scopes = models.JSONField(default=list, help_text="Any of: check, read, verify, manage, finance")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     revoked_at = models.DateTimeField(null=True, blank=True)

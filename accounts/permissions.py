@@ -10,7 +10,7 @@ from config.api_errors import ApiError, error_body
 from .networks import is_trusted_request
 from .principals import Principal
 
-SCOPES = ("check", "read", "verify", "manage")
+SCOPES = ("check", "read", "verify", "manage", "finance")
 
 
 def _principal(request) -> Principal | None:
@@ -75,6 +75,7 @@ CanCheck = scope_or_end_user("check")
 CanRead = scope_or_end_user("read")
 CanVerify = scope_or_end_user("verify")
 CanManage = scope_or_end_user("manage")
+CanExportFinance = scope_or_end_user("finance", end_users=False)  # BI tools; never end users
 
 
 def acting_user_id(principal: Principal, given: str | None, *, required_for_services: bool = True) -> str:

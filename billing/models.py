@@ -9,7 +9,7 @@ from django.db import models
 
 from accounts.models import Subscriber
 
-from .snapshots import CauseKind, Environment, PeriodUnit, Provider, TransactionKind
+from .snapshots import CauseKind, Environment, OfferKind, PeriodUnit, Provider, TransactionKind
 from .statuses import STATUS_CHOICES, Status, access_ends_at, is_entitled
 
 
@@ -148,7 +148,9 @@ class StatusChange(models.Model):
 
 
 class Transaction(models.Model):
-    """The money ledger. Amounts are positive minor units; the kind gives the direction."""
+    """The money ledger: one row per money movement. Amounts are positive minor units; the kind gives
+    the direction. Rows are written once (by the one write path) and never changed, so an export for a
+    past moment can be reproduced (docs/finance.md)."""
 
     provider = models.CharField(max_length=16, choices=Provider.CHOICES)
     provider_transaction_id = models.CharField(max_length=255)
@@ -156,17 +158,35 @@ class Transaction(models.Model):
     kind = models.CharField(max_length=16, choices=TransactionKind.CHOICES)
     amount_minor = models.BigIntegerField(null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
-    occurred_at = models.DateTimeField()
+    occurred_at = models.DateTimeField(help_text="When it happened at the store")
+    recorded_at = models.DateTimeField(auto_now_add=True, help_text="When we recorded it (a late refund shows)")
     environment = models.CharField(max_length=16, choices=Environment.CHOICES, default=Environment.PRODUCTION)
+    # Each only where the store says it (docs/finance.md "Columns"): empty means not told, never guessed.
+    order_id = models.CharField(max_length=255, blank=True,
+                                help_text="Google orderId, Apple transactionId, Stripe invoice, Xsolla transaction")
+    line_item_id = models.CharField(max_length=255, blank=True, help_text="Apple webOrderLineItemId")
+    charge_id = models.CharField(max_length=255, blank=True, help_text="Stripe charge")
+    period_start = models.DateTimeField(null=True, blank=True, help_text="The service period it pays for")
+    period_end = models.DateTimeField(null=True, blank=True)
+    country = models.CharField(max_length=3, blank=True, help_text="ISO 3166 alpha-2, or Apple's storefront")
+    offer_kind = models.CharField(max_length=16, choices=OfferKind.CHOICES, blank=True)
+    refers_to = models.CharField(max_length=255, blank=True,
+                                 help_text="Refunds, chargebacks, reversals: the store id of the payment")
+    store_product_id = models.CharField(max_length=255, blank=True)
+    fee_minor = models.BigIntegerField(null=True, blank=True, help_text="Stripe: from the balance transaction")
+    net_minor = models.BigIntegerField(null=True, blank=True)
+    settlement_currency = models.CharField(max_length=3, blank=True, help_text="The currency of fee and net")
     raw = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-occurred_at"]
+        permissions = [("export_finance", "Can export finance data (CSV / JSON lines)")]
         constraints = [models.UniqueConstraint(fields=["provider", "provider_transaction_id"],
                                                name="transaction_unique_per_provider")]
         indexes = [models.Index(fields=["occurred_at"], name="transaction_by_time"),
-                   models.Index(fields=["provider_transaction_id"], name="transaction_by_store_id")]
+                   models.Index(fields=["provider_transaction_id"], name="transaction_by_store_id"),
+                   models.Index(fields=["order_id"], name="transaction_by_order_id",
+                                condition=~models.Q(order_id=""))]
 
     def __str__(self):
         return f"{self.kind} {self.provider}:{self.provider_transaction_id}"

@@ -40,8 +40,21 @@ class TransactionKind:
     RENEWAL = "renewal"
     REFUND = "refund"
     CHARGEBACK = "chargeback"
-    CHOICES = [(PURCHASE, "purchase"), (RENEWAL, "renewal"), (REFUND, "refund"), (CHARGEBACK, "chargeback")]
+    REFUND_REVERSED = "refund_reversed"  # a refund or chargeback undone: money back in (e.g. a dispute won)
+    CHOICES = [(PURCHASE, "purchase"), (RENEWAL, "renewal"), (REFUND, "refund"), (CHARGEBACK, "chargeback"),
+               (REFUND_REVERSED, "refund reversed")]
     OUTGOING = (REFUND, CHARGEBACK)
+
+
+class OfferKind:
+    """The offer a payment was made under, where the store says it."""
+
+    INTRODUCTORY = "introductory"  # a discounted first period (pay as you go / up front)
+    FREE_TRIAL = "free_trial"
+    PROMOTIONAL = "promotional"  # a promotional offer or coupon
+    OFFER_CODE = "offer_code"  # Apple offer codes, Google promo codes
+    CHOICES = [("", "none"), (INTRODUCTORY, "introductory"), (FREE_TRIAL, "free trial"),
+               (PROMOTIONAL, "promotional"), (OFFER_CODE, "offer code")]
 
 
 class CauseKind:
@@ -77,6 +90,19 @@ class TransactionRecord:
     amount_minor: int | None = None  # always positive; the kind says the direction
     currency: str = ""
     raw: dict = field(default_factory=dict)
+    # The ledger's details, each only where the store says it (docs/finance.md "Columns"); never guessed.
+    order_id: str = ""  # the store's order id: Google orderId, Apple transactionId, Stripe invoice, Xsolla
+    line_item_id: str = ""  # Apple webOrderLineItemId
+    charge_id: str = ""  # Stripe charge id
+    period_start: datetime | None = None  # the service period this payment pays for
+    period_end: datetime | None = None
+    country: str = ""  # ISO 3166 alpha-2, or Apple's storefront (alpha-3) as Apple sends it
+    offer_kind: str = ""  # OfferKind
+    refers_to: str = ""  # refunds, chargebacks, reversals: the provider_transaction_id of the payment
+    store_product_id: str = ""
+    fee_minor: int | None = None  # Stripe: from the balance transaction, in settlement_currency
+    net_minor: int | None = None
+    settlement_currency: str = ""
 
 
 @dataclass(frozen=True)

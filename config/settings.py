@@ -47,6 +47,10 @@ INSTALLED_APPS = [
     "webhooks",
     "operations",
     "outgoing",
+    "audit",
+    "finance",
+    "support",
+    "privacy",
 ]
 
 MIDDLEWARE = [
@@ -217,6 +221,9 @@ CELERY_BEAT_SCHEDULE = {
     # --- operations ---
     # Alerts: dead events, Google deadlines, outbox backlog, overdue beat jobs, silent stores.
     "operations-check-alerts": {"task": "operations.tasks.check_alerts", "schedule": 5 * 60.0},
+    # --- finance ---
+    # --- reconciliation ---
+    # --- privacy and retention ---
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -501,6 +508,18 @@ OUTGOING_WEBHOOK_ALLOW_HTTP = env.bool("OUTGOING_WEBHOOK_ALLOW_HTTP", default=DE
 # No broker and no beat (`make run`): the web process dispatches after each request (outgoing/inline.py).
 OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = env.bool("OUTGOING_WEBHOOK_SEND_AFTER_REQUEST",
                                                default=CELERY_TASK_ALWAYS_EAGER and DEBUG)
+
+
+# --- Finance (docs/finance.md) -------------------------------------------------------------------
+
+
+# --- Support console (docs/support.md) -------------------------------------------------------------
+
+
+# --- Reconciliation, store budgets, double payments (docs/operations.md) ----------------------------
+
+
+# --- Privacy requests and retention (docs/operations.md "Retention") --------------------------------
 
 
 # --- Error tracking (docs/operations.md "Errors") -----------------------------------------------

@@ -6,6 +6,8 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
     path("", include("operations.urls")),
+    path("", include("finance.urls")),
+    path("", include("support.urls")),
 ]
 
 # Errors outside DRF's views (unknown URLs, uncaught exceptions) answer JSON too (config/api_errors.py).
