@@ -2,12 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    path("", include("support.urls")),  # its pages under admin/support/: before the admin's catch-all
     path("admin/", admin.site.urls),
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
     path("", include("operations.urls")),
     path("", include("finance.urls")),
-    path("", include("support.urls")),
 ]
 
 # Errors outside DRF's views (unknown URLs, uncaught exceptions) answer JSON too (config/api_errors.py).

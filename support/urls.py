@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns = []
+from . import views
+
+urlpatterns = [
+    path("admin/support/undo/<int:entry_id>/", views.undo, name="support-undo"),
+]

@@ -1,0 +1,28 @@
+"""The one way to write the audit log: `record(...)` after a staff or API-key action, in the same
+database transaction as the change it describes (so a change and its entry land together)."""
+
+from accounts.models import Subscriber
+
+from .models import AuditEntry
+
+
+def actor_fields(actor) -> dict:
+    """A staff user (request.user) or an API caller (accounts.principals.Principal) as the entry's actor."""
+    if actor is None:
+        return {"actor_label": "system"}
+    api_key_id = getattr(actor, "api_key_id", None)
+    if api_key_id is not None:
+        return {"actor_api_key_id": api_key_id, "actor_label": f"API key {actor.name}"}
+    if getattr(actor, "pk", None) is not None:
+        return {"actor_user": actor, "actor_label": actor.get_username()}
+    return {"actor_label": str(actor)}
+
+
+def record(*, actor, action: str, reason: str = "", subscriber: Subscriber | None = None,
+           subscription_id: int | None = None, target: str = "", details: dict | None = None,
+           undoes: AuditEntry | None = None) -> AuditEntry:
+    """Write one audit entry. `details` holds what changed (before/after) and, for an action that can
+    be undone, `"undoable": True` plus what the undo needs (support/undo.py reads it)."""
+    return AuditEntry.objects.create(**actor_fields(actor), action=action, reason=reason, subscriber=subscriber,
+                                     subscription_id=subscription_id, target=target, details=details or {},
+                                     undoes=undoes)
