@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("support.urls")),  # its pages under admin/support/: before the admin's catch-all
+    # The console's and finance's pages under admin/: before the admin's catch-all.
+    path("", include("support.urls")),
+    path("", include("finance.urls")),
     path("admin/", admin.site.urls),
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
     path("", include("operations.urls")),
-    path("", include("finance.urls")),
 ]
 
 # Errors outside DRF's views (unknown URLs, uncaught exceptions) answer JSON too (config/api_errors.py).
