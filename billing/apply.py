@@ -24,6 +24,7 @@ from accounts.services import subscriber_set_identity, subscribers_get_or_create
 
 from . import after_commit, outbox, sandbox_purchases
 from .db import insert_rows_ignoring_conflict, update_rows
+from .ledger import ledger_amount, ledger_details
 from .models import Outbox, Product, StatusChange, Subscription, Transaction
 from .snapshots import Cause, CauseKind, Snapshot
 from .statuses import Status, grants_access
@@ -293,9 +294,9 @@ class _Batch:
             self.recorded.add((sub.provider, t.provider_transaction_id))
             self.transactions.append(Transaction(
                 provider=sub.provider, provider_transaction_id=t.provider_transaction_id, subscription=sub,
-                kind=t.kind, amount_minor=abs(t.amount_minor) if t.amount_minor is not None else None,
+                kind=t.kind, amount_minor=ledger_amount(sub.provider, t),
                 currency=(t.currency or "").upper(), occurred_at=t.occurred_at, environment=snapshot.environment,
-                raw=t.raw))
+                raw=t.raw, **ledger_details(t)))
             added += 1
         return added
 

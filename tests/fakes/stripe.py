@@ -218,6 +218,7 @@ class FakeStripe:
             ("GET", r"/v1/refunds", lambda p: self.listing("refund", p)),
             ("GET", r"/v1/refunds/([^/]+)", lambda p, i: self.get(i, "refund")),
             ("GET", r"/v1/disputes/([^/]+)", lambda p, i: self.get(i, "dispute")),
+            ("GET", r"/v1/balance_transactions/([^/]+)", lambda p, i: self.get(i, "balance_transaction")),
             ("POST", r"/v1/checkout/sessions", self.checkout_session_create),
             ("GET", r"/v1/checkout/sessions/([^/]+)", lambda p, i: self.get(i, "checkout.session")),
             ("POST", r"/v1/billing_portal/sessions", self.portal_session_create),
@@ -536,7 +537,9 @@ class FakeStripe:
                                             "message": "Your card was declined."}
             invoice["confirmation_secret"] = {"client_secret": intent["client_secret"], "type": "payment_intent"}
             return "failed"
-        charge.update(status="succeeded", paid=True)
+        charge.update(status="succeeded", paid=True,
+                      balance_transaction=self.balance_transaction(charge["id"], charge["amount"], charge["currency"],
+                                                                   "charge")["id"])
         intent.update(status="succeeded", amount_received=invoice["amount_due"])
         payment.update(status="paid", amount_paid=invoice["amount_due"])
         payment["status_transitions"]["paid_at"] = self.now()
@@ -647,6 +650,22 @@ class FakeStripe:
         self._emit_invoice_outcome(invoice, outcome)
         return invoice
 
+    def balance_transaction(self, source: str, amount: int, currency: str, type_: str, *,
+                            fee: int | None = None) -> dict:
+        """Stripe's record of money moving on the balance: a charge's fee is 2.9 % + 30 (US cards);
+        refunds give no fee back; a dispute costs 1500 (Stripe's published prices)."""
+        if fee is None:
+            fee = round(amount * 0.029) + 30 if type_ == "charge" else 0
+        txn = {"id": new_id("txn"), "object": "balance_transaction", "amount": amount,
+               "available_on": self.now() + 2 * DAY,
+               "balance_type": "payments", "created": self.now(), "currency": currency, "description": None,
+               "exchange_rate": None, "fee": fee,
+               "fee_details": [{"amount": fee, "application": None, "currency": currency,
+                                "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [],
+               "net": amount - fee, "reporting_category": type_, "source": source, "status": "pending",
+               "type": type_}
+        return self.put(txn)
+
     def latest_charge(self, sub_id: str) -> dict:
         invoice = self.get(self.get(sub_id, "subscription")["latest_invoice"], "invoice")
         payment = next(o for o in self.objects.values() if o.get("object") == "invoice_payment"
@@ -660,7 +679,9 @@ class FakeStripe:
         amount = charge["amount"] - charge["amount_refunded"] if amount is None else amount
         refund.update(id=new_id("re"), amount=amount, charge=charge_id, currency=charge["currency"],
                       payment_intent=charge["payment_intent"], created=self.now(), status="succeeded",
-                      customer=charge["customer"], balance_transaction=None, destination_details=None)
+                      customer=charge["customer"], destination_details=None)
+        refund["balance_transaction"] = self.balance_transaction(refund["id"], -amount, charge["currency"],
+                                                                 "refund")["id"]
         self.put(refund)
         previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
         charge["amount_refunded"] += amount
@@ -677,11 +698,24 @@ class FakeStripe:
         dispute = source["data"]["object"]
         dispute.update(id=new_id("dp"), charge=charge_id, amount=charge["amount"], currency=charge["currency"],
                        payment_intent=charge["payment_intent"], created=self.now(), livemode=self.livemode,
-                       balance_transactions=[], balance_transaction=None, status="needs_response",
-                       reason="fraudulent")
+                       balance_transaction=None, status="needs_response", reason="fraudulent")
+        # The dispute carries its balance transactions expanded: the amount withdrawn and the dispute fee.
+        dispute["balance_transactions"] = [
+            self.balance_transaction(dispute["id"], -charge["amount"], charge["currency"], "dispute", fee=1500)]
         self.put(dispute)
         charge["disputed"] = True
         self.emit("charge.dispute.created", dispute)
+        return dispute
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> dict:
+        """The bank decides: won reinstates the amount (the fee stays with Stripe)."""
+        dispute = self.get(dispute_id, "dispute")
+        previous = {"status": dispute["status"]}
+        dispute["status"] = "won" if won else "lost"
+        if won:
+            dispute["balance_transactions"].append(
+                self.balance_transaction(dispute["id"], dispute["amount"], dispute["currency"], "dispute", fee=0))
+        self.emit("charge.dispute.closed", dispute, previous)
         return dispute
 
     # --- Checkout and the customer portal -------------------------------------------------------------

@@ -21,7 +21,7 @@ ENTRY_POINTS = {"auth": "webhook_authenticate", "client": "subscription_get", "m
 TESTS = Path(__file__).parent
 # tests/providers/<store>/ mirrors the package: the same test files with the same roles in every store.
 TEST_FILES = {"conftest.py", "test_auth.py", "test_events.py", "test_client.py", "test_mapping.py", "test_api.py",
-              "test_repoll.py"}
+              "test_repoll.py", "test_ledger.py"}
 
 
 def public(cls) -> set[str]:

@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from appstoreserverlibrary.receipt_utility import ReceiptUtility
 
 from billing.providers.common import datetime_from_millis, minor_from_milli
-from billing.snapshots import Provider, Snapshot, TransactionKind, TransactionRecord
+from billing.snapshots import OfferKind, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 
 # data.status of a notification / lastTransactions item.
@@ -122,9 +122,30 @@ def _status_from_state(status_code, transaction, renewal, current, *, revoked_no
 
 # --- Snapshots --------------------------------------------------------------------------------
 
-def transaction_records(transaction: dict) -> tuple[TransactionRecord, ...]:
-    """The money facts of a transaction: its purchase or renewal, and its refund if revoked.
-    A family member's access is paid by the organizer (recorded on the organizer's subscription)."""
+# Apple's offerType: 1 introductory, 2 promotional, 3 offer code, 4 win-back (a promotional offer).
+_OFFER_KINDS = {1: OfferKind.INTRODUCTORY, 2: OfferKind.PROMOTIONAL, 3: OfferKind.OFFER_CODE, 4: OfferKind.PROMOTIONAL}
+
+
+def offer_kind(transaction: dict) -> str:
+    if transaction.get("offerDiscountType") == "FREE_TRIAL":
+        return OfferKind.FREE_TRIAL
+    return _OFFER_KINDS.get(transaction.get("offerType"), "")
+
+
+def _ledger_details(transaction: dict, tid: str) -> dict:
+    """What Apple says of a payment, for the ledger's columns (docs/finance.md)."""
+    line_item = transaction.get("webOrderLineItemId")
+    return {"order_id": tid, "line_item_id": str(line_item) if line_item else "",
+            "period_start": datetime_from_millis(transaction.get("purchaseDate")),
+            "period_end": datetime_from_millis(transaction.get("expiresDate")),
+            "country": transaction.get("storefront") or "", "offer_kind": offer_kind(transaction),
+            "store_product_id": transaction.get("productId") or ""}
+
+
+def transaction_records(transaction: dict, *, reversed_at: datetime | None = None) -> tuple[TransactionRecord, ...]:
+    """The money facts of a transaction: its purchase or renewal, its refund if revoked, and the
+    refund's reversal (REFUND_REVERSED, `reversed_at`). A family member's access is paid by the
+    organizer (recorded on the organizer's subscription)."""
     if transaction.get("inAppOwnershipType") == "FAMILY_SHARED" or not transaction.get("transactionId"):
         return ()
     tid = str(transaction["transactionId"])
@@ -134,10 +155,13 @@ def transaction_records(transaction: dict) -> tuple[TransactionRecord, ...]:
                                            "currency", "transactionReason", "offerType", "offerDiscountType",
                                            "storefront", "revocationReason", "revocationType",
                                            "revocationPercentage") if transaction.get(k) is not None}
+    details = _ledger_details(transaction, tid)
     kind = TransactionKind.RENEWAL if transaction.get("transactionReason") == "RENEWAL" else TransactionKind.PURCHASE
     records = [TransactionRecord(provider_transaction_id=tid, kind=kind, amount_minor=amount, currency=currency,
                                  occurred_at=datetime_from_millis(transaction.get("purchaseDate")) or datetime.now(UTC),
-                                 raw=raw)]
+                                 raw=raw, **details)]
+    refund_details = {"order_id": tid, "line_item_id": details["line_item_id"], "country": details["country"],
+                      "store_product_id": details["store_product_id"], "refers_to": tid}
     revoked_at = datetime_from_millis(transaction.get("revocationDate"))
     if revoked_at is not None and transaction.get("revocationType") != "FAMILY_REVOKE":
         refunded = amount
@@ -145,7 +169,14 @@ def transaction_records(transaction: dict) -> tuple[TransactionRecord, ...]:
         if refunded is not None and percentage is not None and transaction.get("revocationType") == "REFUND_PRORATED":
             refunded = int((Decimal(refunded) * int(percentage) / 100000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         records.append(TransactionRecord(provider_transaction_id=f"{tid}:refund", kind=TransactionKind.REFUND,
-                                         amount_minor=refunded, currency=currency, occurred_at=revoked_at, raw=raw))
+                                         amount_minor=refunded, currency=currency, occurred_at=revoked_at, raw=raw,
+                                         **refund_details))
+    elif reversed_at is not None:
+        # Apple reversed a refund it had granted: the money comes back. Once the revocation is gone Apple
+        # no longer says how much was refunded: the ledger gives back what it recorded (billing/ledger.py).
+        records.append(TransactionRecord(provider_transaction_id=f"{tid}:refund_reversed",
+                                         kind=TransactionKind.REFUND_REVERSED, amount_minor=None, currency=currency,
+                                         occurred_at=reversed_at, raw=raw, **refund_details))
     return tuple(records)
 
 
@@ -192,7 +223,7 @@ def subscription_snapshot(*, transaction: dict, renewal: dict | None, observed_a
         grace_until=grace_until,
         canceled_at=canceled_at,
         ended_at=ended_at,
-        transactions=transaction_records(transaction),
+        transactions=transaction_records(transaction, reversed_at=observed_at if kind == "REFUND_REVERSED" else None),
         raw={"notificationType": kind, "subtype": subtype, "status": status_code, "transaction": transaction,
              "renewal": renewal},
         note=note,

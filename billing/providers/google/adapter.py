@@ -131,7 +131,8 @@ def voided_purchase(event: InboundEvent) -> ParseResult:
         amount, currency = selectors.order_amount(order_id)
         extra = (mapping.refund_transaction(order_id=order_id, occurred_at=at, currency=currency,
                                             amount_minor=amount if voided.full_refund else None,
-                                            refund_type=voided.refund_type),)
+                                            refund_type=voided.refund_type,
+                                            voided_reason=confirmed.get("voidedReason")),)
     try:
         purchase = client.subscription_get(token)
     except SubscriptionNotFound:

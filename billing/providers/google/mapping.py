@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from billing.providers.base import PermanentError
 from billing.providers.common import datetime_from_iso, datetime_from_millis, minor_from_units_nanos
-from billing.snapshots import Environment, Provider, Snapshot, TransactionKind, TransactionRecord
+from billing.snapshots import Environment, OfferKind, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 
 # --- The notification ---------------------------------------------------------------------------
@@ -312,10 +312,24 @@ def subscription_snapshot(token: str, purchase: dict, *, observed_at: datetime, 
     )
 
 
+def offer_kind(item: dict, *, first_order: bool, purchase: dict) -> str:
+    """The offer an order was charged under: the line item's offer phase, or the signup promotion
+    (a promo code) of the first order."""
+    phase = item.get("offerPhase") or {}
+    if "freeTrial" in phase:
+        return OfferKind.FREE_TRIAL
+    if "introductoryPrice" in phase:
+        return OfferKind.INTRODUCTORY
+    if first_order and purchase.get("signupPromotion"):
+        return OfferKind.OFFER_CODE
+    return ""
+
+
 def _transactions(purchase: dict, *, observed_at: datetime, currency, amount) -> tuple[TransactionRecord, ...]:
     """One per successful order: the purchase and each renewal (`..N`) are distinct transactions. The
     amount is the plan's recurring price when the order was charged at it (not a trial, intro price
-    or proration, whose amounts the purchase does not carry)."""
+    or proration, whose amounts the purchase does not carry). The period it pays for ends at the line
+    item's expiry (the latest successful order's); Google gives its start only for the first order."""
     records = {}
     started_at = datetime_from_iso(purchase.get("startTime")) or observed_at
     for item in purchase.get("lineItems") or []:
@@ -335,16 +349,26 @@ def _transactions(purchase: dict, *, observed_at: datetime, currency, amount) ->
             occurred_at=observed_at if renewal else started_at,
             amount_minor=item_amount, currency=item_currency or currency or "",
             raw={"orderId": order_id, "productId": item.get("productId"),
-                 "basePlanId": (item.get("offerDetails") or {}).get("basePlanId")})
+                 "basePlanId": (item.get("offerDetails") or {}).get("basePlanId")},
+            order_id=order_id, store_product_id=item.get("productId") or "",
+            period_start=None if renewal else datetime_from_iso(purchase.get("startTime")),
+            period_end=datetime_from_iso(item.get("expiryTime")), country=purchase.get("regionCode") or "",
+            offer_kind=offer_kind(item, first_order=not renewal, purchase=purchase))
     return tuple(records.values())
 
 
+# Voided purchases: voidedReason 7 is a chargeback; the others (remorse, not received, fraud, …) refunds.
+CHARGEBACK_VOIDED_REASON = 7
+
+
 def refund_transaction(*, order_id: str, occurred_at: datetime, amount_minor: int | None, currency: str,
-                       refund_type) -> TransactionRecord:
+                       refund_type, voided_reason=None) -> TransactionRecord:
+    chargeback = voided_reason == CHARGEBACK_VOIDED_REASON
     return TransactionRecord(
-        provider_transaction_id=f"refund:{order_id}", kind=TransactionKind.REFUND, occurred_at=occurred_at,
-        amount_minor=amount_minor, currency=currency or "",
-        raw={"orderId": order_id, "refundType": refund_type})
+        provider_transaction_id=f"refund:{order_id}", kind=TransactionKind.CHARGEBACK if chargeback else
+        TransactionKind.REFUND, occurred_at=occurred_at, amount_minor=amount_minor, currency=currency or "",
+        raw={"orderId": order_id, "refundType": refund_type, "voidedReason": voided_reason},
+        order_id=order_id, refers_to=order_id)
 
 
 def voided_snapshot(token: str, *, at: datetime, transactions: tuple[TransactionRecord, ...]) -> Snapshot:

@@ -58,7 +58,7 @@ def invoice_changed(event: InboundEvent) -> ParseResult:
     if not subscription_id:
         return ParseResult(ignored_reason="the invoice is not for a subscription")
     paid = event.event_type in PAYMENT_EVENTS
-    transactions = (mapping.invoice_transaction(invoice),) if paid else ()
+    transactions = (mapping.invoice_transaction(invoice, _charge_of_paid_invoice(invoice)),) if paid else ()
     return _from_subscription(subscription_id, fallback=None, created=_created(event), transactions=transactions)
 
 
@@ -82,7 +82,7 @@ def charge_refunded(event: InboundEvent) -> ParseResult:
     subscription_id = _subscription_of_invoice(invoice_id) if invoice_id else None
     if not subscription_id:
         return ParseResult(ignored_reason="the charge is not for a subscription invoice")
-    transactions = mapping.refund_transactions(charge, _refunds_of_charge(charge))
+    transactions = mapping.refund_transactions(charge, _refunds_of_charge(charge), invoice_id=invoice_id)
     full = mapping.charge_fully_refunded(charge)
     sub, _ = _current(subscription_id, fallback=None, created=created)
     if sub is None:
@@ -115,7 +115,7 @@ def charge_dispute_created(event: InboundEvent) -> ParseResult:
     subscription_id = _subscription_of_invoice(invoice_id) if invoice_id else None
     if not subscription_id:
         return ParseResult(ignored_reason="the disputed charge is not for a subscription invoice")
-    transactions = (mapping.dispute_transaction(dispute),)
+    transactions = (mapping.dispute_transaction(dispute, invoice_id=invoice_id),)
     note = f"charge {charge_id} disputed ({dispute.get('reason')}): access revoked"
     sub, _ = _current(subscription_id, fallback=None, created=created)
     if sub is None:
@@ -127,6 +127,26 @@ def charge_dispute_created(event: InboundEvent) -> ParseResult:
     snapshot = services.subscription_state(sub, timezone.now(), status=Status.REVOKED, transactions=transactions,
                                            extra_raw={selectors.REVOKED_FOR_INVOICE: invoice_id}, note=note)
     return ParseResult(snapshots=[snapshot])
+
+
+def charge_dispute_closed(event: InboundEvent) -> ParseResult:
+    """A dispute decided: when won, the money comes back (a refund_reversed Transaction); access stays
+    as it is (Stripe does not restore a subscription, nor do we)."""
+    dispute, created = _object(event), _created(event)
+    charge_id = mapping.obj_id(dispute.get("charge"))
+    invoice_id = selectors.invoice_for_charge(charge_id, mapping.obj_id(dispute.get("payment_intent"))) \
+        if charge_id else None
+    subscription_id = selectors.subscription_id_for_invoice(invoice_id) if invoice_id else None
+    reversal = mapping.dispute_won_transaction(dispute, invoice_id=invoice_id or "")
+    if reversal is None:
+        return ParseResult(ignored_reason=f"dispute {dispute.get('id')} closed as {dispute.get('status')!r}")
+    if not subscription_id:
+        return ParseResult(ignored_reason="the disputed charge is not for a subscription invoice recorded here")
+    stored = _stored_or_wait(subscription_id)
+    if stored is None:
+        return ParseResult(ignored_reason=f"subscription {subscription_id} is not known here")
+    return ParseResult(snapshots=[_stored_snapshot(stored, created=created, transactions=(reversal,),
+                                                   note=f"dispute {dispute.get('id')} won: the money is back")])
 
 
 def catalogue_changed(event: InboundEvent) -> ParseResult:
@@ -251,6 +271,26 @@ def _subscription_of_invoice(invoice_id: str) -> str | None:
         return None
 
 
+def _charge_of_paid_invoice(invoice: dict) -> dict | None:
+    """The charge that paid an invoice, with its balance transaction (Stripe's fee and net), read once:
+    a redelivered invoice already in the ledger is not read again. Two calls (an expansion is at most
+    four levels deep): the invoice's payment with its payment intent, then the charge."""
+    if not settings.STRIPE_SECRET_KEY or not invoice.get("id") or selectors.invoice_recorded(invoice["id"]):
+        return None
+    charge_id = mapping.obj_id(invoice.get("charge"))  # API versions before 2025-03-31
+    if not charge_id:
+        payments = client.invoice_payments_list(invoice=invoice["id"], expand=("data.payment.payment_intent",))
+        data = payments.get("data") or []
+        intent = ((data[0].get("payment") or {}).get("payment_intent") if data else None) or {}
+        charge_id = mapping.obj_id(intent.get("latest_charge")) if isinstance(intent, dict) else None
+    if not charge_id:
+        return None
+    try:
+        return client.charge_get(charge_id, expand=("balance_transaction",))
+    except SubscriptionNotFound:
+        return None
+
+
 def _refunds_of_charge(charge: dict) -> list[dict]:
     """The event's own refunds (API versions before 2022-11-15 include them) merged with Stripe's
     list (the event's can be truncated, and current versions send none); Stripe's copy wins."""
@@ -292,6 +332,7 @@ class StripeAdapter(ProviderAdapter):
         "checkout.session.completed": checkout_session_completed,
         "charge.refunded": charge_refunded,
         "charge.dispute.created": charge_dispute_created,
+        "charge.dispute.closed": charge_dispute_closed,
         **dict.fromkeys(CATALOGUE_EVENTS, catalogue_changed),
     }
 

@@ -183,13 +183,16 @@ def invoice_payments_list(*, invoice: str | None = None, payment_intent: str | N
 
 
 @store_api("stripe")
-def charge_get(charge_id: str) -> dict:
-    return _call(lambda c: c.v1.charges.retrieve(charge_id), missing=f"Stripe has no charge {charge_id}")
+def charge_get(charge_id: str, *, expand: tuple[str, ...] = ()) -> dict:
+    params = {"expand": list(expand)} if expand else None
+    return _call(lambda c: c.v1.charges.retrieve(charge_id, params), missing=f"Stripe has no charge {charge_id}")
 
 
 @store_api("stripe")
 def refunds_list(*, charge: str) -> dict:
-    return _call(lambda c: c.v1.refunds.list({"charge": charge, "limit": 100}))
+    """A charge's refunds, each with its balance transaction (fee and net, for the ledger)."""
+    return _call(lambda c: c.v1.refunds.list({"charge": charge, "limit": 100,
+                                              "expand": ["data.balance_transaction"]}))
 
 
 # --- Catalogue ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from billing.providers import common
 from billing.providers.common import datetime_from_seconds
-from billing.snapshots import Environment, Provider, Snapshot, TransactionKind, TransactionRecord
+from billing.snapshots import Environment, OfferKind, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 
 USER_ID_KEY = "user_id"  # metadata key carrying the app's user id (subscription, session, customer)
@@ -180,23 +180,69 @@ def invoice_subscription_id(invoice: dict) -> str | None:
     return obj_id(details.get("subscription")) or obj_id(invoice.get("subscription"))
 
 
-def invoice_transaction(invoice: dict) -> TransactionRecord | None:
+def _invoice_line(invoice: dict) -> dict:
+    """The subscription's line of an invoice (the service period and the price it pays for)."""
+    lines = (invoice.get("lines") or {}).get("data") or []
+    for line in lines:
+        if ((line.get("parent") or {}).get("subscription_item_details") or {}) and not _proration(line):
+            return line
+    return lines[0] if lines else {}
+
+
+def _proration(line: dict) -> bool:
+    return bool((((line.get("parent") or {}).get("subscription_item_details") or {}).get("proration"))
+                or line.get("proration"))
+
+
+def _line_price(line: dict) -> str:
+    details = (line.get("pricing") or {}).get("price_details") or {}  # API versions from 2025-03-31
+    return obj_id(details.get("price")) or obj_id(line.get("price")) or ""
+
+
+def balance_details(balance_transactions: list[dict | str | None]) -> dict:
+    """Fee and net (as Stripe states them: net is negative for money out) from expanded balance
+    transactions; empty when Stripe has not made them yet or they were not expanded."""
+    expanded = [b for b in balance_transactions if isinstance(b, dict) and b.get("currency")]
+    if not expanded:
+        return {}
+    return {"fee_minor": sum(b.get("fee") or 0 for b in expanded),
+            "net_minor": sum(b.get("net") or 0 for b in expanded),
+            "settlement_currency": expanded[0]["currency"].upper()}
+
+
+def _country(invoice: dict, charge: dict | None) -> str:
+    address = invoice.get("customer_address") or {}
+    if address.get("country"):
+        return address["country"]
+    return (((charge or {}).get("billing_details") or {}).get("address") or {}).get("country") or ""
+
+
+def invoice_transaction(invoice: dict, charge: dict | None = None) -> TransactionRecord | None:
     """A paid invoice is money in: the first one a purchase, later ones renewals. Zero-amount
-    invoices (trial starts, fully discounted periods) move no money and are not recorded."""
+    invoices (trial starts, fully discounted periods) move no money and are not recorded. `charge`:
+    the charge that paid it, with its balance transaction expanded (fee and net), when it was read."""
     amount = invoice.get("amount_paid") or 0
     if amount <= 0 or not invoice.get("id"):
         return None
     first = invoice.get("billing_reason") == "subscription_create"
     kind = TransactionKind.PURCHASE if first else TransactionKind.RENEWAL
     paid_at = (invoice.get("status_transitions") or {}).get("paid_at") or invoice.get("created")
+    line = _invoice_line(invoice)
+    period = line.get("period") or {}
+    charge_id = obj_id((charge or {}).get("id")) or obj_id(invoice.get("charge")) or ""
     return TransactionRecord(
         provider_transaction_id=invoice["id"], kind=kind, occurred_at=datetime_from_seconds(paid_at),
         amount_minor=amount, currency=(invoice.get("currency") or "").upper(),
         raw={"invoice": invoice["id"], "billing_reason": invoice.get("billing_reason"),
-             "payment_intent": obj_id(invoice.get("payment_intent")), "charge": obj_id(invoice.get("charge"))})
+             "payment_intent": obj_id(invoice.get("payment_intent")) or obj_id((charge or {}).get("payment_intent")),
+             "charge": charge_id or None},
+        order_id=invoice["id"], charge_id=charge_id, period_start=datetime_from_seconds(period.get("start")),
+        period_end=datetime_from_seconds(period.get("end")), country=_country(invoice, charge),
+        offer_kind=OfferKind.PROMOTIONAL if invoice.get("discounts") or invoice.get("discount") else "",
+        store_product_id=_line_price(line), **balance_details([(charge or {}).get("balance_transaction")]))
 
 
-def refund_transactions(charge: dict, refunds: list[dict]) -> tuple[TransactionRecord, ...]:
+def refund_transactions(charge: dict, refunds: list[dict], *, invoice_id: str = "") -> tuple[TransactionRecord, ...]:
     """One refund Transaction per Stripe Refund (a charge can be refunded in several parts)."""
     records = []
     for refund in refunds:
@@ -206,17 +252,38 @@ def refund_transactions(charge: dict, refunds: list[dict]) -> tuple[TransactionR
             provider_transaction_id=refund["id"], kind=TransactionKind.REFUND,
             occurred_at=datetime_from_seconds(refund.get("created")), amount_minor=refund.get("amount"),
             currency=(refund.get("currency") or charge.get("currency") or "").upper(),
-            raw={"refund": refund["id"], "charge": charge.get("id"), "reason": refund.get("reason")}))
+            raw={"refund": refund["id"], "charge": charge.get("id"), "reason": refund.get("reason")},
+            order_id=invoice_id or "", charge_id=charge.get("id") or "", refers_to=invoice_id or "",
+            **balance_details([refund.get("balance_transaction")])))
     return tuple(records)
 
 
-def dispute_transaction(dispute: dict) -> TransactionRecord:
+def dispute_transaction(dispute: dict, *, invoice_id: str = "") -> TransactionRecord:
+    """A chargeback; the dispute carries its balance transactions (the amount and Stripe's dispute fee)."""
     return TransactionRecord(
         provider_transaction_id=dispute["id"], kind=TransactionKind.CHARGEBACK,
         occurred_at=datetime_from_seconds(dispute.get("created")),
         amount_minor=dispute.get("amount"), currency=(dispute.get("currency") or "").upper(),
         raw={"dispute": dispute["id"], "charge": obj_id(dispute.get("charge")), "reason": dispute.get("reason"),
-             "status": dispute.get("status")})
+             "status": dispute.get("status")},
+        order_id=invoice_id or "", charge_id=obj_id(dispute.get("charge")) or "", refers_to=invoice_id or "",
+        **balance_details(list(dispute.get("balance_transactions") or [])))
+
+
+def dispute_won_transaction(dispute: dict, *, invoice_id: str = "") -> TransactionRecord | None:
+    """A dispute closed in our favour: the money comes back (the chargeback reversed)."""
+    if dispute.get("status") != "won" or not dispute.get("id"):
+        return None
+    reinstated = [b for b in dispute.get("balance_transactions") or []
+                  if isinstance(b, dict) and (b.get("amount") or 0) > 0]
+    return TransactionRecord(
+        provider_transaction_id=f"{dispute['id']}:won", kind=TransactionKind.REFUND_REVERSED,
+        occurred_at=datetime_from_seconds((reinstated[-1] if reinstated else {}).get("created")
+                                          or dispute.get("created")),
+        amount_minor=dispute.get("amount"), currency=(dispute.get("currency") or "").upper(),
+        raw={"dispute": dispute["id"], "charge": obj_id(dispute.get("charge")), "status": "won"},
+        order_id=invoice_id or "", charge_id=obj_id(dispute.get("charge")) or "", refers_to=invoice_id or "",
+        **balance_details(reinstated))
 
 
 def charge_fully_refunded(charge: dict) -> bool:

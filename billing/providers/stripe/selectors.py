@@ -56,10 +56,14 @@ def subscription_id_for_invoice(invoice_id: str) -> str | None:
             .values_list("subscription__provider_subscription_id", flat=True).first())
 
 
+def invoice_recorded(invoice_id: str) -> bool:
+    return Transaction.objects.filter(provider=Provider.STRIPE, provider_transaction_id=invoice_id).exists()
+
+
 def invoice_for_charge(charge_id: str, payment_intent_id: str | None = None) -> str | None:
-    """The paid invoice we recorded for a charge. Only invoices of API versions before 2025-03-31
-    name their charge and payment intent, so this finds nothing for current ones."""
-    match = Q(raw__charge=charge_id)
+    """The paid invoice we recorded for a charge: the charge the ledger found for it (its `charge_id`),
+    or one an invoice of an API version before 2025-03-31 named."""
+    match = Q(charge_id=charge_id) | Q(raw__charge=charge_id)
     if payment_intent_id:
         match |= Q(raw__payment_intent=payment_intent_id)
     return (Transaction.objects.filter(match, provider=Provider.STRIPE,

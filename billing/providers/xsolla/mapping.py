@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from billing.providers.base import PermanentError
 from billing.providers.common import as_dict, datetime_from_iso, digest, minor_from_decimal, period_unit
-from billing.snapshots import Environment, Provider, Snapshot, TransactionKind, TransactionRecord
+from billing.snapshots import Environment, OfferKind, Provider, Snapshot, TransactionKind, TransactionRecord
 from billing.statuses import Status
 
 if TYPE_CHECKING:  # a type only: mapping reads no database
@@ -379,11 +379,13 @@ def transaction_record(event_type: str, body: dict, *, received_at: datetime, re
     raw = {"notification_type": event_type, "transaction": tx,
            "payment_details": as_dict(body.get("payment_details")),
            "refund_details": as_dict(body.get("refund_details"))}
+    details = _ledger_details(body, tx_id)
     if event_type == PAYMENT:
         return TransactionRecord(provider_transaction_id=tx_id,
                                  kind=TransactionKind.RENEWAL if renewal else TransactionKind.PURCHASE,
                                  occurred_at=payment_time(body) or received_at, amount_minor=amount_minor,
-                                 currency=currency, raw=raw)
+                                 currency=currency, raw=raw, **details, **_payout(body))
+    details["refers_to"] = tx_id
     code = _int(as_dict(body.get("refund_details")).get("code"))
     kind = TransactionKind.CHARGEBACK if code == CHARGEBACK_REFUND_CODE else TransactionKind.REFUND
     if event_type == PARTIAL_REFUND:
@@ -391,9 +393,37 @@ def transaction_record(event_type: str, body: dict, *, received_at: datetime, re
         # apart by their payment details. The amount stays unknown (finance reads the raw details).
         refund_id = f"partial_refund:{tx_id}:{digest(raw['payment_details'])}"
         return TransactionRecord(provider_transaction_id=refund_id, kind=kind, occurred_at=received_at,
-                                 amount_minor=None, currency=currency, raw=raw)
+                                 amount_minor=None, currency=currency, raw=raw, **details)
     return TransactionRecord(provider_transaction_id=f"{event_type}:{tx_id}", kind=kind, occurred_at=received_at,
-                             amount_minor=amount_minor, currency=currency, raw=raw)
+                             amount_minor=amount_minor, currency=currency, raw=raw, **details)
+
+
+def _ledger_details(body: dict, tx_id: str) -> dict:
+    """What Xsolla says of a payment for the ledger's columns (docs/finance.md)."""
+    purchase = as_dict(body.get("purchase"))
+    country = as_dict(body.get("user")).get("country")
+    offer = ""
+    if as_dict(purchase.get("coupon")).get("coupon_code"):
+        offer = OfferKind.OFFER_CODE
+    elif any(key.startswith("promotions") for key in purchase):
+        offer = OfferKind.PROMOTIONAL
+    return {"order_id": tx_id, "country": country if isinstance(country, str) and len(country) <= 3 else "",
+            "store_product_id": id_str(as_dict(purchase.get("subscription")).get("plan_id")), "offer_kind": offer}
+
+
+def _payout(body: dict) -> dict:
+    """Xsolla's fees and what it pays out, when all are in one currency (Xsolla's payment_details)."""
+    details = as_dict(body.get("payment_details"))
+    payout = as_dict(details.get("payout"))
+    fees = [as_dict(details.get(name)) for name in ("xsolla_fee", "payment_method_fee")]
+    currency = (payout.get("currency") or "").upper()
+    if not currency or any((fee.get("currency") or currency).upper() != currency for fee in fees):
+        return {}
+    net = minor_from_decimal(payout.get("amount"), currency)
+    fee_amounts = [minor_from_decimal(fee.get("amount"), currency) for fee in fees if fee.get("amount") is not None]
+    if net is None or any(amount is None for amount in fee_amounts):
+        return {}
+    return {"fee_minor": sum(fee_amounts), "net_minor": net, "settlement_currency": currency}
 
 
 def _amount(body: dict) -> tuple[int | None, str]:
