@@ -76,8 +76,10 @@ class Command(BaseCommand):
             return Snapshot(provider=provider, provider_subscription_id=pid, status=status, store_product_id=product,
                             raw={"demo": True, "provider": provider, "id": pid}, **kw)
 
-        def paid(tid, at, amount=999, currency="USD", kind=TransactionKind.PURCHASE):
-            return (TransactionRecord(tid, kind, at, amount, currency),)
+        def paid(tid, at, amount=999, currency="USD", kind=TransactionKind.PURCHASE, refers_to="", country="US"):
+            return (TransactionRecord(tid, kind, at, amount, currency, order_id=refers_to or tid, refers_to=refers_to,
+                                      country=country, period_start=None if refers_to else at,
+                                      period_end=None if refers_to else at + 30 * day),)
 
         return [
             snap("stripe", "sub_demo1001", Status.ACTIVE, "price_demo_premium_monthly", user_id="1001",
@@ -96,7 +98,7 @@ class Command(BaseCommand):
             snap("xsolla", "demo-xsolla-1004", Status.CANCELED, "premium_monthly", user_id="1004",
                  identity_field="xsolla_user_id", identity_value="1004", expires_at=now + 8 * day,
                  canceled_at=now - 3 * day, auto_renew=False, amount_minor=899, currency="EUR",
-                 transactions=paid("xsolla-demo-1004-1", started, 899, "EUR")),
+                 transactions=paid("xsolla-demo-1004-1", started, 899, "EUR", country="DE")),
             snap("stripe", "sub_demo1005", Status.EXPIRED, "price_demo_premium_monthly", user_id="1005",
                  started_at=now - 70 * day, expires_at=now - 10 * day, ended_at=now - 10 * day, auto_renew=False,
                  transactions=paid("in_demo1005_1", now - 70 * day) + paid("in_demo1005_2", now - 40 * day)),
@@ -104,7 +106,8 @@ class Command(BaseCommand):
                  identity_field="apple_app_account_token", identity_value=apple_token(1006),
                  expires_at=now + 15 * day, ended_at=now - 2 * day,
                  transactions=paid("2000000000001006", started)
-                 + paid("2000000000001006-refund", now - 2 * day, kind=TransactionKind.REFUND)),
+                 + paid("2000000000001006:refund", now - 2 * day, kind=TransactionKind.REFUND,
+                        refers_to="2000000000001006")),
             snap("manual", "manual-demo-1007", Status.ACTIVE, "entitlement:premium", user_id="1007",
                  expires_at=None, auto_renew=False),
             # A Google purchase whose user is unknown: support links it in the admin.
