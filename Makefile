@@ -18,15 +18,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# `make run` needs only the runtime set; the test tools (browser driver, fuzzer, localstripe) come with
+# `make test`. Both markers are kept, so switching between them installs nothing twice.
+$(VENV)/.installed-base: requirements/base.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements/base.txt
+	touch $@
+
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements/dev.txt
-	touch $@
+	touch $(VENV)/.installed-base $@
 
 install: $(VENV)/.installed
 
-run: install
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
+# A new SQLite database is built from the models and its migrations recorded as applied
+# (billing/management/commands/prepare_demo.py); an existing one is migrated.
+run: $(VENV)/.installed-base
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py prepare_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 services:
