@@ -166,7 +166,7 @@ def test_standard_output_by_default(november):
     out, err = io.StringIO(), io.StringIO()
     call_command("export_transactions", *NOVEMBER, "--provider", "google", stdout=out, stderr=err)
     assert out.getvalue().splitlines()[0] == ",".join(HEADER)
-    assert "GPA.1234-5678" in out.getvalue() and "1 rows recorded before" in err.getvalue()
+    assert "GPA.1234-5678" in out.getvalue() and "1 row recorded before" in err.getvalue()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -90,3 +90,16 @@ def test_chunks_still_renders_rows_given_in_python():
     with pytest.raises(ValueError):
         chunks("xml", ["a"], [])
 
+
+
+def test_a_client_hanging_up_mid_export_leaves_the_connection_usable():
+    subscription = SubscriptionFactory()
+    Transaction.objects.bulk_create(
+        Transaction(provider="stripe", provider_transaction_id=f"in_{i}", subscription=subscription, kind="renewal",
+                    amount_minor=999, currency="EUR", occurred_at=at("2026-11-01T00:00:00"), order_id="x" * 200)
+        for i in range(2000))
+    stream = queryset_chunks("csv", COLUMNS, Transaction.objects.order_by("id"), use_copy=True)
+    first = next(stream)
+    assert first.startswith(b"id,provider")
+    stream.close()  # what the server does when the client disconnects
+    assert Transaction.objects.filter(kind="renewal").count() == 2000

@@ -42,15 +42,17 @@ class Command(BaseCommand):
         # A bar only on a terminal (and only then the count query it needs); quiet in cron and pipes.
         show = self.stderr.isatty()
         rows = 0
-        with tqdm(total=queryset.count() if show else None, unit=" rows", file=self.stderr, disable=not show) as bar:
+        # The raw stream: Django's wrapper would end each redraw of the bar with a new line.
+        with tqdm(total=queryset.count() if show else None, unit=" rows", file=self.stderr._out,
+                  disable=not show) as bar:
             def progress(n: int) -> None:
                 nonlocal rows
                 rows += n
                 bar.update(n)
 
             self._write(queryset_chunks(fmt, COLUMNS, queryset, progress=progress), output)
-        self.stderr.write(f"{rows:,} rows recorded before {export.recorded_before_text} (pass --recorded-before "
-                          f"{export.recorded_before_text} to reproduce this export).")
+        self.stderr.write(f"{rows:,} row{'' if rows == 1 else 's'} recorded before {export.recorded_before_text} (pass --recorded-before "
+                          f"{export.recorded_before_text} to reproduce this export).", style_func=str)  # information, not an error
 
     def _write(self, stream, output: str | None) -> None:
         if output is None:
