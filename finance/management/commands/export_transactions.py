@@ -51,8 +51,10 @@ class Command(BaseCommand):
                 bar.update(n)
 
             self._write(queryset_chunks(fmt, COLUMNS, queryset, progress=progress), output)
-        self.stderr.write(f"{rows:,} row{'' if rows == 1 else 's'} recorded before {export.recorded_before_text} (pass --recorded-before "
-                          f"{export.recorded_before_text} to reproduce this export).", style_func=str)  # information, not an error
+        moment = export.recorded_before_text
+        # Information, not an error: unstyled (Django would colour standard error red).
+        self.stderr.write(f"{rows:,} row{'' if rows == 1 else 's'} recorded before {moment} (pass --recorded-before "
+                          f"{moment} to reproduce this export).", style_func=str)
 
     def _write(self, stream, output: str | None) -> None:
         if output is None:
