@@ -98,7 +98,7 @@ class Column:
     sql: str  # a template over the paths ({0}, {1}); its value is text or an integer, NULL when absent
 
     def __post_init__(self):
-        if not self.name.isidentifier():  # it is written into SQL (the JSON lines' keys)
+        if not self.name.isidentifier():  # written into SQL as is (the JSON lines' keys)
             raise ValueError(f"a column name must be an identifier, not {self.name!r}")
 
     def expression(self) -> _Sql:
@@ -175,19 +175,28 @@ def _formatted_rows(columns: Sequence[Column], queryset, progress) -> Iterator[l
         progress(done % 1000)
 
 
+def _json_object_sql(columns: Sequence[Column]) -> tuple[str, list[str]]:
+    """One SQL template (and its fields) for a row as json.dumps writes it: compact, keys in the columns'
+    order, non-ASCII as is (PostgreSQL's to_json escapes as Python's json does)."""
+    members, paths = [], []
+    for column in columns:
+        shifted = column.sql.format(*(f"{{{len(paths) + k}}}" for k in range(len(column.paths))))
+        members.append(f"'{json.dumps(column.name)}:' || COALESCE(to_json({shifted})::text, 'null')")
+        paths.extend(column.paths)
+    return "'{{' || " + " || ',' || ".join(members) + " || '}}'", paths
+
+
 def _copy_sql(columns: Sequence[Column], queryset, fmt: str) -> tuple[str, list]:
-    aliases = {f"export_c{i}": column.expression() for i, column in enumerate(columns)}
-    sql, params = queryset.annotate(**aliases).values_list(*aliases).query.sql_with_params()
     if fmt == "csv":
+        aliases = {f"export_c{i}": column.expression() for i, column in enumerate(columns)}
+        sql, params = queryset.annotate(**aliases).values_list(*aliases).query.sql_with_params()
         return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", list(params)
-    # JSON lines: one text value per row, built in SQL as json.dumps writes it (compact, keys in order,
-    # non-ASCII as is); written through CSV with a quote and delimiter that JSON text never holds raw.
-    members = " || ',' || ".join(
-        f"'{json.dumps(column.name)}:' || COALESCE(to_json(export_c{i})::text, 'null')"
-        for i, column in enumerate(columns))
-    # Column names are our own identifiers (checked in Column); every value the caller chose is a parameter.
-    return (f"COPY (SELECT '{{' || {members} || '}}' FROM ({sql}) AS export_rows) TO STDOUT "  # noqa: S608
-            "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')", list(params))
+    # JSON lines: one text value per row, in the queryset's own SELECT (so its ORDER BY holds), written
+    # through CSV with a quote and a delimiter that JSON text never holds raw (to_json escapes them).
+    template, paths = _json_object_sql(columns)
+    rows = queryset.annotate(export_json=_Sql(template, *paths)).values_list("export_json")
+    sql, params = rows.query.sql_with_params()
+    return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')", list(params)
 
 
 def _copy_chunks(columns: Sequence[Column], queryset, fmt: str, progress) -> Iterator[bytes]:
