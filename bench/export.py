@@ -243,7 +243,8 @@ def main() -> int:
     print(f"\n{ROWS:,} ledger rows (November 2026); one sync gunicorn worker (config/gunicorn.py, timeout {timeout} s)"
           f"; run took {time.monotonic() - began:.0f} s\n")
     base = results["baseline"]["rows"] / results["baseline"]["seconds"]
-    print(f"{'':44} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'x base':>7} {'MiB':>7} {'peak RSS +MiB':>14}")
+    print(f"{'':44} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'x base':>7} {'MiB':>7} {'RSS MiB':>8} "
+          f"{'peak +MiB':>10}")
     labels = {"baseline": "baseline: .iterator() + csv.writer, HTTP", "api": "GET /api/finance/transactions (CSV)",
               "jsonl": "GET /api/finance/transactions (JSON lines)", "command": "manage.py export_transactions (CSV)",
               "copy": "COPY … TO STDOUT alone (psycopg, no HTTP)"}
@@ -251,7 +252,7 @@ def main() -> int:
         r = results[name]
         rate = r["rows"] / r["seconds"]
         size = f"{r['bytes'] / MIB:7.0f}" if "bytes" in r else f"{'':7}"
-        rss = f"{r['rss_growth']:14.1f}" if "rss_growth" in r else f"{'':14}"
+        rss = f"{r['rss_before']:8.0f} {r['rss_growth']:10.1f}" if "rss_growth" in r else ""
         print(f"{labels[name]:44} {r['rows']:9,} {r['seconds']:8.1f} {rate:9,.0f} {rate / base:7.2f} {size} {rss}")
     api = results["api"]
     ratio = (api["rows"] / api["seconds"]) / base
