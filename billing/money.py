@@ -2,11 +2,14 @@
 amounts given in major units converted to minor units, and minor units shown to people."""
 
 from decimal import ROUND_HALF_UP, Decimal
+from types import MappingProxyType
 
 # ISO 4217 currencies whose minor unit is not the cent; every other currency has two decimals.
 _EXPONENTS = {**dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
                                "VND", "VUV", "XAF", "XOF", "XPF"), 0),
               **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3)}
+# Read only, for code that formats amounts outside Python (finance's exports format them in SQL).
+EXPONENTS = MappingProxyType(_EXPONENTS)
 
 
 def exponent(currency: str | None) -> int:

@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+"""Finance's routes: the API for BI tools and the admin's export (under admin/, before the admin's catch-all)."""
 
-urlpatterns = []
+from django.urls import path
+
+from .admin_exports import transactions_export
+from .api import TransactionExportApi
+
+urlpatterns = [
+    path("api/finance/transactions", TransactionExportApi.as_view(), name="finance-transactions"),
+    path("admin/billing/transaction/export/", transactions_export, name="finance-transactions-admin-export"),
+]

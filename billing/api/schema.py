@@ -10,7 +10,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <key>`; keys carry scopes: check, read, verify, manage"}
+                "description": "`Api-Key <key>`; keys carry scopes: check, read, verify, manage, finance"}
 
 
 class BearerScheme(OpenApiAuthenticationExtension):
