@@ -50,9 +50,10 @@ class UndoneFilter(admin.SimpleListFilter):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "actor_label", "action", "user", "subscription", "reason_short", "undo")
+    list_display = ("when", "who", "action", "on", "reason_short", "undo")
+    list_display_links = ("when",)
     list_filter = (ActorKindFilter, "action", ("actor_user", admin.RelatedOnlyFieldListFilter),
-                   ("actor_api_key", admin.RelatedOnlyFieldListFilter), UndoneFilter, "created_at")
+                   ("actor_api_key", admin.RelatedOnlyFieldListFilter), UndoneFilter)
     search_fields = ("actor_label", "reason", "=subscriber__external_id", "=target", "action")
     search_help_text = "Who (a staff user or API key name), the reason, a user id, or a target such as "\
                         "billing.subscription:12"
@@ -96,6 +97,14 @@ class AuditEntryAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="audit-log-{timezone.now():%Y%m%dT%H%M%SZ}.csv"'
         return response
 
+    @admin.display(description="when (UTC)", ordering="created_at")
+    def when(self, obj):
+        return format_html('<span style="white-space: nowrap">{}</span>', f"{obj.created_at:%Y-%m-%d %H:%M:%S}")
+
+    @admin.display(description="who", ordering="actor_label")
+    def who(self, obj):
+        return obj.actor_label
+
     @admin.display(description="user", ordering="subscriber__external_id")
     def user(self, obj):
         if obj.subscriber_id is None:
@@ -108,9 +117,16 @@ class AuditEntryAdmin(admin.ModelAdmin):
             return "—"
         return _link("admin:billing_subscription_change", obj.subscription_id, f"#{obj.subscription_id}")
 
+    @admin.display(description="user · subscription", ordering="subscriber__external_id")
+    def on(self, obj):
+        if obj.subscriber_id is None and obj.subscription_id is None:
+            return obj.target or "—"
+        return format_html('<span style="white-space: nowrap">{} · {}</span>', self.user(obj), self.subscription(obj))
+
     @admin.display(description="reason")
     def reason_short(self, obj):
-        return obj.reason if len(obj.reason) <= 80 else obj.reason[:79] + "…"
+        text = obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
+        return text
 
     @admin.display(description="undone by")
     def undone(self, obj):
