@@ -3,6 +3,8 @@ searchable, and exported as CSV (the rows the list shows, filters applied) by st
 `audit.export_auditentry`. Links to billing's and support's pages by URL name only (audit imports
 only accounts)."""
 
+import json
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
@@ -62,7 +64,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     fields = ("created_at", "actor_label", "actor_user", "actor_api_key", "action", "reason", "user", "subscription",
-              "target", "details", "undoes", "undone")
+              "target", "details_pretty", "undoes", "undone")
     readonly_fields = fields
 
     # The log is written only by audit.records.record: nobody adds, edits or deletes entries here.
@@ -127,6 +129,11 @@ class AuditEntryAdmin(admin.ModelAdmin):
     def reason_short(self, obj):
         text = obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
         return text
+
+    @admin.display(description="details")
+    def details_pretty(self, obj):
+        return format_html("<pre style='white-space: pre-wrap; max-width: 70em'>{}</pre>",
+                           json.dumps(obj.details, indent=2, sort_keys=True, ensure_ascii=False))
 
     @admin.display(description="undone by")
     def undone(self, obj):

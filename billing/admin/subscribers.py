@@ -87,6 +87,8 @@ class SubscriberAdmin(admin.ModelAdmin):
         changed = [name for name in form.changed_data if name != "reason"]
         before = {name: _plain(form.initial.get(name)) for name in changed} if change else {}
         super().save_model(request, obj, form, change)
+        if change and not changed:
+            return  # saved as it was: nothing to record
         record(actor=request.user, action="identity_edit" if change else "subscriber_add",
                reason=form.cleaned_data["reason"], subscriber=obj, target=f"accounts.subscriber:{obj.pk}",
                details={"changed": changed, "before": before,

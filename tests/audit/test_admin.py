@@ -90,3 +90,9 @@ def test_entries_cannot_be_changed_or_deleted(admin_client, log):
     assert admin_client.post(reverse("admin:audit_auditentry_delete", args=[entry.pk]), {"post": "yes"}).status_code \
         == 403
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_an_entry_shows_its_details(admin_client, log):
+    entry = AuditEntry.objects.get(action="api_verify")
+    page = admin_client.get(reverse("admin:audit_auditentry_change", args=[entry.pk])).content.decode()
+    assert "&quot;provider&quot;: &quot;apple&quot;" in page and "API key orders-service" in page

@@ -118,3 +118,10 @@ def test_an_identity_edit_needs_a_reason_and_records_before_and_after(client, st
     assert entry.details["before"] == {"stripe_customer_id": "cus_old", "apple_app_account_token": None}
     assert entry.details["after"] == {"stripe_customer_id": "cus_new", "apple_app_account_token": str(token)}
 
+
+
+def test_saving_a_subscriber_unchanged_records_nothing(client, staff):
+    user = SubscriberFactory(external_id="1009", stripe_customer_id="cus_same")
+    url = reverse("admin:accounts_subscriber_change", args=[user.pk])
+    assert client.post(url, _subscriber_form(user, reason="looked at it")).status_code == 302
+    assert not AuditEntry.objects.exists()
