@@ -27,6 +27,7 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "audit log"
+        permissions = [("export_auditentry", "Can export the audit log (CSV)")]
 
     def __str__(self):
         return f"{self.actor_label}: {self.action}"

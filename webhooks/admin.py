@@ -10,10 +10,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import Subscriber
+from billing import staff
 from billing.admin.toolkit import ReadOnlyMixin, confirm_action
-from billing.apply import subscription_link_subscriber
 from billing.models import Subscription
-from billing.snapshots import Cause, CauseKind
 
 from . import bodies, replay
 from .models import WebhookEvent
@@ -54,7 +53,6 @@ class OrphanFilter(admin.SimpleListFilter):
 
 class LinkSubscriberForm(forms.Form):
     external_id = forms.CharField(label="User id (the app's)", max_length=255)
-    note = forms.CharField(required=False, max_length=500, label="Why (kept in the history)")
 
     def clean_external_id(self):
         value = self.cleaned_data["external_id"].strip()
@@ -135,8 +133,14 @@ class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Replay the selected events (reset attempts, process again)", permissions=["replay"])
     def replay_events(self, request, queryset):
-        count = replay.events_replay(queryset.values_list("pk", flat=True))
-        self.message_user(request, f"{count} event{'s' if count != 1 else ''} queued for replay.", messages.SUCCESS)
+        def do(event, data):
+            replay.event_replay_by_staff(event=event, reason=data["reason"], staff_user=request.user)
+            return "queued for replay"
+
+        return confirm_action(self, request, queryset.prefetch_related("subscriptions__subscriber"), do=do,
+                              form_class=forms.Form, title="Replay events", submit="Replay",
+                              intro="Each event is put back to 'received' with its attempts reset and processed "
+                                    "again by the workers.")
 
     @admin.action(description="Link their subscriptions without user to a user", permissions=["link"])
     def link_orphans(self, request, queryset):
@@ -146,8 +150,8 @@ class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return None
 
         def do(sub, data):
-            cause = Cause(CauseKind.STAFF, ref="admin: link orphan", staff_user_id=request.user.pk, note=data["note"])
-            subscription_link_subscriber(subscription_id=sub.pk, subscriber=data["subscriber"], cause=cause)
+            staff.subscription_move(subscription=sub, subscriber=data["subscriber"], reason=data["reason"],
+                                    staff_user=request.user, allow_move=False)
             return f"linked to user {data['subscriber'].external_id}; their status is published"
 
         return confirm_action(self, request, queryset, objects=orphans, form_class=LinkSubscriberForm,

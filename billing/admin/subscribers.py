@@ -4,14 +4,16 @@ and a staff grant."""
 import uuid
 from functools import partial
 
+from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
 from accounts.models import Subscriber
+from audit.records import record
 from billing.models import Subscription
 
 from .subscriptions import GrantForm, do_grant
-from .toolkit import ReadOnlyInline, admin_link, confirm_action
+from .toolkit import REASON, ReadOnlyInline, admin_link, confirm_action
 
 
 class SubscriptionInline(ReadOnlyInline):
@@ -38,8 +40,23 @@ class SubscriptionInline(ReadOnlyInline):
         return obj.replaced_by_id is not None
 
 
+class SubscriberForm(forms.ModelForm):
+    """The subscriber's identities, edited only with a reason (kept in the audit log with before/after)."""
+
+    reason = REASON(help_text="Required. Why these identities change; kept in the audit log with your name.")
+
+    class Meta:
+        model = Subscriber
+        fields = ("external_id", "email", *Subscriber.IDENTITY_FIELDS)
+
+
+def _plain(value):
+    return str(value) if value is not None else None
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
+    form = SubscriberForm
     list_display = ("external_id", "email", "stripe_customer_id", "apple_app_account_token",
                     "google_obfuscated_account_id", "xsolla_user_id", "created_at")
     search_fields = ("=external_id", "email", "=stripe_customer_id", "=google_obfuscated_account_id",
@@ -50,6 +67,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         ("Store identities", {"fields": ("stripe_customer_id", "apple_app_account_token",
                                          "google_obfuscated_account_id", "xsolla_user_id"),
                               "description": "How each store's events find this user. Each belongs to one user."}),
+        ("Why", {"fields": ("reason",)}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
     readonly_fields = ("created_at", "updated_at")
@@ -62,6 +80,19 @@ class SubscriberAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # The app's user id is the key everything (events, cache, API) is addressed by: fixed once made.
         return self.readonly_fields + (("external_id",) if obj is not None else ())
+
+    def save_model(self, request, obj, form, change):
+        """Saved and recorded together (the admin's change view runs in one transaction): who, why,
+        and each changed field's value before and after."""
+        changed = [name for name in form.changed_data if name != "reason"]
+        before = {name: _plain(form.initial.get(name)) for name in changed} if change else {}
+        super().save_model(request, obj, form, change)
+        if change and not changed:
+            return  # saved as it was: nothing to record
+        record(actor=request.user, action="identity_edit" if change else "subscriber_add",
+               reason=form.cleaned_data["reason"], subscriber=obj, target=f"accounts.subscriber:{obj.pk}",
+               details={"changed": changed, "before": before,
+                        "after": {name: _plain(getattr(obj, name)) for name in changed}})
 
     def get_search_results(self, request, queryset, search_term):
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)

@@ -8,17 +8,15 @@ from functools import partial
 from importlib import import_module
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils import timezone
 
 from accounts.services import subscriber_get_or_create
 from billing import staff, sweeps
-from billing.apply import subscription_link_subscriber
 from billing.models import Entitlement, Product, StatusChange, Subscription, Transaction
 from billing.providers import registry
 from billing.providers.base import NotConfigured, NotSupported, ProviderError
 from billing.providers.common import store_adapters
-from billing.snapshots import Cause, CauseKind
 
 from .toolkit import (
     REASON,
@@ -295,29 +293,28 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-sync from the store", permissions=["fix"])
     def resync_from_store(self, request, queryset):
-        for sub in queryset:
+        def do(sub, data):
             try:
-                result = sweeps.subscription_resync(subscription=sub, cause_ref=f"admin:{request.user.get_username()}",
-                                                    staff_user_id=request.user.pk)
+                result = staff.subscription_resync_by_staff(subscription=sub, reason=data["reason"],
+                                                            staff_user=request.user)
             except (NotSupported, NotConfigured, registry.UnknownProvider) as exc:
-                self.message_user(request, f"{sub}: cannot be re-synced ({exc})", messages.WARNING)
+                raise staff.StaffActionError(f"cannot be re-synced ({exc})") from None
             except ProviderError as exc:
-                self.message_user(request, f"{sub}: the store did not answer ({exc}); try again later",
-                                  messages.ERROR)
-            else:
-                self.message_user(request, f"{sub}: {result.outcome} ({result.old_status} → {result.new_status})",
-                                  messages.SUCCESS)
+                raise staff.StaffActionError(f"the store did not answer ({exc}); try again later") from None
+            return f"{result.outcome} ({result.old_status} → {result.new_status})"
 
-    @admin.action(description="Link to a user (orphans)", permissions=["fix"])
+        return confirm_action(self, request, queryset, form_class=ReasonForm, title="Re-sync from the store",
+                              submit="Re-sync", do=do,
+                              intro="Each subscription's state is read again from its store and applied.")
+
+    @admin.action(description="Link to a user (orphans) or move to another user", permissions=["fix"])
     def link_to_user(self, request, queryset):
         def do(sub, data):
             if sub.subscriber is not None and not data["move"]:
                 raise staff.StaffActionError(f"already linked to user {sub.subscriber}; tick 'move' to move it")
             subscriber = subscriber_get_or_create(external_id=data["user_id"])
-            subscription_link_subscriber(
-                subscription_id=sub.pk, subscriber=subscriber,
-                cause=Cause(CauseKind.STAFF, ref=f"staff:{request.user.get_username()}",
-                            staff_user_id=request.user.pk, note=data["reason"].strip()))
+            staff.subscription_move(subscription=sub, subscriber=subscriber, reason=data["reason"],
+                                    staff_user=request.user, allow_move=data["move"])
             return f"linked to user {subscriber}"
 
         return confirm_action(self, request, queryset.select_related("subscriber"), form_class=LinkForm,

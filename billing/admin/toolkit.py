@@ -92,11 +92,19 @@ class UntilField(forms.DateTimeField):
 
 
 REASON = partial(forms.CharField, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-                 help_text="Required. Kept in the subscription's history with your name.")
+                 help_text="Required. Kept in the audit log and the subscription's history with your name.")
 
 
 class ReasonForm(forms.Form):
     reason = REASON()
+
+
+def with_reason(form_class):
+    """`form_class` with the required `reason` textarea (trimmed; blank refused) if it has none: every
+    staff change says why. A form that declares its own `reason` field keeps it."""
+    if "reason" in form_class.base_fields:
+        return form_class
+    return type(form_class)(form_class.__name__, (form_class,), {"reason": REASON()})
 
 
 # --- the confirm-action page -------------------------------------------------------------------
@@ -105,11 +113,17 @@ ACTION_ERRORS = (StaffActionError, ProviderError, ValueError)
 
 
 def confirm_action(modeladmin, request, queryset, *, form_class, title, intro, submit, do, objects=None,
-                   form_kwargs=None):
+                   form_kwargs=None, reason=True):
     """An action with an intermediate page: show the form for the selected rows; on submit call
     `do(obj, cleaned_data)` for each of `objects` (default: the selected rows). `do` returns a message,
-    or raises one of ACTION_ERRORS: shown to staff, and the other objects still run."""
+    or raises one of ACTION_ERRORS: shown to staff, and the other objects still run.
+
+    The page always asks for a reason (`cleaned_data["reason"]`, required, trimmed; the form gets the
+    field if it has none) unless the action opts out with `reason=False`: `do` records it in the audit
+    log (audit.records.record) with the change."""
     objects = list(queryset) if objects is None else list(objects)
+    if reason:
+        form_class = with_reason(form_class)
     form_kwargs = form_kwargs or {}
     form = form_class(request.POST, **form_kwargs) if "apply" in request.POST else form_class(**form_kwargs)
     if "apply" in request.POST and form.is_valid():

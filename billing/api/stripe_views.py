@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import CanManage, acting_user_id
+from audit.records import record_api_call
 from billing import selectors
 from billing.providers.stripe import services
 from config.api_errors import ApiError
@@ -107,6 +108,10 @@ class SubscriptionCreateApi(_StripeApi):
             started = services.subscription_start(user_id=user_id, price_id=values["price_id"],
                                                   payment_method_id=values["payment_method_id"],
                                                   actor=str(request.user))
+        record_api_call(actor=request.user, action="api_stripe_subscribe", user_id=user_id,
+                        subscription_id=started.subscription.pk,
+                        details={"price_id": values["price_id"], "status": started.subscription.status,
+                                 "requires_action": started.requires_action})
         subscription = selectors.subscription_get(subscription_id=started.subscription.pk)
         body = {"subscription": subscription, "requires_action": started.requires_action,
                 "client_secret": started.client_secret}

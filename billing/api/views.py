@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import CanManage, CanRead, CanVerify, acting_user_id, may_see_user
+from audit.records import record_api_call
 from billing import selectors
 from billing.models import Subscription
 from billing.store_actions import subscription_cancel, subscription_change_plan
@@ -151,6 +152,13 @@ class VerifyPurchaseApi(APIView):
             raise ApiError(str(exc), code="invalid_purchase", status_code=400) from None
         except PurchaseNotProven as exc:  # the caller named a purchase the store does not tie to them
             raise ApiError(str(exc), code="purchase_not_proven", status_code=409) from None
+        changed = [r for r in results if r.outcome in ("created", "updated")]
+        if changed:  # a verify that only confirms what we hold is not an action worth a row
+            record_api_call(actor=request.user, action="api_verify", user_id=user_id,
+                            subscription_id=changed[0].subscription_id,
+                            details={"provider": provider, "changes": [
+                                {"subscription_id": r.subscription_id, "outcome": r.outcome,
+                                 "old_status": r.old_status, "new_status": r.new_status} for r in changed]})
         return Response(_item(results[0].subscription_id))
 
 
@@ -168,11 +176,18 @@ class _SubscriptionActionApi(APIView):
             raise ApiError("Not found.", code="not_found", status_code=404)
         return sub
 
-    def _run(self, request, subscription_id: str, action) -> Response:
+    def _run(self, request, subscription_id: str, action, *, name: str, details: dict | None = None) -> Response:
         sub = self._subscription(request, subscription_id)
+        before = {"status": sub.status, "auto_renew": sub.auto_renew, "product": sub.store_product_id}
         with provider_errors(sub.provider, not_supported_status=409):
             action(sub)
-        return Response(_item(sub.pk))
+        item = _item(sub.pk)
+        after = Subscription.objects.values("status", "auto_renew", "store_product_id").get(pk=sub.pk)
+        record_api_call(actor=request.user, action=name, user_id=sub.subscriber.external_id if sub.subscriber_id
+                        else None, subscription_id=sub.pk,
+                        details={**(details or {}), "before": before,
+                                 "after": {**after, "product": after.pop("store_product_id")}})
+        return Response(item)
 
 
 _action_responses = {200: SubscriptionItemSerializer, **_ERRORS, 404: OpenApiResponse(ErrorSerializer),
@@ -186,7 +201,7 @@ class CancelSubscriptionApi(_SubscriptionActionApi):
                    parameters=[_subscription_id_param], responses=_action_responses, tags=["subscriptions"])
     def post(self, request, subscription_id: str):
         return self._run(request, subscription_id,
-                         lambda sub: subscription_cancel(subscription=sub, actor=str(request.user)))
+                         lambda sub: subscription_cancel(subscription=sub, actor=str(request.user)), name="api_cancel")
 
 
 class ChangePlanApi(_SubscriptionActionApi):
@@ -198,4 +213,5 @@ class ChangePlanApi(_SubscriptionActionApi):
         data.is_valid(raise_exception=True)
         price_id = data.validated_data["price_id"]
         return self._run(request, subscription_id, lambda sub: subscription_change_plan(
-            subscription=sub, price_id=price_id, actor=str(request.user)))
+            subscription=sub, price_id=price_id, actor=str(request.user)), name="api_change_plan",
+            details={"price_id": price_id})

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApiKey, Subscriber
+from audit.models import AuditEntry
 from billing import entitlement_cache
 from billing.apply import apply_snapshot
 from billing.models import Entitlement, Outbox, Product, StatusChange, Subscription, Transaction
@@ -187,11 +188,18 @@ def play_purchase(state: str, *, expires_at) -> dict:
 
 def test_resync_from_the_store(client, staff, data, google):
     google.set_purchase("token-orphan", play_purchase("CANCELED", expires_at=T0 + timedelta(days=30)))
-    response = act(client, Subscription, "resync_from_store", [data["orphan"]])
+    page = act(client, Subscription, "resync_from_store", [data["orphan"]])
+    assert 'name="reason"' in page.content.decode() and not google.calls_of("get")  # asks why first
+    response = act(client, Subscription, "resync_from_store", [data["orphan"]], apply="1",
+                   reason="user says they cancelled")
     assert "google:token-orphan: updated (ACTIVE → CANCELED)" in messages_of(response)
     assert [c["token"] for c in google.calls_of("get")] == ["token-orphan"]
     last = StatusChange.objects.filter(subscription=data["orphan"]).order_by("id").last()
     assert (last.new_status, last.cause, last.staff_user) == ("CANCELED", "staff", staff)
+    entry = AuditEntry.objects.get(action="resync")
+    assert (entry.actor_user, entry.reason, entry.subscription_id) == (staff, "user says they cancelled",
+                                                                       data["orphan"].pk)
+    assert (entry.details["before"]["status"], entry.details["after"]["status"]) == ("ACTIVE", "CANCELED")
 
 
 def test_store_actions_are_offered_and_resync_reports(client, staff, data, google):
@@ -207,7 +215,8 @@ def test_store_actions_are_offered_and_resync_reports(client, staff, data, googl
     grant_response = act(client, Subscriber, "grant_access", [Subscriber.objects.get(external_id="1001")],
                          apply="1", entitlement=Entitlement.objects.get(name="premium").pk, reason="r")
     assert grant_response.status_code == 200
-    response = act(client, Subscription, "resync_from_store", [Subscription.objects.get(provider="manual")])
+    response = act(client, Subscription, "resync_from_store", [Subscription.objects.get(provider="manual")],
+                   apply="1", reason="check")
     assert any("cannot be re-synced" in m for m in messages_of(response))
 
 

@@ -63,7 +63,7 @@ def test_an_orphan_is_applied_listed_and_linked_by_support(send, admin_client, d
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post("/admin/webhooks/webhookevent/", {
             "action": "link_orphans", "_selected_action": [event.pk], "apply": "1", "external_id": "777",
-            "note": "ticket 12"})
+            "reason": "ticket 12"})
 
     sub.refresh_from_db()
     assert sub.subscriber == user

@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from audit.models import AuditEntry
 from billing.models import Subscription
 from billing.statuses import Status
 from webhooks.models import WebhookEvent
@@ -23,14 +24,28 @@ def test_replay_from_the_admin(send, admin_client, django_capture_on_commit_call
     assert event.status == WebhookEvent.Status.DEAD
     redis_client.delete(BROKEN_KEY)
 
+    form = {"action": "replay_events", "_selected_action": [event.pk]}
+    page = admin_client.post("/admin/webhooks/webhookevent/", form)
+    assert 'name="reason"' in page.content.decode()  # the confirmation page asks why
+    with django_capture_on_commit_callbacks(execute=True):
+        refused = admin_client.post("/admin/webhooks/webhookevent/", {**form, "apply": "1", "reason": "   "})
+    assert "This field is required" in refused.content.decode()
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.DEAD and not AuditEntry.objects.exists()  # nothing done
+
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post("/admin/webhooks/webhookevent/",
-                                     {"action": "replay_events", "_selected_action": [event.pk]}, follow=True)
+                                     {**form, "apply": "1", "reason": " fix deployed, ticket 31 "}, follow=True)
 
-    assert "1 event queued for replay" in response.content.decode()
+    assert "queued for replay" in response.content.decode()
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.PROCESSED
-    assert Subscription.objects.get(provider_subscription_id="sub_R").status == Status.ACTIVE
+    sub = Subscription.objects.get(provider_subscription_id="sub_R")
+    assert sub.status == Status.ACTIVE
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.actor_label, entry.reason, entry.target) == (
+        "replay", "admin", "fix deployed, ticket 31", f"webhooks.webhookevent:{event.pk}")
+    assert entry.details["status_before"] == "dead"
 
 
 def test_replay_command_filters(send, run_hooks):

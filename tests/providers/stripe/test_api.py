@@ -7,6 +7,7 @@ from drf_spectacular.drainage import GENERATOR_STATS, reset_generator_stats
 from drf_spectacular.generators import SchemaGenerator
 
 from accounts.models import Subscriber
+from audit.models import AuditEntry
 from billing.models import Subscription
 from billing.selectors import check_answer
 from billing.statuses import Status
@@ -288,3 +289,19 @@ def test_the_schema_names_each_stripe_body_once_and_describes_it_right():
     assert fields("/api/stripe/checkout-sessions", "request") == {"user_id", "price_id", "success_url", "cancel_url"}
     assert fields("/api/stripe/portal-sessions", "request") == {"user_id", "return_url"}
     assert fields("/api/stripe/portal-sessions", "response") == {"id", "url"}
+
+
+def test_subscribe_and_change_plan_by_a_service_key_are_in_the_audit_log(client, fake_stripe, prices, manage):
+    response = client.post("/api/stripe/subscriptions", {"user_id": "42", "price_id": prices["month"]["id"],
+                                                         "payment_method_id": "pm_card_visa"},
+                           content_type="application/json", **manage)
+    sub = response.json()["subscription"]
+    client.post(f"/api/subscriptions/{sub['id']}/change-plan", {"price_id": prices["year"]["id"]},
+                content_type="application/json", **manage)
+    subscribe, change = AuditEntry.objects.order_by("id")
+    assert (subscribe.action, subscribe.actor_label, subscribe.subscription_id, subscribe.subscriber.external_id) == (
+        "api_stripe_subscribe", "API key orders-service", int(sub["id"]), "42")
+    assert subscribe.details["price_id"] == prices["month"]["id"] and subscribe.details["status"] == "ACTIVE"
+    assert (change.action, change.details["price_id"]) == ("api_change_plan", prices["year"]["id"])
+    assert (change.details["before"]["product"], change.details["after"]["product"]) == (
+        prices["month"]["id"], prices["year"]["id"])
