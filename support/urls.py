@@ -4,4 +4,5 @@ from . import views
 
 urlpatterns = [
     path("admin/support/undo/<int:entry_id>/", views.undo, name="support-undo"),
+    path("admin/support/subscribers/<int:subscriber_id>/notes/", views.note_add_view, name="support-note-add"),
 ]
