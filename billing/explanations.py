@@ -74,83 +74,93 @@ def when(moment: datetime | None, now: datetime) -> str:
 
 # --- the line ----------------------------------------------------------------------------------
 
+def on(moment: datetime | None, now: datetime) -> str:
+    """"on 3 Dec 2026 10:00 UTC (5 days ago)"."""
+    return f"on {when(moment, now)}" if moment is not None else "at a time we do not hold"
+
+
 def explain(sub: Subscription, *, now: datetime, change: StatusChange | None = None,
             refund: Transaction | None = None, staff_name: str = "") -> Explanation:
     """Why `sub` is in its status, and until when. `change`: the latest applied StatusChange (how it got
     there; None when unknown); `refund`: its latest refund or chargeback; `staff_name`: who, when the
     change was a staff member's."""
     status = sub.status
-    if grants_access(status) and not is_entitled(status, sub.expires_at, sub.grace_until, now):
+    lapsed = grants_access(status) and not is_entitled(status, sub.expires_at, sub.grace_until, now)
+    if lapsed:
         status = lapsed_status(status)  # what the check API answers: past its end is no access
-        lapsed = True
-    else:
-        lapsed = False
     store = STORE_NAMES.get(sub.provider, sub.provider)
     since = change.occurred_at if change is not None and change.new_status == sub.status else None
-    why = _LINES[status](sub, now=now, store=store, since=since, change=change, refund=refund,
-                         staff_name=staff_name, lapsed=lapsed)
-    label = LABELS[status]
-    if status == Status.REVOKED and refund is not None and not _by_staff(sub, change):
-        label = "Charged back" if refund.kind == TransactionKind.CHARGEBACK else "Refunded"
-    line = f"{label}: {why}"
+    label, line = _LINES[status](sub, now=now, store=store, since=since, change=change, refund=refund,
+                                 staff_name=staff_name, lapsed=lapsed)
     if sub.replaced_by_id is not None:
         line += " Superseded by another subscription (an upgrade, downgrade or resubscription): it grants nothing."
     return Explanation(status=str(status), label=label, line=line)
 
 
-def _inactive(sub, *, now, store, since, **_):
-    return (f"the purchase at {store} has not started a paid or trial period yet (e.g. the first payment is "
-            f"pending); no access. Created {when(sub.created_at, now)}.") if sub.created_at else \
-        f"the purchase at {store} has not started a paid or trial period yet; no access."
+def _says(status: str, why: str) -> tuple[str, str]:
+    return LABELS[status], f"{LABELS[status]}: {why}"
+
+
+def _inactive(sub, *, now, store, **_):
+    created = f" Created {on(sub.created_at, now)}." if sub.created_at else ""
+    return _says(Status.INACTIVE, f"the purchase at {store} has not started a paid or trial period (e.g. the "
+                                  f"first payment is pending or was declined); no access.{created}")
 
 
 def _trial(sub, *, now, store, since, **_):
-    start = f"started {when(since or sub.started_at, now)}; " if (since or sub.started_at) else ""
+    started = since or sub.started_at
+    start = f"started {on(started, now)}; " if started else ""
     if sub.expires_at is None:
-        return f"{start}no end date known."
-    if sub.auto_renew is False:
-        return f"{start}ends {when(sub.expires_at, now)} and will not convert (auto-renew is off)."
-    return f"{start}the first payment is due {when(sub.expires_at, now)}; access until then."
+        why = f"{start}no end date known."
+    elif sub.auto_renew is False:
+        why = f"{start}ends {on(sub.expires_at, now)} and will not convert to a paid period (auto-renew is off)."
+    else:
+        why = f"{start}{store} takes the first payment {on(sub.expires_at, now)}; access until then."
+    return _says(Status.TRIAL, why)
 
 
-def _active(sub, *, now, store, since, staff_name, **_):
+def _active(sub, *, now, store, staff_name, **_):
     if sub.provider == Provider.MANUAL:
         who = f" by {staff_name}" if staff_name else ""
         if sub.expires_at is None:
-            return f"a staff grant{who}, open-ended (until revoked)."
-        return f"a staff grant{who}, access until {when(sub.expires_at, now)}."
+            return _says(Status.ACTIVE, f"a staff grant{who}, open-ended (until revoked).")
+        return _says(Status.ACTIVE, f"a staff grant{who}; access until {when(sub.expires_at, now)}.")
     if sub.expires_at is None:
-        return f"paid at {store}; no end date known."
+        return _says(Status.ACTIVE, f"paid at {store}; no end date known.")
     if sub.auto_renew is False:
-        return f"paid at {store} until {when(sub.expires_at, now)}; auto-renew is off, so it ends then."
-    return f"paid at {store} until {when(sub.expires_at, now)}; it renews automatically then."
+        return _says(Status.ACTIVE, f"paid at {store} until {when(sub.expires_at, now)}; auto-renew is off, "
+                                    f"so it ends then.")
+    return _says(Status.ACTIVE, f"paid at {store} until {when(sub.expires_at, now)}; {store} renews it then.")
 
 
 def _canceled(sub, *, now, store, since, **_):
-    on = sub.canceled_at or since
-    canceled = f"canceled {when(on, now)}" if on else "canceled"
-    return f"{canceled}, it will not renew; {store} keeps access until {when(sub.access_ends_at, now)}."
+    canceled_on = sub.canceled_at or since
+    canceled = f"canceled {on(canceled_on, now)}" if canceled_on else "canceled"
+    return _says(Status.CANCELED, f"{canceled}, it will not renew; {store} keeps access until "
+                                  f"{when(sub.access_ends_at, now)}.")
 
 
 def _on_grace(sub, *, now, store, since, **_):
-    failed = f"the renewal payment failed {when(since, now)}" if since else "the renewal payment failed"
-    return f"{failed}; {store} keeps access until {when(sub.access_ends_at, now)} while it retries."
+    failed = f"the renewal payment failed {on(since, now)}" if since else "the renewal payment failed"
+    return _says(Status.ON_GRACE, f"{failed}; {store} keeps access until {when(sub.access_ends_at, now)} "
+                                  f"while it retries.")
 
 
 def _on_hold(sub, *, now, store, since, **_):
-    failed = f"since {when(since, now)}" if since else "now"
-    return (f"the renewal payment failed and the grace period is over: no access {failed}, until the user "
-            f"fixes the payment method {STORE_PLACES.get(sub.provider, 'at the store')}.")
+    held = f"since {when(since, now)}" if since else "now"
+    return _says(Status.ON_HOLD, f"the renewal payment failed and no grace period is left: no access {held}, "
+                                 f"until the user fixes the payment method "
+                                 f"{STORE_PLACES.get(sub.provider, 'at the store')}.")
 
 
 def _paused(sub, *, now, store, since, **_):
     paused = f"since {when(since, now)}" if since else "for now"
-    resume = (f"; it resumes {when(sub.current_period_end, now)} unless the user resumes it sooner"
+    resume = (f"; it resumes {on(sub.current_period_end, now)} unless the user resumes it sooner"
               if sub.current_period_end and sub.current_period_end > now else "")
-    return f"the user paused it at {store}: no access {paused}{resume}."
+    return _says(Status.PAUSED, f"the user paused it at {store}: no access {paused}{resume}.")
 
 
-def _expired(sub, *, now, store, since, change, staff_name, lapsed, **_):
+def _expired(sub, *, now, store, since, change, lapsed, **_):
     ended = sub.access_ends_at if lapsed else (sub.ended_at or since or sub.access_ends_at)
     before = change.old_status if change is not None and change.new_status == sub.status else ""
     if lapsed:
@@ -164,7 +174,7 @@ def _expired(sub, *, now, store, since, change, staff_name, lapsed, **_):
         why = " The staff grant ran out."
     else:
         why = ""
-    return f"access ended {when(ended, now)}; no access.{why}"
+    return _says(Status.EXPIRED, f"access ended {on(ended, now)}; no access.{why}")
 
 
 def _by_staff(sub, change) -> bool:
@@ -175,11 +185,12 @@ def _revoked(sub, *, now, store, since, change, refund, staff_name, **_):
     if _by_staff(sub, change):
         who = staff_name or "a staff member"
         why = f" ({change.note})" if change.note else ""
-        return f"revoked by {who} {when(change.occurred_at, now)}{why}: access ended at once."
+        return _says(Status.REVOKED, f"revoked by {who} {on(change.occurred_at, now)}{why}: access ended at once.")
     if refund is not None:
-        what = "charged back at" if refund.kind == TransactionKind.CHARGEBACK else "refunded by"
-        return f"{what} {store} {when(refund.occurred_at, now)}: access revoked."
-    return f"revoked by {store} {when(since, now)}: access ended at once."
+        if refund.kind == TransactionKind.CHARGEBACK:
+            return "Charged back", f"Charged back at {store} {on(refund.occurred_at, now)}: access revoked."
+        return "Refunded", f"Refunded by {store} {on(refund.occurred_at, now)}: access revoked."
+    return _says(Status.REVOKED, f"revoked by {store} {on(since, now)}: access ended at once.")
 
 
 _LINES = {Status.INACTIVE: _inactive, Status.TRIAL: _trial, Status.ACTIVE: _active, Status.CANCELED: _canceled,
