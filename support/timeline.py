@@ -5,8 +5,9 @@ the stream, in one list, newest first, each entry with its cause in words.
 A customer may have thousands of entries: a page is built from one bounded query per source (each
 ordered by its own time and cut at the page size plus one, below a cursor), merged in memory. The
 order is (time, kind rank, row id), newest first; the cursor is the last entry's triple, so the next
-page starts exactly after it whatever the ties. A page costs at most one query per source plus one for
-the webhook events its status changes name, whatever the customer's size."""
+page starts exactly after it whatever the ties. A page costs at most one query per source, plus two
+small ones keyed by the page's own rows (the webhook events its status changes name, the subscriptions
+its webhook events touched), whatever the customer's size."""
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -225,6 +226,10 @@ def _webhook_events(scope, subs, by_provider, after, n) -> list[Entry]:
                  .only("id", "provider", "event_type", "status", "outcome", "error", "received_at", "occurred_at",
                        "dedupe_key", "attempts"),
                  "webhook", "received_at", after, n)
+    rows = list(rows)
+    # Which of the scope's subscriptions each event touched (one query for the page's events).
+    touched = dict(linked.filter(webhookevent_id__in=[r.pk for r in rows]).order_by("subscription_id")
+                   .values_list("webhookevent_id", "subscription_id")) if rows else {}
     entries = []
     for row in rows:
         details = [f"Outcome: {row.outcome}" if row.outcome else f"Status: {row.status}"]
@@ -236,6 +241,7 @@ def _webhook_events(scope, subs, by_provider, after, n) -> list[Entry]:
         url = _admin_url("admin:webhooks_webhookevent_change", row.pk)
         entries.append(Entry(
             at=row.received_at, kind="webhook", key=row.pk, provider=row.provider,
+            subscription=subs.get(touched.get(row.pk)),
             title=f"Webhook {row.event_type or '(no type)'}", flag=row.status if row.status != "processed" else "",
             cause=f"Sent by {_store(row.provider)}", details=details,
             links=[("event and raw body", url)] if url else []))

@@ -2,6 +2,7 @@
 change page (templates/support/*_change_form.html). Its filters and page are GET parameters prefixed
 `tl_` so they never meet the admin's own."""
 
+from datetime import UTC
 from urllib.parse import urlencode
 
 from django import template
@@ -9,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Subscriber
-from billing.explanations import absolute, explain_subscription, relative
+from billing.explanations import explain_subscription, relative
 from billing.snapshots import Provider
 from support.timeline import KIND_LABELS, KINDS, PAGE_SIZE, subscriber_scope, subscription_scope, timeline_page
 
@@ -30,7 +31,7 @@ def timeline(context, obj):
     page = timeline_page(scope, kinds=chosen, provider=provider, cursor=cursor, limit=PAGE_SIZE)
     filters = [("tl_kind", k) for k in chosen if len(chosen) < len(KINDS)]
     filters += [("tl_provider", provider)] if provider else []
-    rows = [{"entry": e, "absolute": absolute(e.at), "relative": relative(e.at, now),
+    rows = [{"entry": e, "absolute": f"{e.at.astimezone(UTC):%-d %b %Y %H:%M:%S} UTC", "relative": relative(e.at, now),
              "iso": e.at.isoformat()} for e in page.entries]
     explanations = []
     if is_subscriber:

@@ -11,55 +11,24 @@ from audit.models import AuditEntry, Note
 from audit.records import record
 from billing.apply import apply_snapshot
 from billing.models import StatusChange, Subscription
-from billing.providers.apple.mapping import app_account_token_for_user
 from billing.redis_client import get_redis
 from billing.snapshots import Cause, CauseKind, Provider
 from billing.statuses import Status
 from support.timeline import KINDS, subscriber_scope, subscription_scope, timeline_page
 from tests.factories import SubscriberFactory, SubscriptionFactory, UserFactory, snapshot
-from tests.fakes.apple import notification_claims, now_ms, renewal_claims, signed_body, transaction_claims
-from tests.helpers import deliver
+from tests.support.stories import apple_lifecycle
 
 pytestmark = pytest.mark.django_db
 
 OTID = "2000000000000301"
-DAY = 86_400_000
 
 
 @pytest.fixture
 def lifecycle(apple_settings, apple_chain, django_capture_on_commit_callbacks):
-    """User 1003's Apple subscription, through the real webhook pipeline: a free trial, its first paid
-    period, a failed renewal (grace), the grace over (hold), expired, then the last payment refunded.
-    Each notification is signed a minute after the one before (Apple's time orders them)."""
-    token = app_account_token_for_user(1003)
-    start = now_ms() - 40 * DAY
-    trial = transaction_claims(original_transaction_id=OTID, price=0, offerType=1, offerDiscountType="FREE_TRIAL",
-                               offerPeriod="P1W", app_account_token=token, purchase_ms=start,
-                               expires_ms=start + 7 * DAY)
-    paid = transaction_claims(original_transaction_id=OTID, transaction_id="2000000000000302", reason="RENEWAL",
-                              price=9990, app_account_token=token, purchase_ms=start + 7 * DAY,
-                              expires_ms=start + 37 * DAY)
-    grace_end = paid["expiresDate"] + 6 * DAY
-    refunded = {**paid, "revocationDate": now_ms() - 1000, "revocationReason": 0, "revocationType": "REFUND_FULL"}
-    steps = [
-        ("SUBSCRIBED", "INITIAL_BUY", trial, renewal_claims(trial), 1),
-        ("DID_RENEW", None, paid, renewal_claims(paid), 1),
-        ("DID_FAIL_TO_RENEW", "GRACE_PERIOD", paid,
-         renewal_claims(paid, isInBillingRetryPeriod=True, gracePeriodExpiresDate=grace_end), 4),
-        ("GRACE_PERIOD_EXPIRED", None, paid, renewal_claims(paid, isInBillingRetryPeriod=True), 3),
-        ("EXPIRED", "BILLING_RETRY", paid, renewal_claims(paid, autoRenewStatus=0, expirationIntent=2), 2),
-        ("REFUND", None, refunded, renewal_claims(paid, autoRenewStatus=0), 5),
-    ]
-    signed = now_ms() - 10 * 60_000
-    events = []
-    for i, (kind, subtype, txn, renewal, status) in enumerate(steps):
-        claims = notification_claims(kind, subtype, chain=apple_chain, transaction=txn, renewal=renewal,
-                                     status=status, signed_ms=signed + i * 60_000)
-        with django_capture_on_commit_callbacks(execute=True):  # the stream is written after each commit
-            delivered = deliver("apple", signed_body(apple_chain, claims))
-        assert delivered.response.status_code == 200
-        events.append(delivered.event)
-    return Subscription.objects.get(provider=Provider.APPLE, provider_subscription_id=OTID), events
+    """User 1003's Apple subscription through the real webhook pipeline (tests/support/stories.py); the
+    stream is written after each delivery's commit."""
+    return apple_lifecycle(apple_chain, otid=OTID, user_id=1003,
+                           around=lambda: django_capture_on_commit_callbacks(execute=True))
 
 
 def test_a_lifecycle_reads_in_order_each_step_with_its_cause(lifecycle):
@@ -152,7 +121,7 @@ def test_pages_follow_each_other_without_gaps_or_repeats(django_assert_max_num_q
     assert len(everything) == 120
     seen, cursor = [], ""
     while True:
-        with django_assert_max_num_queries(len(KINDS) + 1):  # one per source, one for the events named
+        with django_assert_max_num_queries(len(KINDS) + 2):  # one per source, two keyed by the page's rows
             page = timeline_page(scope, limit=25, cursor=cursor)
         seen += [(e.kind, e.key) for e in page.entries]
         if not page.next_cursor:
