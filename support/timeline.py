@@ -251,7 +251,9 @@ def _webhook_events(scope, subs, by_provider, after, n) -> list[Entry]:
 def _staff_actions(scope, subs, by_provider, after, n) -> list[Entry]:
     where = Q(subscription_id__in=list(subs))
     if scope.whole_subscriber and not by_provider and scope.subscriber_id is not None:
-        where |= Q(subscriber_id=scope.subscriber_id, subscription_id__isnull=True)
+        # Also what was done to the customer as a whole (an identity edit), and to a subscription that
+        # has since moved to someone else (the move itself names the customer it was taken from).
+        where |= Q(subscriber_id=scope.subscriber_id)
     undone = AuditEntry.objects.filter(undoes=OuterRef("pk"))
     rows = _take(AuditEntry.objects.filter(where).annotate(was_undone=Exists(undone)), "staff", "created_at", after, n)
     entries = []

@@ -94,6 +94,13 @@ def test_staff_actions_show_who_and_why_and_an_undo_link_until_undone(db):
     entries = {e.key: e for e in timeline_page(subscriber_scope(sub.subscriber), kinds=["staff"]).entries}
     assert entries[grant.pk].undo_url == "" and entries[grant.pk].flag == "undone"
     assert len(entries) == 3
+    # a subscription moved to another customer: the move stays on the timeline of the one it was taken from
+    moved = SubscriptionFactory(subscriber=SubscriberFactory(external_id="3002"))
+    move = record(actor=agent, action="move", reason="bought on the wrong account", subscriber=sub.subscriber,
+                  subscription_id=moved.pk)
+    entries = {e.key: e for e in timeline_page(subscriber_scope(sub.subscriber), kinds=["staff"]).entries}
+    assert move.pk in entries and entries[move.pk].subscription is None
+    assert move.pk in {e.key for e in timeline_page(subscription_scope(moved), kinds=["staff"]).entries}
 
 
 def _busy_customer(count: int):
