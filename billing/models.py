@@ -200,6 +200,8 @@ class Outbox(models.Model):
     payload = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    stream_id = models.CharField(max_length=64, blank=True,
+                                 help_text="The stream entry id XADD returned, e.g. 1733313600000-0")
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.models import Subscriber
 
 from . import entitlement_cache
+from .db import update_rows
 from .models import Outbox, Product, Subscription
 from .redis_client import get_redis
 from .statuses import Status, grants_access, is_entitled
@@ -100,14 +101,19 @@ def publish_pending(*, ids: list[int] | None = None, limit: int = 500) -> int:
                 for row in rows:
                     pipe.xadd(settings.BILLING_EVENTS_STREAM, {"event": json.dumps(row.payload)},
                               maxlen=settings.BILLING_EVENTS_STREAM_MAXLEN, approximate=True)
-                pipe.execute()
+                stream_ids = pipe.execute()
             except redis.RedisError as exc:
                 Outbox.objects.filter(pk__in=[r.pk for r in rows]).update(
                     attempts=F("attempts") + 1, last_error=str(exc)[:1000])
                 logger.warning("outbox relay: Redis unavailable (%s); %d events wait", exc, len(rows))
                 return published
-            Outbox.objects.filter(pk__in=[r.pk for r in rows]).update(published_at=timezone.now(), last_error="",
-                                                                     attempts=F("attempts") + 1)
+            # Each row keeps the entry id XADD gave it (the support timeline shows it; a consumer's log
+            # names it). The rows are locked: their in-memory attempts are current. One UPDATE for all.
+            now = timezone.now()
+            for row, stream_id in zip(rows, stream_ids, strict=True):
+                row.published_at, row.last_error, row.attempts = now, "", row.attempts + 1
+                row.stream_id = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+            update_rows(Outbox, rows, ["published_at", "last_error", "attempts", "stream_id"])
             published += len(rows)
         if ids is None:
             # Rows left for the periodic relay mean the after-commit work failed (Redis was down):

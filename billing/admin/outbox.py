@@ -28,9 +28,10 @@ class PublishedFilter(admin.SimpleListFilter):
 
 @admin.register(Outbox)
 class OutboxAdmin(ReadOnlyAdmin):
-    list_display = ("id", "event_id", "user", "change", "created_at", "published_at", "attempts", "last_error")
+    list_display = ("id", "event_id", "user", "change", "created_at", "published_at", "stream_id", "attempts",
+                    "last_error")
     list_filter = (PublishedFilter,)
-    search_fields = ("=event_id", "=subscription__provider_subscription_id")
+    search_fields = ("=event_id", "=stream_id", "=subscription__provider_subscription_id")
     readonly_fields = ("payload_pretty",)
     exclude = ("payload",)
     raw_id_fields = ("subscription",)

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 from audit.records import record
+from billing.explanations import explain_subscription
 from billing.models import Subscription
 
 from .subscriptions import GrantForm, do_grant
@@ -19,7 +20,8 @@ from .toolkit import REASON, ReadOnlyInline, admin_link, confirm_action
 class SubscriptionInline(ReadOnlyInline):
     model = Subscription
     fk_name = "subscriber"
-    fields = ("link", "provider", "status", "product", "expires_at", "environment", "entitled_now", "superseded")
+    fields = ("link", "provider", "status", "explained", "product", "expires_at", "environment", "entitled_now",
+              "superseded")
     readonly_fields = fields
     ordering = ("-created_at",)
     verbose_name_plural = "subscriptions (newest first)"
@@ -34,6 +36,10 @@ class SubscriptionInline(ReadOnlyInline):
     @admin.display(boolean=True, description="entitled now")
     def entitled_now(self, obj):
         return obj.is_entitled(timezone.now())
+
+    @admin.display(description="in plain language")
+    def explained(self, obj):
+        return explain_subscription(obj, now=timezone.now()).line
 
     @admin.display(boolean=True, description="superseded")
     def superseded(self, obj):
@@ -73,6 +79,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
     inlines = (SubscriptionInline,)
     actions = ("grant_access",)
+    change_form_template = "support/change_form_with_timeline.html"  # the timeline and the note form below
 
     def has_fix_permission(self, request):
         return request.user.has_perm("billing.change_subscription")  # as for the subscriptions' own actions

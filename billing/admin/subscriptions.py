@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.services import subscriber_get_or_create
 from billing import staff, sweeps
+from billing.explanations import explain_subscription
 from billing.models import Entitlement, Product, StatusChange, Subscription, Transaction
 from billing.providers import registry
 from billing.providers.base import NotConfigured, NotSupported, ProviderError
@@ -160,7 +161,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     inlines = (StatusChangeInline, TransactionInline)
     ordering = ("-created_at",)
     fieldsets = (
-        (None, {"fields": ("provider", "provider_subscription_id", "user", "status", "entitled_now",
+        (None, {"fields": ("provider", "provider_subscription_id", "user", "status", "status_explained", "entitled_now",
                            "product_link", "store_product_id", "environment", "replaced_by_link")}),
         ("Period and price", {"fields": ("period", "amount", "upcoming_amount", "auto_renew", "started_at",
                                          "current_period_start", "current_period_end", "expires_at",
@@ -169,13 +170,15 @@ class SubscriptionAdmin(admin.ModelAdmin):
                                   "acknowledged_at", "created_at", "updated_at")}),
         ("Latest raw snapshot from the store", {"classes": ("collapse",), "fields": ("raw_snapshot_pretty",)}),
     )
-    readonly_fields = ("provider", "provider_subscription_id", "user", "status", "entitled_now", "product_link",
+    readonly_fields = ("provider", "provider_subscription_id", "user", "status", "status_explained", "entitled_now",
+                       "product_link",
                        "store_product_id", "environment", "replaced_by_link", "period", "amount",
                        "upcoming_amount", "auto_renew", "started_at", "current_period_start", "current_period_end",
                        "expires_at", "grace_until", "canceled_at", "ended_at", "last_event_at", "last_verified_at",
                        "acknowledgement_due_at", "acknowledged_at", "created_at", "updated_at",
                        "raw_snapshot_pretty")
     actions = ("grant_access", "extend_grant", "revoke", "resync_from_store", "link_to_user")
+    change_form_template = "support/change_form_with_timeline.html"  # the support timeline below the page
 
     # Provider-synced rows: no add, no delete, no edit form (actions only).
     def has_add_permission(self, request):
@@ -225,6 +228,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="entitled now")
     def entitled_now(self, obj):
         return obj.is_entitled(timezone.now())
+
+    @admin.display(description="in plain language")
+    def status_explained(self, obj):
+        return explain_subscription(obj, now=timezone.now()).line
 
     @admin.display(description="acknowledge by", ordering="acknowledgement_due_at")
     def acknowledge_by(self, obj):

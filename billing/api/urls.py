@@ -8,6 +8,7 @@ from accounts.permissions import trusted_network_or_staff_only as private
 from . import schema  # noqa: F401  (registers the OpenAPI extensions for our authentication)
 from .check import CheckSubscriptionView
 from .health import HealthApi
+from .subscription_detail import SubscriptionDetailApi
 from .views import (
     CancelSubscriptionApi,
     ChangePlanApi,
@@ -20,6 +21,7 @@ urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("api/subscriptions/check/<str:user_id>", CheckSubscriptionView.as_view(), name="subscriptions-check"),
     path("api/subscriptions/verify", VerifyPurchaseApi.as_view(), name="subscriptions-verify"),
+    path("api/subscriptions/<str:subscription_id>", SubscriptionDetailApi.as_view(), name="subscriptions-detail"),
     path("api/subscriptions/<str:subscription_id>/cancel", CancelSubscriptionApi.as_view(),
          name="subscriptions-cancel"),
     path("api/subscriptions/<str:subscription_id>/change-plan", ChangePlanApi.as_view(),
