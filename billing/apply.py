@@ -22,7 +22,7 @@ from accounts.models import Subscriber
 from accounts.selectors import subscriber_by_identity
 from accounts.services import subscriber_set_identity, subscribers_get_or_create
 
-from . import after_commit, outbox, sandbox_purchases
+from . import after_commit, double_payments, outbox, sandbox_purchases
 from .db import insert_rows_ignoring_conflict, update_rows
 from .models import Outbox, Product, StatusChange, Subscription, Transaction
 from .snapshots import Cause, CauseKind, Snapshot
@@ -328,12 +328,16 @@ class _Batch:
         to them, then the stream events (completed from the database as now written)."""
         changed: set[str] = set()
         dirty = []
+        paying_changed: set[int | None] = set()  # users whose subscriptions started or stopped paying
         for key, sub in self.subs.items():
-            fields = {name for name, value in _state(sub).items() if value != self.original[key][name]}
+            original = self.original[key]
+            fields = {name for name, value in _state(sub).items() if value != original[name]}
             if fields:
                 changed |= fields
                 sub.updated_at = self.now
                 dirty.append(sub)
+                if double_payments.may_start_or_end(sub.provider, fields, original["status"], sub.status):
+                    paying_changed.update((sub.subscriber_id, original["subscriber_id"]))
         # One statement for all; a field that changed in another row is written with this row's own value.
         update_rows(Subscription, dirty, [*sorted(changed), "updated_at"])
         # ignore_conflicts: a concurrent writer recording the same store transaction is not an error
@@ -346,6 +350,7 @@ class _Batch:
                 for payload, (_, sub, _) in zip(payloads, self.events, strict=True)])
             after_commit.publish(*(row.pk for row in rows))  # coalesced: one relay call per transaction
         after_commit.refresh(*self.refresh)  # coalesced: one batched cache refresh per transaction
+        after_commit.check_double_payments(*paying_changed)  # after commit, one query per transaction
 
 
 def _key(snapshot: Snapshot) -> Key:

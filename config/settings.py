@@ -223,6 +223,9 @@ CELERY_BEAT_SCHEDULE = {
     "operations-check-alerts": {"task": "operations.tasks.check_alerts", "schedule": 5 * 60.0},
     # --- finance ---
     # --- reconciliation ---
+    # Double payments: open what the after-commit check missed, end what is no longer paid twice (daily).
+    "billing-reconcile-double-payments": {"task": "billing.tasks.reconcile_double_payments",
+                                          "schedule": 24 * 3600.0},
     # --- privacy and retention ---
 }
 CELERY_TIMEZONE = "UTC"
