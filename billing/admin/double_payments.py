@@ -3,20 +3,35 @@ with both subscriptions, since when, links to where the store actions are (refun
 store), and resolve / dismiss with a reason (kept in the audit log)."""
 
 from django.contrib import admin
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.double_payments import CannotClose, double_payment_close
 from billing.models import DoublePayment
+from billing.snapshots import Provider
 
 from .toolkit import ReadOnlyAdmin, ReasonForm, admin_link, confirm_action
 
 
+class StoreFilter(admin.SimpleListFilter):
+    title = "store (either subscription)"
+    parameter_name = "store"
+
+    def lookups(self, request, model_admin):
+        return [(p, label) for p, label in Provider.CHOICES if p != Provider.MANUAL]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(Q(first__provider=self.value()) | Q(second__provider=self.value()))
+        return queryset
+
+
 @admin.register(DoublePayment)
 class DoublePaymentAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "user", "entitlement_names", "first_subscription", "second_subscription", "since",
-                    "detected_at", "detected_by", "status", "store_actions")
-    list_filter = ("status", "detected_by", "first__provider", "second__provider")
+    list_display = ("number", "user", "entitlement_names", "first_subscription", "second_subscription",
+                    "store_actions", "since", "status")
+    list_filter = ("status", StoreFilter, "detected_by")
     list_select_related = ("subscriber", "first", "second")
     search_fields = ("=subscriber__external_id", "=first__provider_subscription_id",
                      "=second__provider_subscription_id")
@@ -32,6 +47,10 @@ class DoublePaymentAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("subscriber", "first", "second", "closed_by")
+
+    @admin.display(description="#", ordering="pk")
+    def number(self, obj):
+        return obj.pk
 
     @admin.display(description="user", ordering="subscriber__external_id")
     def user(self, obj):
