@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Subscriber
@@ -112,6 +112,24 @@ def subscription_link_subscriber(*, subscription_id: int, subscriber: Subscriber
         batch.refresh.update((sub.subscriber_id, previous.pk if previous is not None else None))
         batch.write()
     return sub
+
+
+def subscriber_publish_state(*, subscriber: Subscriber, cause: Cause) -> int | None:
+    """Publish a user's state on the stream without a change of status (oldStatus == newStatus; the
+    subscription whose access ended last), as linking does: for an event consumers must hear although
+    access did not change (a privacy erasure: the user is gone). A history row says why. None: the user
+    has no subscription."""
+    with transaction.atomic():
+        sub = (Subscription.objects.select_for_update(of=("self",)).select_related("subscriber")
+               .filter(subscriber=subscriber)
+               .order_by(F("replaced_by").asc(nulls_first=True), F("expires_at").desc(nulls_first=True), "-pk")
+               .first())
+        if sub is None:
+            return None
+        batch = _Batch([])  # the same history row and stream event as any change of the write path
+        batch.status_change(sub, sub.status, timezone.now(), cause, cause.note)
+        batch.write()
+    return sub.pk
 
 
 class _Batch:

@@ -5,8 +5,10 @@
    must be cancelled there first. The refusal names each one.
 2. Whatever still entitles them (forced store subscriptions, staff grants) is revoked through the one
    write path (REVOKED, cause staff, note "privacy erasure"): a status change like any other, published
-   on the stream with `isSubscribed: false` under the user id consumers know. Those events are
-   published before anything is overwritten; Redis unreachable: nothing is overwritten (run it again).
+   on the stream with `isSubscribed: false` under the user id consumers know. With nothing left to
+   revoke, one event states the user's newest subscription as it is (oldStatus == newStatus,
+   `isSubscribed: false`), as linking does. Those events are published before anything is overwritten;
+   Redis unreachable: nothing is overwritten (run it again).
 3. In one transaction, personal data is removed or overwritten (privacy/holdings.py finds it): the
    subscriber's e-mail and store identities are emptied and their user id becomes a pseudonym
    (`erased-<16 random hex>`, not derived from anything, so it leads back to no one); raw webhook bodies,
@@ -33,7 +35,7 @@ from django.utils import timezone
 from accounts.models import Subscriber
 from audit.records import actor_fields, record
 from billing import entitlement_cache, outbox
-from billing.apply import apply_snapshot
+from billing.apply import apply_snapshot, subscriber_publish_state
 from billing.models import Outbox, Subscription
 from billing.redis_client import get_redis
 from billing.snapshots import Cause, CauseKind, Provider, Snapshot
@@ -133,6 +135,9 @@ def _revoke(subscriber: Subscriber, subscriptions: list[Subscription], reason: s
     staff_user_id = getattr(actor, "pk", None)
     cause = Cause(CauseKind.STAFF, ref="privacy:erasure", staff_user_id=staff_user_id,
                   note=f"privacy erasure: {reason}")
+    if not subscriptions:  # access ended earlier; consumers still hear that the user is gone, not subscribed
+        subscriber_publish_state(subscriber=subscriber, cause=cause)
+        return
     now = timezone.now()
     for sub in subscriptions:
         observed = now if sub.last_event_at is None or sub.last_event_at <= now else sub.last_event_at

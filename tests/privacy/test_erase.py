@@ -87,6 +87,10 @@ def test_without_a_live_paid_subscription_no_force_is_needed(django_capture_on_c
         lapsed = make_customer(suffix="LP2201", live=False)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("erase_subscriber", lapsed.user_id, "--reason", "ticket 4")
+    # nothing to revoke: the stream still hears that the user is gone, not subscribed (no status change)
+    last = [e for e in stream_events() if e["userId"] == lapsed.user_id][-1]
+    assert (last["oldStatus"], last["newStatus"], last["isSubscribed"]) == ("EXPIRED", "EXPIRED", False)
+    assert last["subscriptionId"] == "sub_LP2201"
     for secret in lapsed.secrets:
         assert database_hits(secret) == [], secret
     with pytest.raises(CommandError, match="No subscriber"):
