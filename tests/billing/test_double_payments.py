@@ -35,8 +35,9 @@ def products():
 def buy(provider, sub_id, status=Status.ACTIVE, *, user="501", product=None, minutes=0, **fields):
     store_product_id = product or {"stripe": "price_premium", "apple": "com.example.premium",
                                    "google": "no_ads"}[provider]
+    fields.setdefault("expires_at", LATER)
     return apply_snapshot(snap(status, minutes, provider=provider, sub_id=sub_id, user_id=user,
-                               store_product_id=store_product_id, expires_at=LATER, **fields), WEBHOOK)
+                               store_product_id=store_product_id, **fields), WEBHOOK)
 
 
 def test_two_stores_paying_for_one_entitlement_land_in_the_queue(products, django_capture_on_commit_callbacks,
@@ -221,3 +222,20 @@ def test_verify_without_a_double_payment_has_no_warnings(apple_store, client, se
     response = verify(client, service_auth("verify"))
     assert response.status_code == 200, response.json()
     assert response.json()["warnings"] == []
+
+
+def test_the_after_commit_check_is_cheap_and_skipped_when_nothing_starts_or_stops_paying(
+        products, django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with django_capture_on_commit_callbacks(execute=True):
+        buy("stripe", "sub_web")
+    with CaptureQueriesContext(connection) as renewal, django_capture_on_commit_callbacks(execute=True):
+        buy("stripe", "sub_web", minutes=5, expires_at=LATER + timedelta(days=30))  # a renewal: still ACTIVE
+    assert not [q for q in renewal.captured_queries if "billing_doublepayment" in q["sql"]]
+    with CaptureQueriesContext(connection) as purchase, django_capture_on_commit_callbacks(execute=True):
+        buy("apple", "1000000006")
+    mine = [q["sql"] for q in purchase.captured_queries if "billing_doublepayment" in q["sql"]]
+    assert len(mine) <= 3, mine  # the open rows, the pair's row, the insert: besides two reads of subscriptions
+    assert DoublePayment.objects.get().status == "open"
