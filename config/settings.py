@@ -534,7 +534,7 @@ OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = env.bool("OUTGOING_WEBHOOK_SEND_AFTER_REQU
 RETENTION_WEBHOOK_BODY_DAYS = env.int("RETENTION_WEBHOOK_BODY_DAYS", default=30)
 # Processed and ignored events' rows (and so their dedupe keys) are deleted this many days after
 # processing. At least 8 days: a store's redelivery must still be recognised (Pub/Sub redelivers for 7
-# days; Stripe and Apple retry about 3 days).
+# days; Apple retries for about 6.5 days, Stripe for 3; PROVIDERS.md).
 RETENTION_WEBHOOK_EVENT_DAYS = env.int("RETENTION_WEBHOOK_EVENT_DAYS", default=400)
 if 0 < RETENTION_WEBHOOK_EVENT_DAYS < 8:
     raise ImproperlyConfigured("RETENTION_WEBHOOK_EVENT_DAYS must be 0 (keep) or at least 8: the dedupe keys must "
