@@ -20,7 +20,7 @@ from functools import partial
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from . import entitlement_cache, outbox
+from . import double_payments, entitlement_cache, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +30,21 @@ class _Pending:
     numbers: itertools.count = field(default_factory=itertools.count)
     outbox_ids: list[tuple[int, int]] = field(default_factory=list)  # (item number, outbox id)
     subscriber_ids: list[tuple[int, int]] = field(default_factory=list)  # (item number, subscriber id)
+    # (item number, subscriber id) whose subscriptions started or stopped paying: double payments
+    double_payment_ids: list[tuple[int, int]] = field(default_factory=list)
 
     def flush(self, first: int) -> None:
         outbox_ids = [i for n, i in self.outbox_ids if n >= first]
         subscriber_ids = sorted({i for n, i in self.subscriber_ids if n >= first})
-        self.outbox_ids, self.subscriber_ids = [], []  # the rest: flushed already, or rolled back
+        double_payment_ids = sorted({i for n, i in self.double_payment_ids if n >= first})
+        # the rest: flushed already, or rolled back
+        self.outbox_ids, self.subscriber_ids, self.double_payment_ids = [], [], []
         if outbox_ids:
             outbox.publish_pending_after_commit(outbox_ids)
         if subscriber_ids:
             entitlement_cache.refresh_many(subscriber_ids)
+        if double_payment_ids:  # last: the least urgent (one query for the users of the transaction)
+            double_payments.detect_after_commit(double_payment_ids)
 
 
 def _add(using: str, attribute: str, ids) -> None:
@@ -62,3 +68,10 @@ def refresh(*subscriber_ids: int | None, using: str = DEFAULT_DB_ALIAS) -> None:
     ids = {s for s in subscriber_ids if s is not None}
     if ids:
         _add(using, "subscriber_ids", ids)
+
+
+def check_double_payments(*subscriber_ids: int | None, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Look for double payments of these users (billing/double_payments.py) once the transaction commits."""
+    ids = {s for s in subscriber_ids if s is not None}
+    if ids:
+        _add(using, "double_payment_ids", ids)

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Subscriber
 from accounts.selectors import subscriber_by_identity
 from accounts.services import subscriber_set_identity, subscribers_get_or_create
 
-from . import after_commit, outbox, sandbox_purchases
+from . import after_commit, double_payments, outbox, sandbox_purchases
 from .db import insert_rows_ignoring_conflict, update_rows
 from .ledger import ledger_amount, ledger_details
 from .models import Outbox, Product, StatusChange, Subscription, Transaction
@@ -113,6 +113,24 @@ def subscription_link_subscriber(*, subscription_id: int, subscriber: Subscriber
         batch.refresh.update((sub.subscriber_id, previous.pk if previous is not None else None))
         batch.write()
     return sub
+
+
+def subscriber_publish_state(*, subscriber: Subscriber, cause: Cause) -> int | None:
+    """Publish a user's state on the stream without a change of status (oldStatus == newStatus; the
+    subscription whose access ended last), as linking does: for an event consumers must hear although
+    access did not change (a privacy erasure: the user is gone). A history row says why. None: the user
+    has no subscription."""
+    with transaction.atomic():
+        sub = (Subscription.objects.select_for_update(of=("self",)).select_related("subscriber")
+               .filter(subscriber=subscriber)
+               .order_by(F("replaced_by").asc(nulls_first=True), F("expires_at").desc(nulls_first=True), "-pk")
+               .first())
+        if sub is None:
+            return None
+        batch = _Batch([])  # the same history row and stream event as any change of the write path
+        batch.status_change(sub, sub.status, timezone.now(), cause, cause.note)
+        batch.write()
+    return sub.pk
 
 
 class _Batch:
@@ -329,12 +347,16 @@ class _Batch:
         to them, then the stream events (completed from the database as now written)."""
         changed: set[str] = set()
         dirty = []
+        paying_changed: set[int | None] = set()  # users whose subscriptions started or stopped paying
         for key, sub in self.subs.items():
-            fields = {name for name, value in _state(sub).items() if value != self.original[key][name]}
+            original = self.original[key]
+            fields = {name for name, value in _state(sub).items() if value != original[name]}
             if fields:
                 changed |= fields
                 sub.updated_at = self.now
                 dirty.append(sub)
+                if double_payments.may_start_or_end(sub.provider, fields, original["status"], sub.status):
+                    paying_changed.update((sub.subscriber_id, original["subscriber_id"]))
         # One statement for all; a field that changed in another row is written with this row's own value.
         update_rows(Subscription, dirty, [*sorted(changed), "updated_at"])
         # ignore_conflicts: a concurrent writer recording the same store transaction is not an error
@@ -347,6 +369,7 @@ class _Batch:
                 for payload, (_, sub, _) in zip(payloads, self.events, strict=True)])
             after_commit.publish(*(row.pk for row in rows))  # coalesced: one relay call per transaction
         after_commit.refresh(*self.refresh)  # coalesced: one batched cache refresh per transaction
+        after_commit.check_double_payments(*paying_changed)  # after commit, one query per transaction
 
 
 def _key(snapshot: Snapshot) -> Key:

@@ -213,3 +213,39 @@ class Outbox(models.Model):
 
     def __str__(self):
         return str(self.event_id)
+
+
+class DoublePayment(models.Model):
+    """One customer paying for the same entitlement through two live paid subscriptions at once (two
+    stores, or twice in one store). Found after commit when a subscription is applied and by a daily
+    sweep (billing/double_payments.py); staff resolve or dismiss it with a reason, and it ends by itself
+    when either subscription stops being live (docs/operations.md "Double payments")."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        RESOLVED = "resolved", "resolved by staff"
+        DISMISSED = "dismissed", "dismissed by staff"
+        ENDED = "ended", "ended by itself"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.PROTECT, related_name="double_payments")
+    # The lower id first: one row per pair, whichever of the two was applied last.
+    first = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="+")
+    second = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="+")
+    entitlements = models.JSONField(default=list, help_text="The entitlements both of them grant")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    since = models.DateTimeField(help_text="When the later of the two started: paying twice since then")
+    detected_at = models.DateTimeField(help_text="When we noticed (again, after it had ended)")
+    detected_by = models.CharField(max_length=32, help_text="write path, verification or sweep")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    close_reason = models.TextField(blank=True, help_text="Staff's reason, or which subscription stopped being live")
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["first", "second"], name="double_payment_once_per_pair")]
+        indexes = [models.Index(fields=["subscriber"], name="double_payment_open",
+                                condition=models.Q(status="open"))]
+
+    def __str__(self):
+        return f"double payment #{self.pk}: subscriptions {self.first_id} and {self.second_id}"

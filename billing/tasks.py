@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from . import entitlement_cache, outbox, sweeps
+from . import double_payments, entitlement_cache, outbox, sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +35,10 @@ def repoll_subscriptions() -> dict:
 def forget_cached_entitlements(product_ids: list[int]) -> int:
     """After staff change what products grant: users of those products re-read their entitlements."""
     return entitlement_cache.forget_products(product_ids)
+
+
+@shared_task(ignore_result=True)
+def reconcile_double_payments() -> dict:
+    """The daily sweep: open the double payments the after-commit check missed, end those no longer paid twice."""
+    report = double_payments.sweep()
+    return {"opened": report.opened, "ended": report.ended}

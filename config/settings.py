@@ -223,7 +223,13 @@ CELERY_BEAT_SCHEDULE = {
     "operations-check-alerts": {"task": "operations.tasks.check_alerts", "schedule": 5 * 60.0},
     # --- finance ---
     # --- reconciliation ---
+    # Double payments: open what the after-commit check missed, end what is no longer paid twice (daily).
+    "billing-reconcile-double-payments": {"task": "billing.tasks.reconcile_double_payments",
+                                          "schedule": 24 * 3600.0},
     # --- privacy and retention ---
+    # Prune raw data past its retention (RETENTION_*), in short batches, on the slow queue.
+    "privacy-prune-retained": {"task": "privacy.tasks.prune_retained", "schedule": 24 * 3600.0,
+                               "options": {"queue": "slow"}},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -520,6 +526,31 @@ OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = env.bool("OUTGOING_WEBHOOK_SEND_AFTER_REQU
 
 
 # --- Privacy requests and retention (docs/operations.md "Retention") --------------------------------
+# The beat job privacy.tasks.prune_retained (daily) prunes in batches of RETENTION_BATCH_SIZE rows, each
+# batch its own short transaction; it never touches the ledger (transactions) or the status history.
+# Days of 0 mean keep forever. Raw webhook bodies, headers and decoded payloads of processed and ignored
+# events are emptied this many days after processing (failed and dead ones are kept until resolved);
+# the event's row, and its dedupe key, stay.
+RETENTION_WEBHOOK_BODY_DAYS = env.int("RETENTION_WEBHOOK_BODY_DAYS", default=30)
+# Processed and ignored events' rows (and so their dedupe keys) are deleted this many days after
+# processing. At least 8 days: a store's redelivery must still be recognised (Pub/Sub redelivers for 7
+# days; Apple retries for about 6.5 days, Stripe for 3; PROVIDERS.md).
+RETENTION_WEBHOOK_EVENT_DAYS = env.int("RETENTION_WEBHOOK_EVENT_DAYS", default=400)
+if 0 < RETENTION_WEBHOOK_EVENT_DAYS < 8:
+    raise ImproperlyConfigured("RETENTION_WEBHOOK_EVENT_DAYS must be 0 (keep) or at least 8: the dedupe keys must "
+                               "outlive every store's retry window (Google Pub/Sub: 7 days)")
+# Published outbox rows (unpublished ones wait for the relay, whatever their age).
+RETENTION_OUTBOX_DAYS = env.int("RETENTION_OUTBOX_DAYS", default=30)
+# Stream entries older than this are trimmed (XTRIM MINID ~), besides the count cap BILLING_EVENTS_STREAM_MAXLEN.
+RETENTION_STREAM_DAYS = env.int("RETENTION_STREAM_DAYS", default=30)
+# Outgoing webhooks: delivered deliveries (with their attempts) and event copies no delivery waits for.
+# Dead deliveries are kept until resent or deleted by staff.
+RETENTION_OUTGOING_DAYS = env.int("RETENTION_OUTGOING_DAYS", default=30)
+# Hourly counters of rejected webhook requests in Redis (the admin index shows the last 24 h): at least 25.
+RETENTION_REJECTED_COUNTERS_HOURS = env.int("RETENTION_REJECTED_COUNTERS_HOURS", default=48)
+if RETENTION_REJECTED_COUNTERS_HOURS < 25:
+    raise ImproperlyConfigured("RETENTION_REJECTED_COUNTERS_HOURS must be at least 25 (the admin shows a day)")
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
 
 
 # --- Error tracking (docs/operations.md "Errors") -----------------------------------------------

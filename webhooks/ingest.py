@@ -248,7 +248,7 @@ def rejection_record(*, provider: str, code: str) -> None:
     try:
         pipe = client.pipeline(transaction=False)
         pipe.hincrby(key, f"{provider}|{code}", 1)
-        pipe.expire(key, 26 * 3600)
+        pipe.expire(key, settings.RETENTION_REJECTED_COUNTERS_HOURS * 3600)  # docs/operations.md "Retention"
         pipe.execute()
     except redis.RedisError as exc:
         logger.warning("rejection counter unavailable: %s", exc)

@@ -2,6 +2,6 @@
 catalogue, ledgers (status history, transactions), outbox; toolkit holds what they share (read-only
 options, fields, the one confirm-action page). Importing the package registers every room."""
 
-from . import catalogue, ledgers, outbox, subscribers, subscriptions
+from . import catalogue, double_payments, ledgers, outbox, subscribers, subscriptions
 
-__all__ = ["catalogue", "ledgers", "outbox", "subscribers", "subscriptions"]
+__all__ = ["catalogue", "double_payments", "ledgers", "outbox", "subscribers", "subscriptions"]

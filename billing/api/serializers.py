@@ -119,6 +119,27 @@ class SubscriptionItemSerializer(serializers.Serializer):
         return str(sub.replaced_by_id) if sub.replaced_by_id else None
 
 
+class WarningSubscriptionSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    provider = serializers.CharField()
+    provider_subscription_id = serializers.CharField()
+    product_id = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+
+
+class VerifyWarningSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="`double_payment`: the user now pays twice for the same entitlement")
+    message = serializers.CharField(help_text="Plain language, for the app to show or adapt")
+    entitlements = serializers.ListField(child=serializers.CharField())
+    subscriptions = WarningSubscriptionSerializer(many=True, help_text="The two subscriptions paying for it")
+
+
+class VerifyResultSerializer(SubscriptionItemSerializer):
+    """The verify API's answer: the subscription item, and what the app may want to tell the user."""
+
+    warnings = VerifyWarningSerializer(many=True, read_only=True, help_text="Empty when there is nothing to tell")
+
+
 class SubscriptionPageSerializer(serializers.Serializer):
     items = SubscriptionItemSerializer(many=True)
     has_more = serializers.BooleanField()

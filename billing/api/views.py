@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import CanManage, CanRead, CanVerify, acting_user_id, may_see_user
 from audit.records import record_api_call
-from billing import selectors
+from billing import double_payments, selectors
 from billing.models import Subscription
 from billing.store_actions import subscription_cancel, subscription_change_plan
 from billing.verification import NothingToVerify, PurchaseNotProven, PurchaseOwnedByAnotherUser, purchase_verify
@@ -30,6 +30,7 @@ from .serializers import (
     SubscriptionItemSerializer,
     SubscriptionPageSerializer,
     VerifyRequestSerializer,
+    VerifyResultSerializer,
 )
 from .throttles import VerifyThrottle, verification_budget
 
@@ -130,7 +131,7 @@ class VerifyPurchaseApi(APIView):
         description="Apple: `signed_transaction`, `transaction_id` or `receipt`. Google: `purchase_token` and "
                     "`product_id`. Nothing is granted before the store confirms it.",
         request=VerifyRequestSerializer,
-        responses={200: SubscriptionItemSerializer, **_ERRORS, 409: OpenApiResponse(ErrorSerializer),
+        responses={200: VerifyResultSerializer, **_ERRORS, 409: OpenApiResponse(ErrorSerializer),
                    429: OpenApiResponse(ErrorSerializer, description="Too many verifications (Retry-After)"),
                    502: OpenApiResponse(ErrorSerializer), 503: OpenApiResponse(ErrorSerializer)},
         tags=["subscriptions"])
@@ -159,7 +160,11 @@ class VerifyPurchaseApi(APIView):
                             details={"provider": provider, "changes": [
                                 {"subscription_id": r.subscription_id, "outcome": r.outcome,
                                  "old_status": r.old_status, "new_status": r.new_status} for r in changed]})
-        return Response(_item(results[0].subscription_id))
+        # After the commit: the user may now pay twice for one entitlement (docs/api.md "Warnings").
+        warnings = []
+        for result in results:
+            warnings += [w for w in double_payments.warnings_for(result.subscription_id) if w not in warnings]
+        return Response({**_item(results[0].subscription_id), "warnings": warnings})
 
 
 class _SubscriptionActionApi(APIView):
