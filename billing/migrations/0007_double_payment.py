@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_finance_scope'),
-        ('billing', '0004_ledger_fields'),
+        ("billing", "0006_outbox_stream_id"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0004_ledger_fields'),
+        ("billing", "0005_ledger_backfill"),
     ]
 
     operations = [
