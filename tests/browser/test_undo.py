@@ -1,5 +1,5 @@
-"""A support agent grants access with a reason in the admin, undoes it from the undo page, and finds
-both entries in the audit log. (The timeline's own assertion is added with the timeline page.)"""
+"""A support agent grants access with a reason in the admin, undoes it from the customer's timeline,
+and finds both on the timeline and in the audit log."""
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -14,8 +14,8 @@ from tests.factories import EntitlementFactory, SubscriberFactory
 class UndoTests(BrowserTestCase):
     port = 9301  # this suite's port range (a fixed one: several suites run side by side here)
 
-    def test_grant_with_a_reason_then_undo_it_and_see_both_in_the_audit_log(self):
-        SubscriberFactory(external_id="1003", email="dana@example.com")
+    def test_grant_with_a_reason_then_undo_it_and_see_both_on_the_timeline_and_in_the_audit_log(self):
+        customer = SubscriberFactory(external_id="1003", email="dana@example.com")
         EntitlementFactory(name="premium")
         self.login(self.staff_user("agent.kim"))
 
@@ -31,9 +31,10 @@ class UndoTests(BrowserTestCase):
         grant = Subscription.objects.get(provider="manual")
         assert grant.status == Status.ACTIVE
 
-        # The audit log lists it with an Undo link; the undo page says what it will do and asks why.
-        self.visit("/admin/audit/auditentry/")
-        self.browser.find_element(By.LINK_TEXT, "Undo…").click()
+        # The customer's timeline shows the grant with an Undo button; the undo page says what it will do
+        # and asks why.
+        self.visit(f"/admin/accounts/subscriber/{customer.pk}/change/")
+        self.wait_for("tr.tl-staff a.tl-undo").click()
         assert "Revoke the grant" in self.wait_for("#undo-plan").text
         self.browser.find_element(By.NAME, "reason").send_keys("granted to the wrong account")
         self.screenshot("undo-page")
@@ -42,7 +43,16 @@ class UndoTests(BrowserTestCase):
         grant.refresh_from_db()
         assert grant.status == Status.REVOKED
 
-        # Both stay in the audit log, with who and why; the grant now shows as undone.
+        # Both stay on the timeline, newest first, with who and why; the grant shows as undone, no more Undo.
+        self.visit(f"/admin/accounts/subscriber/{customer.pk}/change/")
+        staff = [row.text for row in self.browser.find_elements(By.CSS_SELECTOR, "tr.tl-staff")]
+        assert len(staff) == 2, staff
+        assert "undo grant" in staff[0] and "granted to the wrong account" in staff[0] and "agent.kim" in staff[0]
+        assert "goodwill after the outage, ticket 4711" in staff[1] and "undone" in staff[1]
+        assert not self.browser.find_elements(By.CSS_SELECTOR, "a.tl-undo")
+        self.screenshot("timeline-grant-and-undo")
+
+        # And in the audit log.
         self.visit("/admin/audit/auditentry/")
         rows = [row.text for row in self.browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")]
         assert len(rows) == 2, rows
