@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import CanExportFinance
 from billing.api.serializers import ErrorSerializer
+from config.api_errors import ApiError
 
 from .metric_exports import HEADER, INTERVALS, metric_rows
 from .streaming import CONTENT_TYPES, FORMATS, chunks
@@ -31,12 +32,6 @@ class MetricsQuerySerializer(serializers.Serializer):
         fields["from"] = serializers.DateField(help_text="First UTC day (YYYY-MM-DD)")
         return {"from": fields.pop("from"), **fields}
 
-    def validate(self, data):
-        if data["to"] < data["from"]:
-            raise serializers.ValidationError({"to": "is before from."})
-        if data["to"] - data["from"] > timedelta(days=MAX_DAYS):
-            raise serializers.ValidationError({"to": f"the range is longer than {MAX_DAYS} days."})
-        return data
 
 
 class _FormatIsOurs(DefaultContentNegotiation):
@@ -66,6 +61,12 @@ class FinanceMetricsApi(APIView):
         query = MetricsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         params = query.validated_data
+        # Well-formed, but not a range we answer: its own code (the schema cannot say "to >= from").
+        if params["to"] < params["from"]:
+            raise ApiError("`to` is before `from`.", code="invalid_range", status_code=400)
+        if params["to"] - params["from"] > timedelta(days=MAX_DAYS):
+            raise ApiError(f"The range is longer than {MAX_DAYS} days: ask in parts.", code="invalid_range",
+                           status_code=400)
         fmt = params["format"]
         rows = metric_rows(params["from"], params["to"], params["interval"])
         response = StreamingHttpResponse(chunks(fmt, HEADER, rows), content_type=CONTENT_TYPES[fmt])

@@ -3,6 +3,7 @@ export_metrics, GET /api/finance/metrics). Over an interval, stocks (entitled, i
 hold, MRR) are the interval's last day's, flows (new, churned, payments, revenue, refunds, …) are summed.
 Columns in docs/finance.md "Metrics"."""
 
+import calendar
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -35,9 +36,9 @@ def period_of(day: date, interval: str) -> date:
 def period_last_day(start: date, interval: str, last: date) -> date:
     """The interval's last day, within the range asked for."""
     if interval == "week":
-        end = start + timedelta(days=6)
+        end = start + timedelta(days=min(6, (date.max - start).days))
     elif interval == "month":
-        end = (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        end = start.replace(day=calendar.monthrange(start.year, start.month)[1])
     else:
         end = start
     return min(end, last)
