@@ -189,9 +189,11 @@ class _Batch:
             # a store's conflicting claim on the user, a test purchase kept without access (once each).
             self._history(sub, old_status, sub.status, snapshot.observed_at, cause,
                           note=_join(cause.note, claim_note, withheld_note))
-        elif _history_state(sub) != state_before:
-            # What finance reads changed without a status change (a renewal's new expiry, a new price or
-            # plan): a `state` row, so that "as of" a past moment is rebuilt from the history alone.
+        elif grants_access(sub.status) and _history_state(sub) != state_before:
+            # What finance reads of an entitled subscription changed without a status change (a renewal's
+            # new expiry, a new price or plan): a `state` row, so that "as of" a past moment is rebuilt
+            # from the history alone. A subscription without access (ended, superseded, not yet paid)
+            # records its state at its next status change: nothing is counted from it until then.
             self._history(sub, old_status, sub.status, snapshot.observed_at, cause, note=cause.note,
                           kind=StatusChange.Kind.STATE)
         self.refresh.update((sub.subscriber_id, old_subscriber_id))
