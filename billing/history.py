@@ -15,7 +15,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
-from .models import StatusChange
+from .models import Product, StatusChange
 from .statuses import Status, access_ends_at, is_entitled
 
 
@@ -82,33 +82,45 @@ def subscriptions_as_of(moment: datetime, *, provider: str | None = None, enviro
         same = (Q(state_known=True, environment=environment)
                 | Q(state_known=False, subscription__environment=environment))
         newest = StatusChange.objects.filter(same, id__in=newest.values("id")).order_by("subscription_id")
-    newest = newest.select_related("subscription__subscriber", "subscription__product", "subscriber", "product")
-    for row in newest.iterator(chunk_size=chunk_size):
-        yield state_of_row(row)
+    labels = _product_labels()
+    for values in newest.values_list(*_COLUMNS).iterator(chunk_size=chunk_size):
+        yield _state_of_values(dict(zip(_COLUMNS, values, strict=True)), labels)
 
 
-def state_of_row(row: StatusChange) -> SubscriptionState:
-    sub = row.subscription
-    if not row.state_known:
+# What a state is built from: plain values, not model instances (a sixth of the time, measured on 100k
+# subscriptions: bench/metrics.py), and few timestamps (each one converted on load).
+_COLUMNS = ("id", "subscription_id", "new_status", "state_known", "subscriber__external_id", "product_id",
+            "store_product_id", "environment", "amount_minor", "currency", "period_unit", "period_value",
+            "auto_renew", "expires_at", "grace_until", "occurred_at", "subscription__provider",
+            "subscription__provider_subscription_id", "subscription__subscriber__external_id",
+            "subscription__product_id", "subscription__store_product_id", "subscription__environment")
+
+
+def _product_labels() -> dict[int, str]:
+    """The catalogue's labels (a few hundred products at most), read once per export."""
+    return {product.pk: str(product) for product in Product.objects.all()}
+
+
+def _state_of_values(row: dict, labels: dict[int, str]) -> SubscriptionState:
+    identity = {"subscription_id": row["subscription_id"], "provider": row["subscription__provider"],
+                "provider_subscription_id": row["subscription__provider_subscription_id"],
+                "status": row["new_status"], "since": row["occurred_at"], "history_id": row["id"]}
+    if not row["state_known"]:
         # A row from before the history carried states: its status, and who and what the subscription
         # is now (product, environment, user: they rarely change); no price, no dates.
+        product_id = row["subscription__product_id"]
         return SubscriptionState(
-            subscription_id=row.subscription_id, provider=sub.provider,
-            provider_subscription_id=sub.provider_subscription_id, status=row.new_status, state_known=False,
-            user_id=sub.subscriber.external_id if sub.subscriber_id is not None else None,
-            product_id=sub.product_id, store_product_id=sub.store_product_id,
-            product_label=str(sub.product) if sub.product_id is not None else "", environment=sub.environment,
+            **identity, state_known=False, user_id=row["subscription__subscriber__external_id"],
+            product_id=product_id, store_product_id=row["subscription__store_product_id"],
+            product_label=labels.get(product_id, ""), environment=row["subscription__environment"],
             amount_minor=None, currency="", period_unit="", period_value=None, auto_renew=None, expires_at=None,
-            grace_until=None, since=row.occurred_at, history_id=row.pk)
+            grace_until=None)
     return SubscriptionState(
-        subscription_id=row.subscription_id, provider=sub.provider,
-        provider_subscription_id=sub.provider_subscription_id, status=row.new_status, state_known=True,
-        user_id=row.subscriber.external_id if row.subscriber_id is not None else None,
-        product_id=row.product_id, store_product_id=row.store_product_id,
-        product_label=str(row.product) if row.product_id is not None else "",
-        environment=row.environment, amount_minor=row.amount_minor, currency=row.currency,
-        period_unit=row.period_unit, period_value=row.period_value, auto_renew=row.auto_renew,
-        expires_at=row.expires_at, grace_until=row.grace_until, since=row.occurred_at, history_id=row.pk)
+        **identity, state_known=True, user_id=row["subscriber__external_id"], product_id=row["product_id"],
+        store_product_id=row["store_product_id"], product_label=labels.get(row["product_id"], ""),
+        environment=row["environment"], amount_minor=row["amount_minor"], currency=row["currency"],
+        period_unit=row["period_unit"], period_value=row["period_value"], auto_renew=row["auto_renew"],
+        expires_at=row["expires_at"], grace_until=row["grace_until"])
 
 
 def state_of_subscription(sub) -> SubscriptionState:
