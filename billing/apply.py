@@ -25,7 +25,7 @@ from accounts.services import subscriber_set_identity, subscribers_get_or_create
 from . import after_commit, double_payments, outbox, sandbox_purchases
 from .db import insert_rows_ignoring_conflict, update_rows
 from .ledger import ledger_amount, ledger_details
-from .models import Outbox, Product, StatusChange, Subscription, Transaction
+from .models import HISTORY_STATE_FIELDS, Outbox, Product, StatusChange, Subscription, Transaction
 from .snapshots import Cause, CauseKind, Snapshot
 from .statuses import Status, grants_access
 
@@ -186,6 +186,7 @@ class _Batch:
             return ApplyResult(sub.pk, "stale", old_status, old_status, added)
 
         before = _state(sub) if cause.kind == CauseKind.STAFF else None
+        state_before = _history_state(sub)
         self._take_state(sub, snapshot, cause)
         claim_note = self._link_user(sub, snapshot)
         withheld_note = self._withhold(sub)
@@ -207,6 +208,13 @@ class _Batch:
             # a store's conflicting claim on the user, a test purchase kept without access (once each).
             self._history(sub, old_status, sub.status, snapshot.observed_at, cause,
                           note=_join(cause.note, claim_note, withheld_note))
+        elif grants_access(sub.status) and _history_state(sub) != state_before:
+            # What finance reads of an entitled subscription changed without a status change (a renewal's
+            # new expiry, a new price or plan): a `state` row, so that "as of" a past moment is rebuilt
+            # from the history alone. A subscription without access (ended, superseded, not yet paid)
+            # records its state at its next status change: nothing is counted from it until then.
+            self._history(sub, old_status, sub.status, snapshot.observed_at, cause, note=cause.note,
+                          kind=StatusChange.Kind.STATE)
         self.refresh.update((sub.subscriber_id, old_subscriber_id))
         outcome = "created" if created else ("updated" if changed else "unchanged")
         return ApplyResult(sub.pk, outcome, old_status, sub.status, added)
@@ -278,10 +286,14 @@ class _Batch:
                                                      subscriber=subscriber), sub, subscriber))
 
     def _history(self, sub: Subscription, old_status: str, new_status: str, occurred_at: datetime, cause: Cause, *,
-                 note: str, ignored: bool = False) -> None:
+                 note: str, ignored: bool = False, kind: str = StatusChange.Kind.STATUS) -> None:
+        # An applied row carries the state now in force (copied now: a later snapshot of the batch may
+        # change the row again); an ignored one changed nothing and carries none.
+        state = {} if ignored else {"state_known": True, **_history_state(sub)}
         self.history.append(StatusChange(subscription=sub, old_status=old_status, new_status=new_status,
                                          occurred_at=occurred_at, cause=cause.kind, cause_ref=cause.ref,
-                                         staff_user_id=cause.staff_user_id, note=note, ignored=ignored))
+                                         staff_user_id=cause.staff_user_id, note=note, ignored=ignored,
+                                         kind=kind, **state))
 
     def _resolve_subscriber(self, sub: Subscription, snapshot: Snapshot) -> Subscriber | None:
         """The app's user id if the store carried it, else a store identity, else the superseded
@@ -382,6 +394,10 @@ def _key_of(sub: Subscription) -> Key:
 
 def _state(sub: Subscription) -> dict:
     return {name: getattr(sub, name) for name in _STATE_FIELDS}
+
+
+def _history_state(sub: Subscription) -> dict:
+    return {name: getattr(sub, name) for name in HISTORY_STATE_FIELDS}
 
 
 def _lock_or_create(keys: set[Key], *, also: set[Key] = frozenset()) -> tuple[dict[Key, Subscription], set[Key]]:

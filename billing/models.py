@@ -124,9 +124,17 @@ class Subscription(models.Model):
 
 
 class StatusChange(models.Model):
-    """The history of a subscription: every status change, and every snapshot ignored as stale."""
+    """The history of a subscription: every status change, every snapshot ignored as stale, and (kind
+    `state`) every change of what finance reads (price, product, period, expiry, owner) without a status
+    change. Each applied row carries the state that came into force, so that the subscription as it
+    stood at any past moment is rebuilt from the history alone (billing/history.py, docs/finance.md)."""
+
+    class Kind(models.TextChoices):
+        STATUS = "status", "status change or note"  # old_status → new_status, as it always was
+        STATE = "state", "state only (price, product, period, expiry; status unchanged)"
 
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="status_changes")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.STATUS)
     old_status = models.CharField(max_length=16, choices=STATUS_CHOICES, blank=True)
     new_status = models.CharField(max_length=16, choices=STATUS_CHOICES)
     occurred_at = models.DateTimeField(help_text="Store time of the state")
@@ -137,14 +145,36 @@ class StatusChange(models.Model):
                                    related_name="+")
     ignored = models.BooleanField(default=False, help_text="A stale snapshot, recorded and not applied")
     note = models.TextField(blank=True)
+    # The state in force after this row (its status is new_status), written by the write path on every
+    # applied row; empty on ignored rows (nothing came into force) and on rows older than migration 0005
+    # (state_known False: only their status is known).
+    state_known = models.BooleanField(default=False)
+    subscriber = models.ForeignKey(Subscriber, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    store_product_id = models.CharField(max_length=255, blank=True)
+    environment = models.CharField(max_length=16, choices=Environment.CHOICES, blank=True)
+    amount_minor = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    period_unit = models.CharField(max_length=8, choices=PeriodUnit.CHOICES, blank=True)
+    period_value = models.PositiveSmallIntegerField(null=True, blank=True)
+    auto_renew = models.BooleanField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    grace_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-recorded_at", "-id"]
-        indexes = [models.Index(fields=["-recorded_at"], name="statuschange_by_time")]
+        indexes = [models.Index(fields=["-recorded_at"], name="statuschange_by_time"),
+                   # "as of": a subscription's newest row (finance's rebuilds, billing/history.py)
+                   models.Index(fields=["subscription", "-id"], name="statuschange_by_sub_newest")]
 
     def __str__(self):
         flag = " (ignored)" if self.ignored else ""
         return f"{self.old_status or '∅'} → {self.new_status}{flag}"
+
+
+# The subscription's fields each applied history row copies (billing/apply.py): what "as of" needs.
+HISTORY_STATE_FIELDS = ("subscriber_id", "product_id", "store_product_id", "environment", "amount_minor", "currency",
+                        "period_unit", "period_value", "auto_renew", "expires_at", "grace_until")
 
 
 class Transaction(models.Model):

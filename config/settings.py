@@ -6,6 +6,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
@@ -222,6 +223,8 @@ CELERY_BEAT_SCHEDULE = {
     # Alerts: dead events, Google deadlines, outbox backlog, overdue beat jobs, silent stores.
     "operations-check-alerts": {"task": "operations.tasks.check_alerts", "schedule": 5 * 60.0},
     # --- finance ---
+    # Yesterday's metrics (UTC), after midnight: the day's late rows recorded before it count (docs/finance.md).
+    "finance-daily-metrics": {"task": "finance.tasks.compute_daily_metrics", "schedule": crontab(minute=10, hour=0)},
     # --- reconciliation ---
     # Double payments: open what the after-commit check missed, end what is no longer paid twice (daily).
     "billing-reconcile-double-payments": {"task": "billing.tasks.reconcile_double_payments",
@@ -518,6 +521,11 @@ OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = env.bool("OUTGOING_WEBHOOK_SEND_AFTER_REQU
 
 # --- Finance (docs/finance.md) -------------------------------------------------------------------
 
+# Metrics: the currency the exports also convert amounts to, with the rates staff enter per currency and
+# month (admin: Exchange rates); a figure without a rate stays in its own currency, flagged. Default: none.
+FINANCE_REPORTING_CURRENCY = env.str("FINANCE_REPORTING_CURRENCY", default="").strip().upper()
+if FINANCE_REPORTING_CURRENCY and not (len(FINANCE_REPORTING_CURRENCY) == 3 and FINANCE_REPORTING_CURRENCY.isalpha()):
+    raise ImproperlyConfigured("FINANCE_REPORTING_CURRENCY must be an ISO 4217 code of three letters (e.g. EUR).")
 
 # --- Support console (docs/support.md) -------------------------------------------------------------
 

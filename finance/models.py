@@ -19,7 +19,8 @@ class MetricDay(models.Model):
     # At the end of the day (23:59:59.999999 UTC).
     entitled = models.PositiveIntegerField(default=0)
     in_trial = models.PositiveIntegerField(default=0)
-    in_grace = models.PositiveIntegerField(default=0, help_text="Grace period or billing retry (on hold)")
+    in_grace = models.PositiveIntegerField(default=0, help_text="Entitled in a grace period (payment being retried)")
+    on_hold = models.PositiveIntegerField(default=0, help_text="Billing retry without access (ON_HOLD): not entitled")
     # During the day.
     new = models.PositiveIntegerField(default=0)
     reactivated = models.PositiveIntegerField(default=0)

@@ -4,8 +4,10 @@ from django.urls import path
 
 from .admin_exports import transactions_export
 from .api import TransactionExportApi
+from .api_metrics import FinanceMetricsApi
 
 urlpatterns = [
     path("api/finance/transactions", TransactionExportApi.as_view(), name="finance-transactions"),
+    path("api/finance/metrics", FinanceMetricsApi.as_view(), name="finance-metrics"),
     path("admin/billing/transaction/export/", transactions_export, name="finance-transactions-admin-export"),
 ]

@@ -19,6 +19,7 @@ from billing.providers import registry
 from billing.providers.base import NotConfigured, NotSupported, ProviderError
 from billing.providers.common import store_adapters
 
+from .changelist_tools import ChangelistToolsMixin
 from .toolkit import (
     REASON,
     ReadOnlyInline,
@@ -147,7 +148,8 @@ def do_grant(user_of, request, obj, data):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
+    changelist_tools = []  # finance's "Export CSV" (finance/admin_subscription_exports.py)
     list_display = ("__str__", "user", "provider", "status", "product", "expires_at", "environment",
                     "entitled_now", "last_verified_at", "acknowledge_by")
     list_filter = ("provider", "status", "environment", EntitledNowFilter, OrphanFilter, SupersededFilter,

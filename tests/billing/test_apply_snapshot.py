@@ -67,7 +67,9 @@ def test_update_then_unchanged():
     sub = Subscription.objects.get()
     # None in a snapshot keeps the stored value; given values replace it
     assert sub.auto_renew is False and sub.expires_at == T0 + timedelta(days=31) and sub.last_event_at == later
-    assert history() == [("INACTIVE", "ACTIVE", False), ("ACTIVE", "CANCELED", False)]
+    # the new expiry without a status change: a `state` row (finance rebuilds past moments from the history)
+    assert history() == [("INACTIVE", "ACTIVE", False), ("ACTIVE", "CANCELED", False), ("CANCELED", "CANCELED", False)]
+    assert StatusChange.objects.order_by("-id").first().kind == "state"
     assert Outbox.objects.count() == 2
 
 

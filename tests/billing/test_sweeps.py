@@ -168,8 +168,10 @@ def test_repoll_applies_what_the_store_says_and_retries_failures_next_time(store
     renewed.refresh_from_db()
     assert renewed.expires_at == store.period_end(renewed) > NOW + timedelta(days=40)
     assert renewed.status == Status.ACTIVE and renewed.last_verified_at > NOW
-    change = StatusChange.objects.get(cause="poll")
+    change = StatusChange.objects.get(cause="poll", kind="status")
     assert (change.subscription_id, change.new_status, change.cause_ref) == (canceled.pk, "CANCELED", "repoll")
+    renewal = StatusChange.objects.get(cause="poll", kind="state")  # no status change; the new expiry is history
+    assert (renewal.subscription_id, renewal.expires_at) == (renewed.pk, renewed.expires_at)
     failing.refresh_from_db()
     assert failing.status == Status.ACTIVE and failing.last_verified_at is None
     ios.refresh_from_db()

@@ -352,8 +352,10 @@ def test_a_subscription_lifecycle_on_the_stream(xsolla, django_capture_on_commit
         assert send(body_of(cancel)).response.status_code == 204
     sub.refresh_from_db()
     assert sub.status == Status.EXPIRED and not sub.is_entitled(timezone.now())
-    history = list(sub.status_changes.order_by("id").values_list("new_status", flat=True))
+    history = list(sub.status_changes.filter(kind="status").order_by("id").values_list("new_status", flat=True))
     assert history == ["ACTIVE", "CANCELED", "EXPIRED"]
+    # the renewal's new expiry, without a status change, is in the history as a `state` row (finance)
+    assert sub.status_changes.filter(kind="state", expires_at=at(second_charge)).exists()
     assert WebhookEvent.objects.filter(status=WebhookEvent.Status.PROCESSED).count() == 5
     assert [e["newStatus"] for e in stream_events()] == ["ACTIVE", "CANCELED", "EXPIRED"]
 
