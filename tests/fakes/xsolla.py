@@ -25,6 +25,7 @@ class FakeXsolla:
         self.api_key = api_key
         self.subscriptions: dict[str, dict] = {}
         self.requests: list[dict] = []
+        self.refunded: list[str] = []  # subscriptions whose last payment was refunded (cancel_subscription_payment)
         self._failures: list = []
         self._lock = threading.Lock()
         self._server = None
@@ -122,7 +123,17 @@ class FakeXsolla:
                 status = (body or {}).get("status")
                 if status not in ("active", "canceled", "non_renewing"):
                     return self._answer(handler, 422, {"http_status_code": 422, "message": "Invalid status"})
+                refund = (body or {}).get("cancel_subscription_payment") is True
+                if refund and status != "canceled":
+                    # Xsolla: refunding the last payment "only works together with setting the status to canceled".
+                    return self._answer(handler, 422, {"http_status_code": 422,
+                                                       "message": "cancel_subscription_payment needs status canceled"})
                 sub["status"] = status
+                if status == "canceled":  # ended now: no next charge
+                    sub["date_end"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+                    sub["date_next_charge"] = None
+                if refund:
+                    self.refunded.append(match["sub"])
             answer = json.loads(json.dumps(sub))
         return self._answer(handler, 200, answer)
 

@@ -48,6 +48,20 @@ def subscription_status_update(*, user_id: str, subscription_id: str, status: st
     return _request("PUT", path, json_body={"status": status})
 
 
+@store_api("xsolla")
+def subscription_cancel(*, user_id: str, subscription_id: str, refund_last_payment: bool) -> dict:
+    """Cancel now (`status: canceled`); with `refund_last_payment`, Xsolla also refunds the last payment
+    (`cancel_subscription_payment: true`, which works only together with canceled). The subscription as
+    it is afterwards; the refund itself arrives as Xsolla's `refund` webhook."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
+            f"{quote(str(subscription_id), safe='')}")
+    body = {"status": "canceled"}
+    if refund_last_payment:
+        body["cancel_subscription_payment"] = True
+    return _request("PUT", path, json_body=body)
+
+
 def _timeout():
     # XSOLLA_API_TIMEOUT_SECONDS is optional (not an environment contract): tests shorten it.
     return getattr(settings, "XSOLLA_API_TIMEOUT_SECONDS", None) or TIMEOUT_SECONDS
