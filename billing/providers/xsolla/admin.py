@@ -1,7 +1,7 @@
 """Xsolla's staff actions for the subscriptions admin (collected by billing/admin/subscriptions.py): cancel
-now or at period end, and cancel with a refund of the last payment (needs billing.refund_at_store). Each
-asks for a reason on the confirm-action page, goes to Xsolla's subscriptions API, then re-reads and
-applies Xsolla's state (services.py)."""
+now or at period end; cancel with a refund of the last payment; refund the latest payment in full or in
+part (both refunds need billing.refund_at_store). Each asks for a reason on the confirm-action page, goes
+to Xsolla's API, then re-reads and applies Xsolla's state (services.py)."""
 
 from django import forms
 
@@ -21,6 +21,20 @@ class CancelForm(forms.Form):
 
 class RefundForm(forms.Form):
     reason = REASON()
+
+
+class PaymentRefundForm(forms.Form):
+    amount = forms.DecimalField(required=False, min_value=0, decimal_places=3, max_digits=12,
+                                help_text="In the payment's currency, major units (e.g. 4.99). Empty: the whole "
+                                          "payment. Partial refunds work only with some payment methods.")
+    reason = REASON(help_text="Required. Kept in the subscription's history with your name, and sent to Xsolla "
+                              "as the refund's description.")
+
+
+def _refund_payment(subscription, data, staff_user) -> str:
+    _result, message = services.payment_refund_at_xsolla(subscription=subscription, amount=data["amount"],
+                                                         reason=data["reason"], staff_user=staff_user)
+    return f"refund requested at Xsolla: {message}"
 
 
 def _cancel(subscription, data, staff_user) -> str:
@@ -50,5 +64,13 @@ xsolla_cancel_and_refund = store_action(
     intro="Xsolla cancels the subscription now and refunds its last payment in full (Xsolla's API refunds only "
           "together with canceling, and only the last payment). Access ends at once.")
 
-ACTIONS = (xsolla_cancel, xsolla_cancel_and_refund)
+xsolla_refund_payment = store_action(
+    "xsolla_refund_payment", description="Xsolla: refund the latest payment (full or partial)",
+    provider=Provider.XSOLLA, store="Xsolla", run=_refund_payment, permission=REFUND_PERMISSION,
+    form_class=PaymentRefundForm, title="Refund at Xsolla", submit="Request the refund",
+    intro="Xsolla refunds the latest payment to the user, in full or in part; the subscription goes on (cancel it "
+          "too if it should not renew). Xsolla may complete the refund at once or by hand within two business "
+          "days; its refund webhook then records it here, and a full refund ends access.")
+
+ACTIONS = (xsolla_cancel, xsolla_cancel_and_refund, xsolla_refund_payment)
 LIST_FILTERS = ()

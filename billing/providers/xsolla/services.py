@@ -1,12 +1,21 @@
-"""Xsolla's staff actions (billing/providers/xsolla/admin.py), through the subscriptions API (client.py):
-cancel now or at period end, and cancel with a refund of the last payment. Xsolla's API has no refund of
-its own for a subscription's transaction; the refund is the update's `cancel_subscription_payment`,
-which only works together with canceling. Each action is done at Xsolla first, then Xsolla's state is
-re-read and applied through billing.apply with the staff member and reason, and recorded in the audit
-log. The `refund` webhook Xsolla sends afterwards records the money (and revokes, as any refund)."""
+"""Xsolla's staff actions (billing/providers/xsolla/admin.py), through Xsolla's merchant API (client.py):
 
+- cancel now or at period end (the subscriptions API's update: `canceled` / `non_renewing`);
+- cancel with a refund of the last payment (the same update with `cancel_subscription_payment`, which
+  Xsolla accepts only together with canceling);
+- refund the latest payment in full or in part, the subscription going on (Pay Station's "Request
+  refund" / "Request partial refund" of the payment's transaction: a request Xsolla may complete at
+  once or by hand within two business days).
+
+Each is done at Xsolla first, then Xsolla's state is re-read and applied through billing.apply with the
+staff member and reason, and recorded in the audit log. The `refund` / `partial_refund` webhook Xsolla
+sends when the money moves records it (a full refund revokes, as any refund)."""
+
+from decimal import Decimal
+
+from billing import money
 from billing.apply import ApplyResult
-from billing.models import Subscription
+from billing.models import Subscription, Transaction
 from billing.providers import registry
 from billing.providers.staff_changes import (
     FIX_PERMISSION,
@@ -17,7 +26,7 @@ from billing.providers.staff_changes import (
     ensure_provider,
     staff_cause,
 )
-from billing.snapshots import Provider
+from billing.snapshots import Provider, TransactionKind
 
 from . import client, selectors
 
@@ -68,3 +77,46 @@ def subscription_refund_at_xsolla(*, subscription: Subscription, reason: str, st
                                     reason=reason, cause=cause,
                                     details={"provider": "xsolla", "refund": "last payment", "canceled": True},
                                     reread=_reread(subscription))
+
+
+def latest_payment(*, subscription: Subscription) -> Transaction:
+    """The subscription's latest payment we recorded (its id is Xsolla's transaction id)."""
+    payment = subscription.transactions.filter(kind__in=[TransactionKind.PURCHASE, TransactionKind.RENEWAL]).order_by(
+        "-occurred_at", "-id").first()
+    if payment is None:
+        raise StoreActionError("No payment of this subscription is recorded here: nothing to refund.")
+    return payment
+
+
+def payment_refund_at_xsolla(*, subscription: Subscription, amount: Decimal | None, reason: str,
+                             staff_user) -> tuple[ApplyResult, str]:
+    """Request a refund of the latest payment, in full (`amount` None) or in part (major units, at most
+    what it paid); the subscription is not canceled. Returns the result and Xsolla's own message."""
+    _xsolla(subscription)
+    ensure_allowed(staff_user, REFUND_PERMISSION)
+    payment = latest_payment(subscription=subscription)
+    if amount is not None:
+        if amount <= 0:
+            raise StoreActionError("The amount to refund must be more than zero.")
+        minor = money.to_minor(amount, payment.currency)
+        if Decimal(minor) != amount * (10 ** money.exponent(payment.currency)):
+            raise StoreActionError(f"{amount} has more decimals than {payment.currency} allows.")
+        if payment.amount_minor is not None and minor > payment.amount_minor:
+            raise StoreActionError(f"At most {money.format_minor(payment.amount_minor, payment.currency)} was paid in "
+                                   f"transaction {payment.provider_transaction_id}.")
+    what = ("a full refund" if amount is None else
+            f"a refund of {money.format_minor(money.to_minor(amount, payment.currency), payment.currency)}")
+    cause = staff_cause(reason, staff_user, f"{what} of transaction {payment.provider_transaction_id} "
+                                            "requested at Xsolla")
+    if amount is None:
+        answer = client.transaction_refund(payment.provider_transaction_id, description=reason.strip())
+    else:
+        answer = client.transaction_refund_partial(payment.provider_transaction_id, amount=amount,
+                                                   description=reason.strip())
+    message = str(answer.get("message") or "refund request accepted")
+    details = {"provider": "xsolla", "transaction": payment.provider_transaction_id, "full": amount is None,
+               "amount": str(amount) if amount is not None else None, "currency": payment.currency,
+               "xsolla_message": message[:500]}
+    result = apply_after_store_action(subscription=subscription, staff_user=staff_user, action="store_refund",
+                                      reason=reason, cause=cause, details=details, reread=_reread(subscription))
+    return result, message

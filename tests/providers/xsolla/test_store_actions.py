@@ -14,7 +14,7 @@ from billing.statuses import Status
 from billing.sweeps import subscription_resync
 from tests.factories import SubscriberFactory, SubscriptionFactory, UserFactory
 
-from .conftest import PROJECT_ID
+from .conftest import MERCHANT_ID, PROJECT_ID, body_of, fixture_json, send
 
 pytestmark = pytest.mark.django_db
 
@@ -90,6 +90,7 @@ def test_without_the_refund_permission_no_refund(client, fake_xsolla, xsolla_sub
     page = client.get(f"/admin/billing/subscription/{xsolla_sub.pk}/change/")
     assert action_url(xsolla_sub, "xsolla_cancel").encode() in page.content
     assert action_url(xsolla_sub, "xsolla_cancel_and_refund").encode() not in page.content
+    assert action_url(xsolla_sub, "xsolla_refund_payment").encode() not in page.content
     assert client.post(action_url(xsolla_sub, "xsolla_cancel_and_refund"),
                        {"apply": "1", "reason": "x"}).status_code == 403
     assert puts(fake_xsolla) == [] and fake_xsolla.refunded == []
@@ -103,3 +104,51 @@ def test_xsolla_failing_is_shown_and_nothing_changes(client, fake_xsolla, xsolla
     assert fake_xsolla.subscriptions["10"]["status"] == "active"
     xsolla_sub.refresh_from_db()
     assert xsolla_sub.status == Status.ACTIVE and not AuditEntry.objects.exists()
+
+
+@pytest.fixture
+def paid(fake_xsolla, xsolla_sub):
+    """Xsolla's payment webhook for the subscription (the SDK's body, transaction 1: 9.99 USD of the
+    subscription), delivered through the real pipeline; Pay Station holds that payment."""
+    body = fixture_json("sdk/payment")
+    send(body_of(body))
+    payment = xsolla_sub.transactions.get(provider_transaction_id="1")
+    assert (payment.amount_minor, payment.currency) == (999, "USD")
+    fake_xsolla.add_payment("1", amount=9.99)
+    return payment
+
+
+def test_refund_the_latest_payment_in_full_keeps_the_subscription(client, fake_xsolla, xsolla_sub, paid, lead):
+    done = client.post(action_url(xsolla_sub, "xsolla_refund_payment"), {"apply": "1", "amount": "",
+                                                                          "reason": "charged by mistake"}, follow=True)
+    assert "refund requested at Xsolla: The request for a refund has been accepted" in done.content.decode()
+    [request] = fake_xsolla.refund_requests
+    assert request == {"transaction": "1", "kind": "refund", "description": "charged by mistake"}
+    assert fake_xsolla.payments["1"]["status"] == "refunded"
+    assert puts(fake_xsolla)[-1]["path"] == f"/merchants/{MERCHANT_ID}/reports/transactions/1/refund"
+    xsolla_sub.refresh_from_db()
+    assert xsolla_sub.status == Status.ACTIVE  # the money moves when Xsolla's refund webhook comes
+    entry = AuditEntry.objects.get(action="store_refund")
+    assert entry.details["transaction"] == "1" and entry.details["full"] is True
+
+
+def test_partial_refund_of_the_latest_payment(client, fake_xsolla, xsolla_sub, paid, lead):
+    client.post(action_url(xsolla_sub, "xsolla_refund_payment"), {"apply": "1", "amount": "2.50", "reason": "outage"})
+    [request] = fake_xsolla.refund_requests
+    assert (request["kind"], request["refund_amount"]) == ("partial_refund", 2.5)
+    assert fake_xsolla.payments["1"]["refunded"] == 2.5
+
+
+def test_a_refund_above_the_payment_is_refused_before_xsolla_is_asked(client, fake_xsolla, xsolla_sub, paid, lead):
+    page = client.post(action_url(xsolla_sub, "xsolla_refund_payment"), {"apply": "1", "amount": "10",
+                                                                          "reason": "x"}, follow=True)
+    assert "At most 9.99 USD was paid in transaction 1" in page.content.decode()
+    assert fake_xsolla.refund_requests == [] and not AuditEntry.objects.exists()
+
+
+def test_xsolla_refusing_a_refund_is_shown(client, fake_xsolla, xsolla_sub, paid, lead):
+    fake_xsolla.payments["1"]["status"] = "canceled"
+    page = client.post(action_url(xsolla_sub, "xsolla_refund_payment"), {"apply": "1", "amount": "", "reason": "x"},
+                       follow=True)
+    assert "Xsolla answered 422" in page.content.decode() and "Incorrect payment status" in page.content.decode()
+    assert not AuditEntry.objects.exists()
