@@ -7,6 +7,7 @@ from decimal import Decimal
 from urllib.parse import urlencode
 
 from django import forms
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -95,7 +96,10 @@ class OrderLookupForm(forms.Form):
 
 
 def order_lookup_view(modeladmin, request):
-    """A search box: the transactions of an order and the subscriptions we hold for them."""
+    """A search box: the transactions of an order and the subscriptions we hold for them (staff who may
+    view subscriptions)."""
+    if not modeladmin.has_view_permission(request):
+        raise PermissionDenied
     form = OrderLookupForm(request.GET or None)
     found, error = None, ""
     if form.is_valid():

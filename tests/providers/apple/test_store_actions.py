@@ -205,3 +205,9 @@ def test_viewers_cannot_extend(client, fake_appstore, apple_sub):
                        {"apply": "1", "days": "3", "reason_code": "1", "reason": "x"}).status_code == 403
     assert calls(fake_appstore, "PUT", "/inApps/v1/subscriptions/extend/") == []
     assert timezone.now() < apple_sub.expires_at
+
+
+def test_the_order_lookup_needs_the_view_permission(client, fake_appstore, apple_sub):
+    client.force_login(UserFactory(username="nobody", is_superuser=False))
+    assert client.get("/admin/billing/subscription/apple-order-lookup/", {"order_id": "X1"}).status_code == 403
+    assert calls(fake_appstore, "GET", "/inApps/v1/lookup/") == []
