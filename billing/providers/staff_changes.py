@@ -38,7 +38,8 @@ def staff_cause(reason: str, staff_user, what: str) -> Cause:
 
 def ensure_provider(subscription: Subscription, provider: str, store: str) -> None:
     if subscription.provider != provider:
-        raise StoreActionError(f"{subscription} is not a {store} subscription.")
+        article = "an" if store[:1].upper() in "AEIOU" else "a"
+        raise StoreActionError(f"{subscription} is not {article} {store} subscription.")
 
 
 def ensure_allowed(staff_user, permission: str) -> None:

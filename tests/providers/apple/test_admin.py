@@ -1,7 +1,7 @@
 """The App Store's staff actions (billing/providers/apple/admin.py), through the admin's own HTTP views
 and the App Store Server API fake (the official library's client, signed requests): extend the renewal
-date, answer a CONSUMPTION_REQUEST (by staff, from the subscription or from the webhook event, and
-automatically by policy), and look up an order id from a receipt e-mail."""
+date, answer a CONSUMPTION_REQUEST (from the subscription or from the webhook event), and look up an
+order id from a receipt e-mail. The automatic answer: test_services.py."""
 
 from datetime import timedelta
 
@@ -11,40 +11,17 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from billing.models import Subscription
-from billing.providers.apple import services
 from billing.statuses import Status
-from billing.sweeps import subscription_resync
-from tests.factories import SubscriberFactory, UserFactory
-from tests.fakes.apple import notification_claims, now_ms, renewal_claims, signed_body, transaction_claims
-from tests.helpers import deliver
+from tests.factories import UserFactory
+
+from .conftest import consumption_request
 
 pytestmark = pytest.mark.django_db
 
-OTID = "2000000000000300"
-DAY_MS = 86_400_000
 
 
 def action_url(sub: Subscription, name: str) -> str:
     return f"/admin/billing/subscription/{sub.pk}/store-action/{name}/"
-
-
-@pytest.fixture
-def txn():
-    return transaction_claims(original_transaction_id=OTID, transaction_id="2000000000000311",
-                              purchase_ms=now_ms() - 10 * DAY_MS, expires_ms=now_ms() + 20 * DAY_MS)
-
-
-@pytest.fixture
-def apple_sub(apple_settings, apple_chain, fake_appstore, txn):
-    """An active subscription as Apple has it, and as we hold it (re-read from the fake once)."""
-    fake_appstore.add_subscription(apple_chain, txn, renewal_claims(txn))
-    sub = Subscription.objects.create(provider="apple", provider_subscription_id=OTID, environment="sandbox",
-                                      status=Status.INACTIVE, subscriber=SubscriberFactory(external_id="77"))
-    subscription_resync(subscription=sub)
-    sub.refresh_from_db()
-    assert sub.status == Status.ACTIVE
-    assert sub.transactions.get().provider_transaction_id == txn["transactionId"]
-    return sub
 
 
 @pytest.fixture
@@ -60,7 +37,7 @@ def calls(fake, method: str, path_start: str) -> list[dict]:
 
 # --- Extend the renewal date -------------------------------------------------------------------------
 
-def test_extend_the_renewal_date_from_the_subscription_page(client, fake_appstore, apple_sub, lead, txn):
+def test_extend_the_renewal_date_from_the_subscription_page(client, fake_appstore, apple_sub, lead, active_txn):
     before = apple_sub.expires_at
     page = client.get(f"/admin/billing/subscription/{apple_sub.pk}/change/")
     assert action_url(apple_sub, "apple_extend_renewal_date").encode() in page.content
@@ -70,7 +47,7 @@ def test_extend_the_renewal_date_from_the_subscription_page(client, fake_appstor
     done = client.post(action_url(apple_sub, "apple_extend_renewal_date"),
                        {"apply": "1", "days": "14", "reason_code": "3", "reason": "outage on 2 Dec"}, follow=True)
     assert "renewal date extended by 14 days at Apple, and re-read" in done.content.decode()
-    [call] = calls(fake_appstore, "PUT", f"/inApps/v1/subscriptions/extend/{OTID}")
+    [call] = calls(fake_appstore, "PUT", f"/inApps/v1/subscriptions/extend/{apple_sub.provider_subscription_id}")
     assert (call["body"]["extendByDays"], call["body"]["extendReasonCode"]) == (14, 3)
     assert call["body"]["requestIdentifier"] and call["token"] is not None  # signed with our In-App Purchase key
     apple_sub.refresh_from_db()
@@ -82,7 +59,7 @@ def test_extend_the_renewal_date_from_the_subscription_page(client, fake_appstor
 
 
 def test_apple_refusing_an_extension_is_shown_and_nothing_changes(client, fake_appstore, apple_sub, lead):
-    fake_appstore.extensions[OTID] = 2  # two extensions this year already
+    fake_appstore.extensions[apple_sub.provider_subscription_id] = 2  # two extensions this year already
     before = apple_sub.expires_at
     page = client.post(action_url(apple_sub, "apple_extend_renewal_date"),
                        {"apply": "1", "days": "7", "reason_code": "1", "reason": "goodwill"}, follow=True)
@@ -101,27 +78,22 @@ def test_extend_days_outside_apples_range_are_refused_by_the_form(client, fake_a
 
 # --- Answer a CONSUMPTION_REQUEST ---------------------------------------------------------------------
 
-def consumption_request(apple_chain, txn):
-    claims = notification_claims("CONSUMPTION_REQUEST", chain=apple_chain, transaction=txn, renewal=renewal_claims(txn),
-                                 consumptionRequestReason="UNINTENDED_PURCHASE")
-    return deliver("apple", signed_body(apple_chain, claims)).event
-
-
 def test_staff_answer_a_consumption_request_from_the_webhook_event(client, apple_chain, fake_appstore, apple_sub,
-                                                                   lead, txn):
-    event = consumption_request(apple_chain, txn)
+                                                                   lead, active_txn):
+    event = consumption_request(apple_chain, active_txn)
     page = client.get(f"/admin/webhooks/webhookevent/{event.pk}/change/")
-    link = action_url(apple_sub, "apple_answer_consumption_request") + f"?transaction_id={txn['transactionId']}"
+    link = action_url(apple_sub, "apple_answer_consumption_request") + f"?transaction_id={active_txn['transactionId']}"
     assert link.encode() in page.content
 
     form = client.get(link)
-    assert f'value="{txn["transactionId"]}"'.encode() in form.content  # filled in from the event
-    done = client.post(link, {"apply": "1", "transaction_id": txn["transactionId"], "customer_consented": "on",
+    assert f'value="{active_txn["transactionId"]}"'.encode() in form.content  # filled in from the event
+    done = client.post(link, {"apply": "1", "transaction_id": active_txn["transactionId"], "customer_consented": "on",
                               "sample_content_provided": "on", "delivery_status": "DELIVERED",
                               "consumption_percentage": "33.5", "refund_preference": "DECLINE",
                               "reason": "used it for 10 days"}, follow=True)
-    assert f"consumption information for transaction {txn['transactionId']} sent to Apple" in done.content.decode()
-    assert fake_appstore.consumption[txn["transactionId"]] == [{
+    tid = active_txn["transactionId"]
+    assert f"consumption information for transaction {tid} sent to Apple" in done.content.decode()
+    assert fake_appstore.consumption[active_txn["transactionId"]] == [{
         "customerConsented": True, "sampleContentProvided": True, "deliveryStatus": "DELIVERED",
         "consumptionPercentage": 33500, "refundPreference": "DECLINE"}]
     entry = AuditEntry.objects.get(action="store_consumption_answer")
@@ -137,56 +109,24 @@ def test_the_answer_needs_the_customers_consent(client, fake_appstore, apple_sub
     assert fake_appstore.consumption == {}
 
 
-def test_from_the_subscription_the_latest_payment_is_answered(client, fake_appstore, apple_sub, lead, txn):
+def test_from_the_subscription_the_latest_payment_is_answered(client, fake_appstore, apple_sub, lead, active_txn):
     client.post(action_url(apple_sub, "apple_answer_consumption_request"),
                 {"apply": "1", "customer_consented": "on", "delivery_status": "UNDELIVERED_SERVER_OUTAGE",
                  "reason": "our outage"})
-    assert fake_appstore.consumption[txn["transactionId"]][0]["deliveryStatus"] == "UNDELIVERED_SERVER_OUTAGE"
-
-
-def test_automatic_answer_is_off_by_default(apple_chain, fake_appstore, apple_sub, txn):
-    event = consumption_request(apple_chain, txn)
-    assert event.outcome and "consumption request recorded for support" in event.outcome
-    assert fake_appstore.consumption == {}
-
-
-def test_automatic_answer_needs_declared_consent(apple_settings, apple_chain, fake_appstore, apple_sub, txn):
-    apple_settings.APPLE_CONSUMPTION_AUTO_ANSWER = True
-    consumption_request(apple_chain, txn)
-    assert fake_appstore.consumption == {}  # Apple takes no answer without consent: nothing sent
-
-
-def test_automatic_answer_from_what_we_know(apple_settings, apple_chain, fake_appstore, apple_sub, txn):
-    apple_settings.APPLE_CONSUMPTION_AUTO_ANSWER = True
-    apple_settings.APPLE_CONSUMPTION_CUSTOMER_CONSENTED = True
-    apple_settings.APPLE_CONSUMPTION_REFUND_PREFERENCE = "GRANT_PRORATED"
-    consumption_request(apple_chain, txn)
-    [sent] = fake_appstore.consumption[txn["transactionId"]]
-    assert sent["customerConsented"] is True and sent["deliveryStatus"] == "DELIVERED"
-    assert sent["sampleContentProvided"] is False and sent["refundPreference"] == "GRANT_PRORATED"
-    assert 32_000 <= sent["consumptionPercentage"] <= 34_000  # 10 of 30 days used
-    entry = AuditEntry.objects.get(action="store_consumption_answer")
-    assert entry.actor_label == "system" and entry.details["automatic"] is True
-
-
-def test_an_orphan_purchase_is_answered_as_not_delivered(apple_sub, txn):
-    Subscription.objects.filter(pk=apple_sub.pk).update(subscriber=None)
-    apple_sub.refresh_from_db()
-    answer = services.consumption_answer_from_what_we_know(apple_sub, txn)
-    assert (answer.delivery_status, answer.consumption_percentage) == ("UNDELIVERED_OTHER", None)
+    assert fake_appstore.consumption[active_txn["transactionId"]][0]["deliveryStatus"] == "UNDELIVERED_SERVER_OUTAGE"
 
 
 # --- Look up an order id ------------------------------------------------------------------------------
 
 def test_look_up_an_order_id_links_to_the_subscription_we_hold(client, apple_chain, fake_appstore, apple_sub, lead,
-                                                               txn):
-    fake_appstore.add_order("MK5TTTVWJH", apple_chain, [txn])
+                                                               active_txn):
+    fake_appstore.add_order("MK5TTTVWJH", apple_chain, [active_txn])
     listing = client.get("/admin/billing/subscription/")
     assert b"/admin/billing/subscription/apple-order-lookup/" in listing.content
 
     page = client.get("/admin/billing/subscription/apple-order-lookup/", {"order_id": "mk5tttvwjh"})
     text = page.content.decode()
-    assert page.status_code == 200 and txn["transactionId"] in text and txn["productId"] in text
+    assert page.status_code == 200 and active_txn["transactionId"] in text and active_txn["productId"] in text
     assert f"/admin/billing/subscription/{apple_sub.pk}/change/" in text and "user 77" in text
     [call] = calls(fake_appstore, "GET", "/inApps/v1/lookup/")
     assert call["path"].endswith("/MK5TTTVWJH")

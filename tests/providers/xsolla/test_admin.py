@@ -2,7 +2,6 @@
 subscriptions API fake (requests, HTTP Basic auth): cancel now or at period end, and cancel with a
 refund of the last payment (the API's only refund), which needs the refund permission."""
 
-from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -11,10 +10,9 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from billing.models import Subscription
 from billing.statuses import Status
-from billing.sweeps import subscription_resync
-from tests.factories import SubscriberFactory, SubscriptionFactory, UserFactory
+from tests.factories import UserFactory
 
-from .conftest import MERCHANT_ID, PROJECT_ID, body_of, fixture_json, send
+from .conftest import MERCHANT_ID, PROJECT_ID
 
 pytestmark = pytest.mark.django_db
 
@@ -23,19 +21,6 @@ PUT_PATH = f"/projects/{PROJECT_ID}/users/1234567/subscriptions/10"
 
 def action_url(sub: Subscription, name: str) -> str:
     return f"/admin/billing/subscription/{sub.pk}/store-action/{name}/"
-
-
-@pytest.fixture
-def xsolla_sub(fake_xsolla):
-    nxt = (timezone.now() + timedelta(days=20)).replace(microsecond=0)
-    fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567", date_next_charge=nxt.isoformat()))
-    sub = SubscriptionFactory(provider="xsolla", provider_subscription_id="10", product=None,
-                              store_product_id="b5dac9c8", subscriber=SubscriberFactory(external_id="1234567"),
-                              status=Status.INACTIVE)
-    subscription_resync(subscription=sub)
-    sub.refresh_from_db()
-    assert sub.status == Status.ACTIVE
-    return sub
 
 
 @pytest.fixture
@@ -104,18 +89,6 @@ def test_xsolla_failing_is_shown_and_nothing_changes(client, fake_xsolla, xsolla
     assert fake_xsolla.subscriptions["10"]["status"] == "active"
     xsolla_sub.refresh_from_db()
     assert xsolla_sub.status == Status.ACTIVE and not AuditEntry.objects.exists()
-
-
-@pytest.fixture
-def paid(fake_xsolla, xsolla_sub):
-    """Xsolla's payment webhook for the subscription (the SDK's body, transaction 1: 9.99 USD of the
-    subscription), delivered through the real pipeline; Pay Station holds that payment."""
-    body = fixture_json("sdk/payment")
-    send(body_of(body))
-    payment = xsolla_sub.transactions.get(provider_transaction_id="1")
-    assert (payment.amount_minor, payment.currency) == (999, "USD")
-    fake_xsolla.add_payment("1", amount=9.99)
-    return payment
 
 
 def test_refund_the_latest_payment_in_full_keeps_the_subscription(client, fake_xsolla, xsolla_sub, paid, lead):
