@@ -3,6 +3,7 @@ through an action that calls a service (the one write path underneath), recordin
 store adds its own actions and list filters in billing/providers/<store>/admin.py."""
 
 import uuid
+from contextlib import suppress
 from contextvars import ContextVar
 from datetime import timedelta
 from functools import partial
@@ -243,6 +244,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
         if not request.user.has_perm(spec.permission):
             raise PermissionDenied
         page = dict(spec.page)
+        if spec.describe is not None and request.method == "GET":
+            # The page works without the line; the action itself reports the store's error.
+            with suppress(ProviderError, ValueError):
+                page["intro"] = f"{page.get('intro', '')} {spec.describe(sub)}".strip()
         page["form_kwargs"] = {**page.get("form_kwargs", {}), "initial": request.GET.dict()}
         response = confirm_action(self, request, Subscription.objects.filter(pk=sub.pk), **page,
                                   do=lambda subscription, data: spec.run(subscription, data, request.user))

@@ -136,12 +136,14 @@ def confirm_action(modeladmin, request, queryset, *, form_class, title, intro, s
 
 
 def store_action(name: str, *, description: str, provider: str, store: str, run,
-                 permission: str = "billing.change_subscription", **page):
+                 permission: str = "billing.change_subscription", describe=None, **page):
     """A store's own admin action (billing/providers/<store>/admin.py): the confirm-action page (`page`:
     form_class, title, intro, submit), then `run(subscription, cleaned_data, staff_user)` → a message,
     for each of that store's subscriptions among those selected. Offered in the changelist's actions and
     as a button on each of that store's subscription pages (billing/admin/subscriptions.py), only to
-    staff holding `permission` (refunds: billing.refund_at_store; the rest: billing.change_subscription)."""
+    staff holding `permission` (refunds: billing.refund_at_store; the rest: billing.change_subscription).
+    `describe(subscription)` → a line added to the intro on one subscription's page (e.g. what can be
+    refunded); it may ask the store, and a store error only leaves the line out."""
 
     def action(modeladmin, request, queryset):
         if not request.user.has_perm(permission):
@@ -155,7 +157,7 @@ def store_action(name: str, *, description: str, provider: str, store: str, run,
 
     action.__name__ = name
     action.store_action = StoreAction(name=name, description=description, provider=provider, store=store,
-                                      permission=permission, run=run, page=page)
+                                      permission=permission, run=run, page=page, describe=describe)
     return admin.action(description=description)(action)
 
 
@@ -170,3 +172,4 @@ class StoreAction:
     permission: str
     run: object
     page: dict
+    describe: object = None

@@ -5,6 +5,7 @@ reason on the confirm-action page, goes to Stripe first, then re-reads Stripe's 
 
 from django import forms
 
+from billing import money
 from billing.admin.toolkit import REASON, store_action
 from billing.providers.staff_changes import REFUND_PERMISSION
 from billing.snapshots import Provider
@@ -32,6 +33,13 @@ class RefundForm(forms.Form):
         return amount
 
 
+def _refundable(subscription) -> str:
+    target = services.latest_paid_invoice(subscription=subscription)
+    return (f"Latest paid invoice {target.invoice_id}: {money.format_minor(target.paid_minor, target.currency)} paid, "
+            f"{money.format_minor(target.refunded_minor, target.currency)} refunded already, "
+            f"{money.format_minor(target.refundable_minor, target.currency)} can be refunded.")
+
+
 def _cancel(subscription, data, staff_user) -> str:
     result = services.subscription_cancel_at_stripe(subscription=subscription, when=data["when"],
                                                     reason=data["reason"], staff_user=staff_user)
@@ -53,7 +61,8 @@ stripe_cancel = store_action(
 
 stripe_refund = store_action(
     "stripe_refund", description="Stripe: refund the latest paid invoice", provider=Provider.STRIPE, store="Stripe",
-    run=_refund, permission=REFUND_PERMISSION, form_class=RefundForm, title="Refund at Stripe", submit="Refund",
+    run=_refund, permission=REFUND_PERMISSION, describe=_refundable, form_class=RefundForm, title="Refund at Stripe",
+    submit="Refund",
     intro="Stripe refunds the latest paid invoice's charge to the payer's card, in full or in part. A full refund "
           "of the current period's invoice also ends access (REVOKED); a partial refund leaves access as it is. "
           "The subscription is not canceled: cancel it too if it should not renew.")

@@ -97,6 +97,7 @@ def test_full_refund_of_the_latest_invoice_revokes_and_records_the_refund(client
     charge = fake_stripe.latest_charge(stripe_sub.provider_subscription_id)
     form = client.get(action_url(stripe_sub, "stripe_refund"))
     assert b'name="amount"' in form.content and b'name="reason"' in form.content
+    assert "9.99 USD paid, 0.00 USD refunded already, 9.99 USD can be refunded" in form.content.decode()
 
     client.post(action_url(stripe_sub, "stripe_refund"), {"apply": "1", "amount": "", "reason": "double charge"})
     [refund] = requests_to(fake_stripe, "POST", "/v1/refunds")
