@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _GET = re.compile(r"^/projects/(?P<project>[^/]+)/subscriptions/(?P<sub>[^/?]+)$")
@@ -32,6 +33,7 @@ class FakeXsolla:
         # Pay Station's payments by transaction id ({"amount", "currency", "status"}) and refund requests.
         self.payments: dict[str, dict] = {}
         self.refund_requests: list[dict] = []
+        self.postponed: list[tuple[str, str, int]] = []
         self._failures: list = []
         self._lock = threading.Lock()
         self._server = None
@@ -134,6 +136,8 @@ class FakeXsolla:
             sub = self.subscriptions.get(match["sub"])
             if sub is None or (method == "PUT" and str(sub["user"]["id"]) != match["user"]):
                 return self._answer(handler, 404, {"http_status_code": 404, "message": "Subscription not found"})
+            if method == "PUT" and "timeshift" in (body or {}) and "status" not in body:
+                return self._postpone(handler, sub, body["timeshift"])
             if method == "PUT":
                 status = (body or {}).get("status")
                 if status not in ("active", "canceled", "non_renewing"):
@@ -151,6 +155,21 @@ class FakeXsolla:
                     self.refunded.append(match["sub"])
             answer = json.loads(json.dumps(sub))
         return self._answer(handler, 200, answer)
+
+    def _postpone(self, handler, sub: dict, timeshift: dict) -> None:
+        """Billing postponement (`timeshift`: day 1 to 366 or month 1 to 12, the value a string): the next
+        charge moves later. Called with the lock held."""
+        unit, value = (timeshift or {}).get("type"), str((timeshift or {}).get("value") or "")
+        limit = {"day": 366, "month": 12}.get(unit)
+        if limit is None or not value.isdigit() or not 1 <= int(value) <= limit:
+            return self._answer(handler, 422, {"http_status_code": 422, "message": "Invalid timeshift"})
+        if sub["status"] != "active" or not sub["date_next_charge"]:
+            return self._answer(handler, 422, {"http_status_code": 422, "message": "Subscription is not active"})
+        days = int(value) * (30 if unit == "month" else 1)
+        moved = datetime.fromisoformat(sub["date_next_charge"]) + timedelta(days=days)
+        sub["date_next_charge"] = moved.isoformat()
+        self.postponed.append((str(sub["id"]), unit, int(value)))
+        return self._answer(handler, 200, json.loads(json.dumps(sub)))
 
     def _refund(self, handler, match, body: dict) -> None:
         """Request refund / Request partial refund, as Pay Station answers them: a full refund 200 with a

@@ -1,7 +1,8 @@
-"""Xsolla's staff actions for the subscriptions admin (collected by billing/admin/subscriptions.py): cancel
-now or at period end; cancel with a refund of the last payment; refund the latest payment in full or in
-part (both refunds need billing.refund_at_store). Each asks for a reason on the confirm-action page, goes
-to Xsolla's API, then re-reads and applies Xsolla's state (services.py)."""
+"""Xsolla's staff actions for the subscriptions admin (collected by billing/admin/subscriptions.py):
+cancel now or at period end; postpone the next charge (free days); cancel with a refund of the last
+payment; refund the latest payment in full or in part (both refunds need billing.refund_at_store). Each
+asks for a reason on the confirm-action page, goes to Xsolla's API, then re-reads and applies Xsolla's
+state (services.py)."""
 
 from django import forms
 
@@ -21,6 +22,18 @@ class CancelForm(forms.Form):
 
 class RefundForm(forms.Form):
     reason = REASON()
+
+
+class PostponeForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=services.MAX_POSTPONE_DAYS,
+                              help_text="The next charge moves this many days later; the user keeps access, free.")
+    reason = REASON()
+
+
+def _postpone(subscription, data, staff_user) -> str:
+    result = services.subscription_postpone_at_xsolla(subscription=subscription, days=data["days"],
+                                                      reason=data["reason"], staff_user=staff_user)
+    return f"next charge postponed by {data['days']} days at Xsolla, and re-read ({result.outcome})"
 
 
 class PaymentRefundForm(forms.Form):
@@ -72,5 +85,10 @@ xsolla_refund_payment = store_action(
           "too if it should not renew). Xsolla may complete the refund at once or by hand within two business "
           "days; its refund webhook then records it here, and a full refund ends access.")
 
-ACTIONS = (xsolla_cancel, xsolla_cancel_and_refund, xsolla_refund_payment)
+xsolla_postpone = store_action(
+    "xsolla_postpone", description="Xsolla: postpone the next charge (free days)", provider=Provider.XSOLLA,
+    store="Xsolla", run=_postpone, form_class=PostponeForm, title="Postpone the next charge at Xsolla",
+    submit="Postpone", intro="Xsolla moves the next charge later: the user keeps access and is charged later.")
+
+ACTIONS = (xsolla_cancel, xsolla_postpone, xsolla_cancel_and_refund, xsolla_refund_payment)
 LIST_FILTERS = ()

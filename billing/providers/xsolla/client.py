@@ -65,6 +65,16 @@ def subscription_cancel(*, user_id: str, subscription_id: str, refund_last_payme
 
 
 @store_api("xsolla")
+def subscription_postpone(*, user_id: str, subscription_id: str, days: int) -> dict:
+    """Billing postponement (the update's `timeshift`, in days, 1 to 366): the next charge moves later,
+    the user keeps access meanwhile. The subscription as it is afterwards."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
+            f"{quote(str(subscription_id), safe='')}")
+    return _request("PUT", path, json_body={"timeshift": {"type": "day", "value": str(days)}})
+
+
+@store_api("xsolla")
 def transaction_refund(transaction_id: str, *, description: str) -> dict:
     """Pay Station's "Request refund" (`PUT /merchants/{merchant_id}/reports/transactions/{id}/refund`): the
     whole payment back to the user. A request: Xsolla may complete it at once or by hand (its message

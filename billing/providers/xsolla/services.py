@@ -1,6 +1,7 @@
 """Xsolla's staff actions (billing/providers/xsolla/admin.py), through Xsolla's merchant API (client.py):
 
 - cancel now or at period end (the subscriptions API's update: `canceled` / `non_renewing`);
+- postpone the next charge (the update's `timeshift`, in days: a free extension);
 - cancel with a refund of the last payment (the same update with `cancel_subscription_payment`, which
   Xsolla accepts only together with canceling);
 - refund the latest payment in full or in part, the subscription going on (Pay Station's "Request
@@ -31,6 +32,7 @@ from billing.snapshots import Provider, TransactionKind
 from . import client, selectors
 
 CANCEL_WHEN = ("now", "period_end")
+MAX_POSTPONE_DAYS = 366
 
 
 def _xsolla(subscription: Subscription) -> str:
@@ -64,6 +66,21 @@ def subscription_cancel_at_xsolla(*, subscription: Subscription, when: str, reas
     return apply_after_store_action(subscription=subscription, staff_user=staff_user, action=f"store_cancel_{when}",
                                     reason=reason, cause=cause, details={"provider": "xsolla", "when": when},
                                     reread=_reread(subscription))
+
+
+def subscription_postpone_at_xsolla(*, subscription: Subscription, days: int, reason: str,
+                                    staff_user) -> ApplyResult:
+    """The next charge moves `days` later, free (Xsolla refuses it for a subscription that is not active)."""
+    user_id = _xsolla(subscription)
+    ensure_allowed(staff_user, FIX_PERMISSION)
+    if not isinstance(days, int) or not 1 <= days <= MAX_POSTPONE_DAYS:
+        raise StoreActionError(f"Xsolla postpones by 1 to {MAX_POSTPONE_DAYS} days.")
+    cause = staff_cause(reason, staff_user, f"next charge postponed by {days} days at Xsolla")
+    client.subscription_postpone(user_id=user_id, subscription_id=subscription.provider_subscription_id, days=days)
+    details = {"provider": "xsolla", "days": days,
+               "expires_before": subscription.expires_at.isoformat() if subscription.expires_at else None}
+    return apply_after_store_action(subscription=subscription, staff_user=staff_user, action="store_extend",
+                                    reason=reason, cause=cause, details=details, reread=_reread(subscription))
 
 
 def subscription_refund_at_xsolla(*, subscription: Subscription, reason: str, staff_user) -> ApplyResult:

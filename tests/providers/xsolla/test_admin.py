@@ -3,6 +3,8 @@ subscriptions API fake (requests, HTTP Basic auth): cancel now or at period end,
 refund of the last payment (the API's only refund), which needs the refund permission."""
 
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
@@ -125,3 +127,15 @@ def test_xsolla_refusing_a_refund_is_shown(client, fake_xsolla, xsolla_sub, paid
                        follow=True)
     assert "Xsolla answered 422" in page.content.decode() and "Incorrect payment status" in page.content.decode()
     assert not AuditEntry.objects.exists()
+
+
+def test_postpone_the_next_charge_moves_the_access_end(client, fake_xsolla, xsolla_sub, lead):
+    before = xsolla_sub.expires_at
+    done = client.post(action_url(xsolla_sub, "xsolla_postpone"), {"apply": "1", "days": "10", "reason": "outage"},
+                       follow=True)
+    assert "next charge postponed by 10 days at Xsolla" in done.content.decode()
+    assert puts(fake_xsolla)[0]["body"] == {"timeshift": {"type": "day", "value": "10"}}
+    assert fake_xsolla.postponed == [("10", "day", 10)]
+    xsolla_sub.refresh_from_db()
+    assert xsolla_sub.expires_at - before == timedelta(days=10) and xsolla_sub.status == Status.ACTIVE
+    assert AuditEntry.objects.get(action="store_extend").details["days"] == 10
