@@ -101,6 +101,8 @@ class Subscription(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Refunding at a store moves money back: granted apart from fixing subscriptions (change_subscription).
+        permissions = [("refund_at_store", "Can refund at the store (Stripe, Google, Xsolla)")]
         constraints = [models.UniqueConstraint(fields=["provider", "provider_subscription_id"],
                                                name="subscription_unique_per_provider")]
         indexes = [

@@ -528,6 +528,18 @@ if FINANCE_REPORTING_CURRENCY and not (len(FINANCE_REPORTING_CURRENCY) == 3 and 
     raise ImproperlyConfigured("FINANCE_REPORTING_CURRENCY must be an ISO 4217 code of three letters (e.g. EUR).")
 
 # --- Support console (docs/support.md) -------------------------------------------------------------
+# Store actions: Apple's CONSUMPTION_REQUEST (a user asked Apple for a refund) answered automatically
+# from what we hold (docs/support.md "Store actions"). Off by default: staff answer from the form.
+APPLE_CONSUMPTION_AUTO_ANSWER = env.bool("APPLE_CONSUMPTION_AUTO_ANSWER", default=False)
+# Apple refuses an answer unless the customer consented to share consumption data. Set true only when the
+# app really collects that consent (e.g. in its terms); without it the automatic answer sends nothing.
+APPLE_CONSUMPTION_CUSTOMER_CONSENTED = env.bool("APPLE_CONSUMPTION_CUSTOMER_CONSENTED", default=False)
+# Whether the app offers a free sample or trial before purchase (sent as sampleContentProvided); a
+# subscription that went through a free trial here counts as sampled whatever this says. Default false.
+APPLE_CONSUMPTION_SAMPLE_CONTENT_PROVIDED = env.bool("APPLE_CONSUMPTION_SAMPLE_CONTENT_PROVIDED", default=False)
+# The outcome to ask Apple for in automatic answers: DECLINE, GRANT_FULL, GRANT_PRORATED, or empty
+# (default) to state no preference and let Apple decide.
+APPLE_CONSUMPTION_REFUND_PREFERENCE = env.str("APPLE_CONSUMPTION_REFUND_PREFERENCE", default="")
 
 
 # --- Reconciliation, store budgets, double payments (docs/operations.md) ----------------------------

@@ -103,9 +103,10 @@ class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="subscriptions")
     def linked_subscriptions(self, obj):
         subs = list(obj.subscriptions.all())
+        answer = _consumption_request_link(obj)
         if not subs:
-            return "—"
-        return format_html_join(", ", "{}", ((self._subscription_link(s),) for s in subs))
+            return answer or "—"
+        return format_html("{} {}", format_html_join(", ", "{}", ((self._subscription_link(s),) for s in subs)), answer)
 
     def _subscription_link(self, sub):
         label = f"{sub.provider}:{sub.provider_subscription_id}" + ("" if sub.subscriber_id else " (no user)")
@@ -158,3 +159,13 @@ class WebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
                               title="Link subscriptions to a user", submit="Link", do=do,
                               intro="These subscriptions have no user. Linking one records a status change with "
                                     "your name and publishes the user's status on the event stream.")
+
+
+def _consumption_request_link(event) -> str:
+    """An Apple CONSUMPTION_REQUEST: the button staff answer it with (billing/providers/apple/admin.py)."""
+    if event.provider != "apple":
+        return ""
+    # Imported late: Apple's library is loaded only where Apple's events are shown (providers load lazily).
+    from billing.providers.apple.admin import consumption_request_link
+
+    return consumption_request_link(event)

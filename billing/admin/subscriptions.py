@@ -3,13 +3,20 @@ through an action that calls a service (the one write path underneath), recordin
 store adds its own actions and list filters in billing/providers/<store>/admin.py."""
 
 import uuid
+from contextlib import suppress
+from contextvars import ContextVar
 from datetime import timedelta
 from functools import partial
 from importlib import import_module
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 
 from accounts.services import subscriber_get_or_create
 from billing import staff, sweeps
@@ -35,9 +42,18 @@ from .toolkit import (
 
 
 def store_admin_modules() -> list:
-    """billing/providers/<store>/admin.py of each store: its ACTIONS and LIST_FILTERS."""
+    """billing/providers/<store>/admin.py of each store: its ACTIONS, LIST_FILTERS and (optional) URLS."""
     return [import_module(type(adapter).__module__.rpartition(".")[0] + ".admin")
             for _name, adapter in store_adapters() if adapter is not None]
+
+
+_viewer: ContextVar = ContextVar("subscription_admin_viewer")
+
+
+def store_actions(user=None) -> list:
+    """Every store's actions (toolkit.store_action), or those `user` holds the permission of."""
+    return [func for module in store_admin_modules() for func in module.ACTIONS
+            if user is None or user.has_perm(func.store_action.permission)]
 
 
 # --- subscriptions -------------------------------------------------------------------------------
@@ -164,7 +180,8 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
     ordering = ("-created_at",)
     fieldsets = (
         (None, {"fields": ("provider", "provider_subscription_id", "user", "status", "status_explained", "entitled_now",
-                           "product_link", "store_product_id", "environment", "replaced_by_link")}),
+                           "product_link", "store_product_id", "environment", "replaced_by_link",
+                           "store_action_buttons")}),
         ("Period and price", {"fields": ("period", "amount", "upcoming_amount", "auto_renew", "started_at",
                                          "current_period_start", "current_period_end", "expires_at",
                                          "grace_until", "canceled_at", "ended_at")}),
@@ -178,7 +195,7 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
                        "upcoming_amount", "auto_renew", "started_at", "current_period_start", "current_period_end",
                        "expires_at", "grace_until", "canceled_at", "ended_at", "last_event_at", "last_verified_at",
                        "acknowledgement_due_at", "acknowledged_at", "created_at", "updated_at",
-                       "raw_snapshot_pretty")
+                       "raw_snapshot_pretty", "store_action_buttons")
     actions = ("grant_access", "extend_grant", "revoke", "resync_from_store", "link_to_user")
     change_form_template = "support/change_form_with_timeline.html"  # the support timeline below the page
 
@@ -204,14 +221,42 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        if not self.has_fix_permission(request):
-            return actions
-        # The stores' own operations (e.g. Google: revoke with refund, defer), from their admin.py.
-        for module in store_admin_modules():
-            for func in module.ACTIONS:
-                description = getattr(func, "short_description", func.__name__.replace("_", " "))
-                actions[func.__name__] = (func, func.__name__, description)
+        # The stores' own operations (e.g. Google: revoke with refund, defer), from their admin.py, each
+        # offered only to staff holding its permission (refunds have their own).
+        for func in store_actions(request.user):
+            actions[func.__name__] = (func, func.__name__, func.short_description)
         return actions
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        own = [path("<path:object_id>/store-action/<str:name>/", self.admin_site.admin_view(self.store_action_view),
+                    name="{}_{}_store_action".format(*info))]
+        for module in store_admin_modules():
+            for route, view, name in getattr(module, "URLS", ()):
+                own.append(path(route, self.admin_site.admin_view(partial(view, self)), name=f"{info[0]}_{name}"))
+        return own + super().get_urls()
+
+    def store_action_view(self, request, object_id, name):
+        """One store action for one subscription (the buttons on its page): the confirm-action page with
+        its reason, then back to the subscription. 403 without the action's permission."""
+        sub = get_object_or_404(Subscription.objects.select_related("subscriber"), pk=object_id)
+        func = next((f for f in store_actions() if f.__name__ == name), None)
+        if func is None or func.store_action.provider != sub.provider:
+            raise Http404(f"No store action {name!r} for this subscription.")
+        spec = func.store_action
+        if not request.user.has_perm(spec.permission):
+            raise PermissionDenied
+        page = dict(spec.page)
+        if spec.describe is not None and request.method == "GET":
+            # The page works without the line; the action itself reports the store's error.
+            with suppress(ProviderError, ValueError):
+                page["intro"] = f"{page.get('intro', '')} {spec.describe(sub)}".strip()
+        page["form_kwargs"] = {**page.get("form_kwargs", {}), "initial": request.GET.dict()}
+        response = confirm_action(self, request, Subscription.objects.filter(pk=sub.pk), **page,
+                                  do=lambda subscription, data: spec.run(subscription, data, request.user))
+        if response is None:
+            return redirect(reverse("admin:billing_subscription_change", args=[sub.pk]))
+        return response
 
     def get_search_results(self, request, queryset, search_term):
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
@@ -264,6 +309,29 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
     @admin.display(description="upcoming amount")
     def upcoming_amount(self, obj):
         return money(obj.upcoming_amount_minor, obj.currency)
+
+    @admin.display(description="at the store")
+    def store_action_buttons(self, obj):
+        """The store's own actions this staff member may run on this subscription, each a button to its
+        confirmation page."""
+        buttons = [(reverse("admin:billing_subscription_store_action", args=[obj.pk, f.__name__]),
+                    f.short_description) for f in store_actions(_viewer.get(None)) if
+                   f.store_action.provider == obj.provider]
+        if not buttons:
+            return "—"
+        return format_html_join(" ", '<a class="button store-action" href="{}">{}</a>', buttons)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The buttons depend on who looks; the admin instance is shared by every request, so the viewer
+        # travels in a context variable, and the page is rendered while it is set.
+        token = _viewer.set(request.user)
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+            return response
+        finally:
+            _viewer.reset(token)
 
     @admin.display(description="raw snapshot")
     def raw_snapshot_pretty(self, obj):

@@ -3,11 +3,13 @@ reason fields, and the one confirm-action page every staff action with input goe
 own actions, each store's actions in billing/providers/<store>/admin.py, the webhook events' link)."""
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -147,12 +149,19 @@ def confirm_action(modeladmin, request, queryset, *, form_class, title, intro, s
     return TemplateResponse(request, CONFIRM_TEMPLATE, context)
 
 
-def store_action(name: str, *, description: str, provider: str, store: str, run, **page):
+def store_action(name: str, *, description: str, provider: str, store: str, run,
+                 permission: str = "billing.change_subscription", describe=None, **page):
     """A store's own admin action (billing/providers/<store>/admin.py): the confirm-action page (`page`:
     form_class, title, intro, submit), then `run(subscription, cleaned_data, staff_user)` → a message,
-    for each of that store's subscriptions among those selected."""
+    for each of that store's subscriptions among those selected. Offered in the changelist's actions and
+    as a button on each of that store's subscription pages (billing/admin/subscriptions.py), only to
+    staff holding `permission` (refunds: billing.refund_at_store; the rest: billing.change_subscription).
+    `describe(subscription)` → a line added to the intro on one subscription's page (e.g. what can be
+    refunded); it may ask the store, and a store error only leaves the line out."""
 
     def action(modeladmin, request, queryset):
+        if not request.user.has_perm(permission):
+            raise PermissionDenied
         subscriptions = queryset.filter(provider=provider).select_related("subscriber")
         if not subscriptions.exists():
             modeladmin.message_user(request, f"Select {store} subscriptions.", messages.WARNING)
@@ -161,4 +170,20 @@ def store_action(name: str, *, description: str, provider: str, store: str, run,
                               do=lambda subscription, data: run(subscription, data, request.user))
 
     action.__name__ = name
+    action.store_action = StoreAction(name=name, description=description, provider=provider, store=store,
+                                      permission=permission, run=run, page=page, describe=describe)
     return admin.action(description=description)(action)
+
+
+@dataclass(frozen=True)
+class StoreAction:
+    """What the subscription page needs to offer a store action as a button and run it for one row."""
+
+    name: str
+    description: str
+    provider: str
+    store: str
+    permission: str
+    run: object
+    page: dict
+    describe: object = None

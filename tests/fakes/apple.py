@@ -247,6 +247,12 @@ class FakeAppStoreServer:
         self.page_size = 20
         self.script: list[tuple[int, dict | None]] = []
         self.requests: list[dict] = []
+        # What the staff actions reach: each subscription's claims (re-signed when Apple changes them),
+        # the orders a receipt e-mail names, and the consumption answers received.
+        self.subscriptions: dict[str, dict] = {}
+        self.orders: dict[str, list[str]] = {}
+        self.consumption: dict[str, list[dict]] = {}
+        self.extensions: dict[str, int] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -269,8 +275,48 @@ class FakeAppStoreServer:
                 "signedTransactionInfo": chain.sign(transaction)}
         if renewal is not None:
             item["signedRenewalInfo"] = chain.sign(renewal)
-        for key in {transaction["originalTransactionId"], transaction["transactionId"], *also_for}:
-            self.statuses[str(key)] = [item]
+        keys = {str(k) for k in (transaction["originalTransactionId"], transaction["transactionId"], *also_for)}
+        for key in keys:
+            self.statuses[key] = [item]
+        self.subscriptions[str(transaction["originalTransactionId"])] = {
+            "chain": chain, "transaction": dict(transaction), "renewal": dict(renewal) if renewal else None,
+            "status": status, "keys": keys}
+
+    def add_order(self, order_id: str, chain: AppleChain, transactions: list[dict]) -> None:
+        """The order id of an App Store receipt e-mail, naming these transactions."""
+        self.orders[order_id] = [chain.sign(t) for t in transactions]
+
+    def _extend(self, original_transaction_id: str, body: dict) -> tuple[int, dict]:
+        """Extend a Subscription Renewal Date: 1 to 90 days, a reason code 0 to 3, a request identifier; at most
+        two extensions a year per subscription; the latest transaction's expiresDate (and the renewal
+        date) move by the days given, as Apple's next read and its RENEWAL_EXTENDED show them."""
+        days, code, request_id = body.get("extendByDays"), body.get("extendReasonCode"), body.get("requestIdentifier")
+        if not isinstance(days, int) or not 1 <= days <= 90:
+            return 400, {"errorCode": 4000009, "errorMessage": "Invalid extend by days value."}
+        if code not in (0, 1, 2, 3):
+            return 400, {"errorCode": 4000010, "errorMessage": "Invalid extend reason code."}
+        if not request_id or len(request_id) > 128:
+            return 400, {"errorCode": 4000011, "errorMessage": "Invalid request identifier."}
+        sub = self.subscriptions.get(original_transaction_id)
+        if sub is None:
+            return 404, {"errorCode": 4040005, "errorMessage": "Original transaction id not found."}
+        if sub["status"] not in (1, 4) or self.extensions.get(original_transaction_id, 0) >= 2:
+            error = (4030004, "Subscription extensions are not allowed for this subscription.") if sub["status"] \
+                not in (1, 4) else (4030005, "The subscription reached the maximum number of extensions.")
+            return 403, {"errorCode": error[0], "errorMessage": error[1]}
+        self.extensions[original_transaction_id] = self.extensions.get(original_transaction_id, 0) + 1
+        transaction = sub["transaction"]
+        transaction["expiresDate"] += days * 86_400_000
+        transaction["signedDate"] = now_ms()
+        renewal = sub["renewal"]
+        if renewal is not None:
+            renewal["renewalDate"] = transaction["expiresDate"]
+            renewal["signedDate"] = now_ms()
+        self.add_subscription(sub["chain"], transaction, renewal, status=sub["status"],
+                              also_for=tuple(sub["keys"]))
+        return 200, {"originalTransactionId": original_transaction_id,
+                     "webOrderLineItemId": transaction.get("webOrderLineItemId"), "success": True,
+                     "effectiveDate": transaction["expiresDate"]}
 
     # The checks Apple makes on the bearer token (ES256, our key id, issuer, audience, bundle id).
     def _authorized(self, header: str) -> dict | None:
@@ -298,6 +344,23 @@ class FakeAppStoreServer:
                 return 404, {"errorCode": 4040010, "errorMessage": "Transaction id not found."}
             return 200, {"environment": self.environment, "bundleId": self.bundle_id, "appAppleId": APP_APPLE_ID,
                          "data": [{"subscriptionGroupIdentifier": "21000001", "lastTransactions": items}]}
+        if method == "PUT" and path.startswith("/inApps/v1/subscriptions/extend/") and not path.endswith("/mass"):
+            return self._extend(path.rsplit("/", 1)[1], body or {})
+        if method == "PUT" and path.startswith("/inApps/v2/transactions/consumption/"):
+            body = body or {}
+            if body.get("customerConsented") is not True:
+                return 400, {"errorCode": 4000035, "errorMessage": "Invalid customer consented value."}
+            if body.get("deliveryStatus") not in ("DELIVERED", "UNDELIVERED_QUALITY_ISSUE", "UNDELIVERED_WRONG_ITEM",
+                                                  "UNDELIVERED_SERVER_OUTAGE", "UNDELIVERED_OTHER"):
+                return 400, {"errorCode": 4000036, "errorMessage": "Invalid delivery status."}
+            tid = path.rsplit("/", 1)[1]
+            if tid not in self.statuses:
+                return 404, {"errorCode": 4040010, "errorMessage": "Transaction id not found."}
+            self.consumption.setdefault(tid, []).append(body)
+            return 202, None
+        if method == "GET" and path.startswith("/inApps/v1/lookup/"):
+            signed = self.orders.get(path.rsplit("/", 1)[1])
+            return 200, ({"status": 0, "signedTransactions": signed} if signed else {"status": 1})
         if method == "POST" and path == "/inApps/v1/notifications/history":
             start = int(query.get("paginationToken", ["0"])[0])
             page = self.history[start:start + self.page_size]
@@ -338,6 +401,9 @@ class FakeAppStoreServer:
 
             def do_POST(self):
                 self._serve("POST")
+
+            def do_PUT(self):
+                self._serve("PUT")
 
             def log_message(self, *args):
                 pass

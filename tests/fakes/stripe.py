@@ -208,7 +208,7 @@ class FakeStripe:
             ("DELETE", r"/v1/subscriptions/([^/]+)", lambda p, i: self.subscription_cancel(i)),
             ("GET", r"/v1/subscription_items", lambda p: self.listing("subscription_item", p)),
             ("GET", r"/v1/subscription_items/([^/]+)", lambda p, i: self.get(i, "subscription_item")),
-            ("GET", r"/v1/invoices", lambda p: self.listing("invoice", p)),
+            ("GET", r"/v1/invoices", self.invoice_list),
             ("GET", r"/v1/invoices/([^/]+)", lambda p, i: self.get(i, "invoice")),
             ("GET", r"/v1/invoices/([^/]+)/lines", lambda p, i: self.get(i, "invoice")["lines"]),
             ("GET", r"/v1/invoice_payments", self.invoice_payment_list),
@@ -216,6 +216,7 @@ class FakeStripe:
             ("GET", r"/v1/charges/([^/]+)", lambda p, i: self.get(i, "charge")),
             ("GET", r"/v1/payment_intents/([^/]+)", lambda p, i: self.get(i, "payment_intent")),
             ("GET", r"/v1/refunds", lambda p: self.listing("refund", p)),
+            ("POST", r"/v1/refunds", self.refund_create),
             ("GET", r"/v1/refunds/([^/]+)", lambda p, i: self.get(i, "refund")),
             ("GET", r"/v1/disputes/([^/]+)", lambda p, i: self.get(i, "dispute")),
             ("GET", r"/v1/balance_transactions/([^/]+)", lambda p, i: self.get(i, "balance_transaction")),
@@ -673,13 +674,35 @@ class FakeStripe:
         intent = self.get(payment["payment"]["payment_intent"], "payment_intent")
         return self.get(intent["latest_charge"], "charge")
 
-    def refund(self, charge_id: str, amount: int | None = None) -> dict:
+    def refund_create(self, params: dict) -> dict:
+        """POST /v1/refunds (by charge or payment intent): refused past what is left of the charge."""
+        if params.get("charge"):
+            charge = self.get(params["charge"], "charge", param="charge")
+        elif params.get("payment_intent"):
+            intent = self.get(params["payment_intent"], "payment_intent", param="payment_intent")
+            charge = self.get(intent["latest_charge"], "charge")
+        else:
+            raise StripeFakeError(400, "invalid_request_error", "One of `charge` or `payment_intent` is required.",
+                                  "parameter_missing", "charge")
+        left = charge["amount"] - charge["amount_refunded"]
+        if left <= 0:
+            raise StripeFakeError(400, "invalid_request_error", f"Charge {charge['id']} has already been refunded.",
+                                  "charge_already_refunded", "charge")
+        amount = int(params["amount"]) if params.get("amount") else left
+        if amount > left:
+            raise StripeFakeError(400, "invalid_request_error", f"Refund amount ({amount}) is greater than "
+                                  f"unrefunded amount on charge ({left})", "amount_too_large", "amount")
+        return self.refund(charge["id"], amount, reason=params.get("reason"), metadata=params.get("metadata") or {})
+
+    def refund(self, charge_id: str, amount: int | None = None, *, reason: str | None = None,
+               metadata: dict | None = None) -> dict:
         charge = self.get(charge_id, "charge")
         refund = template("refund")
         amount = charge["amount"] - charge["amount_refunded"] if amount is None else amount
         refund.update(id=new_id("re"), amount=amount, charge=charge_id, currency=charge["currency"],
                       payment_intent=charge["payment_intent"], created=self.now(), status="succeeded",
-                      customer=charge["customer"], destination_details=None)
+                      customer=charge["customer"], destination_details=None, reason=reason,
+                      metadata=metadata or {})
         refund["balance_transaction"] = self.balance_transaction(refund["id"], -amount, charge["currency"],
                                                                  "refund")["id"]
         self.put(refund)
@@ -763,6 +786,21 @@ class FakeStripe:
                 "return_url": params.get("return_url"), "url": f"https://billing.stripe.com/p/session/{id_}",
                 "created": self.now(), "livemode": self.livemode, "configuration": "bpc_fake", "flow": None,
                 "locale": None, "on_behalf_of": None}
+
+    def invoice_list(self, params: dict) -> dict:
+        """GET /v1/invoices: by customer, by subscription (named in the invoice's parent since 2025-03-31)
+        and by status, newest first."""
+        items = [o for o in self.objects.values() if o.get("object") == "invoice"]
+        if params.get("customer"):
+            items = [o for o in items if _ref(o.get("customer")) == params["customer"]]
+        if params.get("subscription"):
+            items = [o for o in items if ((o.get("parent") or {}).get("subscription_details") or {}).get(
+                "subscription") == params["subscription"]]
+        if params.get("status"):
+            items = [o for o in items if o.get("status") == params["status"]]
+        order = {id_: n for n, id_ in enumerate(self.objects)}  # within one second: the later one first
+        items.sort(key=lambda o: (o.get("created") or 0, order[o["id"]]), reverse=True)
+        return self.list_of(items, params, "/v1/invoices")
 
     def invoice_payment_list(self, params: dict) -> dict:
         items = [o for o in self.objects.values() if o.get("object") == "invoice_payment"]

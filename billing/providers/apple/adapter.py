@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
@@ -24,7 +25,7 @@ from billing.providers.base import (
 from billing.providers.common import SubscriptionNotFound
 from billing.snapshots import Snapshot
 
-from . import auth, client, mapping
+from . import auth, client, mapping, services
 
 if TYPE_CHECKING:
     from billing.models import Subscription
@@ -50,7 +51,11 @@ def _test_notification(event: InboundEvent) -> ParseResult:
 
 
 def _consumption_request(event: InboundEvent) -> ParseResult:
-    return ParseResult(ignored_reason=mapping.consumption_request_reason(event.payload))
+    """No state change. Staff answer from the event's link (admin.py); with APPLE_CONSUMPTION_AUTO_ANSWER
+    the answer goes out after the event is stored (services.consumption_auto_answer)."""
+    follow_ups = [partial(services.consumption_auto_answer, event.payload)] \
+        if settings.APPLE_CONSUMPTION_AUTO_ANSWER else []
+    return ParseResult(ignored_reason=mapping.consumption_request_reason(event.payload), after_apply=follow_ups)
 
 
 def _renewal_extension(event: InboundEvent) -> ParseResult:

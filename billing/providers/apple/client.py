@@ -1,5 +1,6 @@
 """The ONE place the App Store Server API is called (app-store-server-library's client), and where its
-errors become ours: `subscription_get`, `notification_history_get`.
+errors become ours: `subscription_get`, `notification_history_get`, and for the staff actions
+`subscription_extend_renewal_date`, `consumption_send`, `order_look_up`.
 
 The library hard-codes Apple's base URLs; APPLE_API_BASE_URL (a local fake in tests, a proxy) replaces
 them through a small subclass. Each request carries an ES256 JWT signed with the In-App Purchase key
@@ -17,9 +18,14 @@ from pathlib import Path
 
 import requests
 from appstoreserverlibrary.api_client import APIError, APIException, AppStoreServerAPIClient
+from appstoreserverlibrary.models.ConsumptionRequest import ConsumptionRequest
 from appstoreserverlibrary.models.Environment import Environment as AppleEnvironment
+from appstoreserverlibrary.models.ExtendReasonCode import ExtendReasonCode
+from appstoreserverlibrary.models.ExtendRenewalDateRequest import ExtendRenewalDateRequest
+from appstoreserverlibrary.models.ExtendRenewalDateResponse import ExtendRenewalDateResponse
 from appstoreserverlibrary.models.NotificationHistoryRequest import NotificationHistoryRequest
 from appstoreserverlibrary.models.NotificationHistoryResponse import NotificationHistoryResponse
+from appstoreserverlibrary.models.OrderLookupResponse import OrderLookupResponse
 from appstoreserverlibrary.models.StatusResponse import StatusResponse
 from django.conf import settings
 
@@ -88,6 +94,36 @@ def notification_history_get(*, since: datetime, until: datetime, only_failures:
         return client.get_notification_history(pagination_token, request)
 
 
+@store_api("apple")
+def subscription_extend_renewal_date(original_transaction_id: str, *, days: int, reason_code: int,
+                                     request_identifier: str, apple_environment: str) -> ExtendRenewalDateResponse:
+    """Extend a Subscription Renewal Date: the subscription's current period ends `days` (1 to 90) later,
+    free for the user. Apple allows two extensions per subscription a year."""
+    client = _api_client(apple_environment)
+    request = ExtendRenewalDateRequest(extendByDays=days, extendReasonCode=ExtendReasonCode(reason_code),
+                                       requestIdentifier=request_identifier)
+    with _store_errors(apple_environment):
+        return client.extend_subscription_renewal_date(original_transaction_id, request)
+
+
+@store_api("apple")
+def consumption_send(transaction_id: str, *, request: ConsumptionRequest, apple_environment: str) -> None:
+    """Send Consumption Information (v2) for the transaction a CONSUMPTION_REQUEST named: what Apple
+    weighs when it decides the user's refund request. Apple answers 202 with no body."""
+    client = _api_client(apple_environment)
+    with _store_errors(apple_environment):
+        client.send_consumption_information(transaction_id, request)
+
+
+@store_api("apple")
+def order_look_up(order_id: str, *, apple_environment: str) -> OrderLookupResponse:
+    """Look Up Order ID: the signed transactions of the order an App Store receipt e-mail names (status 1:
+    no such order for this app)."""
+    client = _api_client(apple_environment)
+    with _store_errors(apple_environment):
+        return client.look_up_order_id(order_id)
+
+
 def _api_client(apple_environment: str) -> AppStoreServerAPIClient:
     """The client for "Production" or "Sandbox" (or "LocalTesting" when unsigned data is allowed: development)."""
     missing = [name for name in API_SETTINGS if not getattr(settings, name, "")]
@@ -116,7 +152,9 @@ def _store_errors(apple_environment: str) -> Iterator[None]:
             f": {exc.error_message}" if exc.error_message else "")
         if code in _NOT_FOUND or (status == 404 and code not in _RETRYABLE):
             raise SubscriptionNotFound(f"App Store ({apple_environment}): {detail}", status=status) from exc
-        if status in (401, 403):
+        # A 403 with an error code is Apple refusing this request (4030004: not eligible for an extension),
+        # not our credentials.
+        if status == 401 or (status == 403 and exc.raw_api_error is None):
             logger.error("App Store Server API refused our credentials: check APPLE_KEY_ID, APPLE_ISSUER_ID, "
                          "APPLE_PRIVATE_KEY_FILE, APPLE_BUNDLE_ID (%s)", detail)
             raise StoreUnavailable(f"App Store Server API refused our credentials ({detail})") from exc

@@ -1,7 +1,8 @@
 """Google Play's staff actions and list filter for the subscriptions admin (collected by
 billing/admin/subscriptions.py): revoke with a full or prorated refund, and defer the next renewal.
 Each asks for a reason on the confirm-action page, goes to Google first, then re-reads the purchase
-and applies it. The filter shows purchases close to their acknowledgement deadline."""
+and applies it, recording who and why in the audit log (revoking with a refund needs
+billing.refund_at_store). The filter shows purchases close to their acknowledgement deadline."""
 
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from billing.admin.toolkit import REASON, store_action
+from billing.providers.staff_changes import REFUND_PERMISSION
 from billing.snapshots import Provider
 
 from . import selectors, services
@@ -40,7 +42,7 @@ def _defer(subscription, data, staff_user) -> str:
 
 google_revoke_with_refund = store_action(
     "google_revoke_with_refund", description="Google: revoke with a refund (access ends now)",
-    provider=Provider.GOOGLE, store="Google Play", run=_revoke, form_class=RevokeForm,
+    provider=Provider.GOOGLE, store="Google Play", run=_revoke, permission=REFUND_PERMISSION, form_class=RevokeForm,
     title="Revoke at Google Play", submit="Revoke and refund",
     intro="Google refunds the user and ends access at once. This cannot be undone.")
 

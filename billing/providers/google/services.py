@@ -26,6 +26,15 @@ from django.utils import timezone
 from billing.apply import ApplyResult, apply_snapshot
 from billing.models import Subscription
 from billing.providers.base import NotConfigured, PermanentError, TransientError
+from billing.providers.staff_changes import (
+    FIX_PERMISSION,
+    REFUND_PERMISSION,
+    StoreActionError,
+    apply_after_store_action,
+    ensure_allowed,
+    ensure_provider,
+    staff_cause,
+)
 from billing.snapshots import Cause, CauseKind, Provider, Snapshot
 
 from . import client, mapping, selectors
@@ -158,43 +167,29 @@ def purchases_acknowledge_due(*, limit: int = BATCH) -> AcknowledgementReport:
 
 # --- Staff changes at Google --------------------------------------------------------------------
 
-class StoreActionError(ValueError):
-    """A staff action that cannot be done as asked; the message says why."""
-
-
-def _cause(reason: str, staff_user, what: str) -> Cause:
-    reason = (reason or "").strip()
-    if not reason:
-        raise StoreActionError("A reason is required: say why (it is kept in the subscription's history).")
-    if staff_user is None or not getattr(staff_user, "pk", None):
-        raise StoreActionError("The staff member doing this is required.")
-    return Cause(CauseKind.STAFF, ref=f"staff:{staff_user.get_username()}", staff_user_id=staff_user.pk,
-                 note=f"{what}: {reason}")
-
-
 def _google(subscription: Subscription) -> None:
-    if subscription.provider != Provider.GOOGLE:
-        raise StoreActionError(f"{subscription} is not a Google Play subscription.")
+    ensure_provider(subscription, Provider.GOOGLE, "Google Play")
 
 
-def _apply_current(subscription: Subscription, cause: Cause, *, revoked: bool = False) -> ApplyResult:
+def _reread(subscription: Subscription, *, revoked: bool = False):
     token = subscription.provider_subscription_id
-    purchase = client.subscription_get(token)
-    snapshot = selectors.purchase_snapshot(token, purchase, known_status=subscription.status, revoked=revoked,
-                                           observed_at=timezone.now())
-    return apply_snapshot(snapshot, cause)
+    return lambda: selectors.purchase_snapshot(token, client.subscription_get(token), known_status=subscription.status,
+                                               revoked=revoked, observed_at=timezone.now())
 
 
 def subscription_revoke_at_google(*, subscription: Subscription, refund: str, reason: str,
                                   staff_user) -> ApplyResult:
     """Revoke at Google with a full or prorated refund: access ends now (REVOKED). Google's
-    voidedPurchaseNotification then records the refund transaction."""
+    voidedPurchaseNotification then records the refund transaction. Needs the refund permission."""
     _google(subscription)
+    ensure_allowed(staff_user, REFUND_PERMISSION)
     if refund not in REFUNDS:
         raise StoreActionError(f"Refund must be one of {', '.join(REFUNDS)}.")
-    cause = _cause(reason, staff_user, f"revoked at Google with a {refund} refund")
+    cause = staff_cause(reason, staff_user, f"revoked at Google with a {refund} refund")
     client.subscription_revoke(subscription.provider_subscription_id, refund=refund)
-    return _apply_current(subscription, cause, revoked=True)
+    return apply_after_store_action(subscription=subscription, staff_user=staff_user, action="store_revoke_refund",
+                                    reason=reason, cause=cause, details={"provider": "google", "refund": refund},
+                                    reread=_reread(subscription, revoked=True))
 
 
 def subscription_defer_at_google(*, subscription: Subscription, days: int, reason: str,
@@ -202,15 +197,22 @@ def subscription_defer_at_google(*, subscription: Subscription, days: int, reaso
     """Move the next renewal `days` later for free (a goodwill extension). Uses the purchase's current
     etag, so a change at Google in between makes it fail rather than defer twice."""
     _google(subscription)
+    ensure_allowed(staff_user, FIX_PERMISSION)
     if not isinstance(days, int) or not 1 <= days <= MAX_DEFER_DAYS:
         raise StoreActionError(f"Defer by 1 to {MAX_DEFER_DAYS} days.")
-    cause = _cause(reason, staff_user, f"next renewal deferred by {days} days at Google")
+    cause = staff_cause(reason, staff_user, f"next renewal deferred by {days} days at Google")
     purchase = client.subscription_get(subscription.provider_subscription_id)
     etag = purchase.get("etag")
     if not etag:
         raise StoreActionError("Google returned no etag for this purchase; it cannot be deferred now.")
     client.subscription_defer(subscription.provider_subscription_id, seconds=days * 86400, etag=etag)
-    # No status changes, so no history row carries the staff member: the log keeps who and why.
+    # No status changes, so no history row carries the staff member: the log and the audit entry keep who and why.
     logger.info("google subscription %s deferred by %d days at Google by %s: %s", subscription.pk, days,
                 staff_user.get_username(), cause.note)
-    return _apply_current(subscription, cause)
+    details = {"provider": "google", "days": days, "expires_before": _iso(subscription.expires_at)}
+    return apply_after_store_action(subscription=subscription, staff_user=staff_user, action="store_defer",
+                                    reason=reason, cause=cause, details=details, reread=_reread(subscription))
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None

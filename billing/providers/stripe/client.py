@@ -151,7 +151,9 @@ def subscription_create(params: dict) -> dict:
 
 @store_api("stripe")
 def subscription_cancel(subscription_id: str) -> dict:
-    return _call(lambda c: c.v1.subscriptions.cancel(subscription_id))
+    """Cancel now (DELETE): Stripe ends the subscription at once (status canceled)."""
+    return _call(lambda c: c.v1.subscriptions.cancel(subscription_id, {"expand": SUBSCRIPTION_EXPAND}),
+                 missing=f"Stripe has no subscription {subscription_id}")
 
 
 @store_api("stripe")
@@ -193,6 +195,20 @@ def refunds_list(*, charge: str) -> dict:
     """A charge's refunds, each with its balance transaction (fee and net, for the ledger)."""
     return _call(lambda c: c.v1.refunds.list({"charge": charge, "limit": 100,
                                               "expand": ["data.balance_transaction"]}))
+
+
+@store_api("stripe")
+def invoices_list(*, subscription: str, status: str, limit: int = 1) -> dict:
+    """A subscription's invoices in one status (`paid`: the latest paid first)."""
+    return _call(lambda c: c.v1.invoices.list({"subscription": subscription, "status": status, "limit": limit}))
+
+
+@store_api("stripe")
+def refund_create(*, charge: str, amount: int, metadata: dict, idempotency_key: str) -> dict:
+    """Refund `amount` (minor units) of a charge, to the payer's card (reason requested_by_customer)."""
+    return _call(lambda c: c.v1.refunds.create(
+        {"charge": charge, "amount": amount, "reason": "requested_by_customer", "metadata": metadata},
+        {"idempotency_key": idempotency_key}))
 
 
 # --- Catalogue ---------------------------------------------------------------------------------

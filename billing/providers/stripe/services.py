@@ -14,6 +14,7 @@ mapping plus our revocation rule, which reads what we stored)."""
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from hashlib import sha256
 from urllib.parse import urlsplit
 
@@ -24,10 +25,20 @@ from django.utils.http import is_same_domain
 
 from accounts.models import Subscriber
 from accounts.services import subscriber_get_or_create, subscriber_set_identity
-from billing.apply import apply_snapshot
+from billing import money
+from billing.apply import ApplyResult, apply_snapshot
 from billing.models import Product, Subscription
 from billing.providers.base import InvalidPurchase, PaymentDeclined
 from billing.providers.common import SubscriptionNotFound
+from billing.providers.staff_changes import (
+    FIX_PERMISSION,
+    REFUND_PERMISSION,
+    StoreActionError,
+    apply_after_store_action,
+    ensure_allowed,
+    ensure_provider,
+    staff_cause,
+)
 from billing.snapshots import Cause, CauseKind, Provider, Snapshot
 from billing.statuses import Status
 
@@ -310,3 +321,129 @@ def portal_session_create(*, user_id: str, return_url: str | None) -> SessionLin
         params["return_url"] = return_url
     session = client.portal_session_create(params)
     return SessionLink(id=session["id"], url=session["url"])
+
+
+# --- Staff actions at Stripe (billing/providers/stripe/admin.py) ---------------------------------
+
+CANCEL_WHEN = ("now", "period_end")
+
+
+def _stripe(subscription: Subscription) -> None:
+    ensure_provider(subscription, Provider.STRIPE, "Stripe")
+
+
+def _reread(subscription: Subscription, *, status: str | None = None, transactions=(), note: str = "",
+            extra_raw: dict | None = None):
+    return lambda: subscription_state(client.subscription_get(subscription.provider_subscription_id), timezone.now(),
+                                      status=status, transactions=transactions, note=note, extra_raw=extra_raw)
+
+
+def subscription_cancel_at_stripe(*, subscription: Subscription, when: str, reason: str, staff_user) -> ApplyResult:
+    """Cancel now (access ends at once: Stripe's status canceled → EXPIRED here) or at period end (no
+    renewal; access until what was paid for ends: CANCELED). Stripe refunds nothing either way."""
+    _stripe(subscription)
+    ensure_allowed(staff_user, FIX_PERMISSION)
+    if when not in CANCEL_WHEN:
+        raise StoreActionError(f"Cancel must be one of {', '.join(CANCEL_WHEN)}.")
+    what = "canceled now at Stripe" if when == "now" else "set to cancel at period end at Stripe"
+    cause = staff_cause(reason, staff_user, what)
+    subscription_id = subscription.provider_subscription_id
+    if when == "now":
+        client.subscription_cancel(subscription_id)
+    else:
+        client.subscription_update(subscription_id, {"cancel_at_period_end": True})
+    return apply_after_store_action(subscription=subscription, staff_user=staff_user, action=f"store_cancel_{when}",
+                                    reason=reason, cause=cause, details={"provider": "stripe", "when": when},
+                                    reread=_reread(subscription))
+
+
+@dataclass(frozen=True)
+class Refundable:
+    """The latest paid invoice of a subscription and what of its charge can still be refunded."""
+
+    invoice_id: str
+    charge_id: str
+    currency: str
+    paid_minor: int
+    refunded_minor: int
+
+    @property
+    def refundable_minor(self) -> int:
+        return max(self.paid_minor - self.refunded_minor, 0)
+
+
+def latest_paid_invoice(*, subscription: Subscription) -> Refundable:
+    """Stripe's current API reaches an invoice's money through its payments: invoice → invoice payment →
+    payment intent → its latest charge (the charge carries amount and amount_refunded)."""
+    _stripe(subscription)
+    invoices = client.invoices_list(subscription=subscription.provider_subscription_id, status="paid").get("data")
+    if not invoices:
+        raise StoreActionError("Stripe has no paid invoice for this subscription: nothing to refund.")
+    invoice = invoices[0]
+    payments = client.invoice_payments_list(invoice=invoice["id"], expand=("data.payment.payment_intent",))
+    charge_id = None
+    for payment in payments.get("data") or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        charge_id = mapping.obj_id(intent.get("latest_charge")) if isinstance(intent, dict) else None
+        charge_id = charge_id or mapping.obj_id((payment.get("payment") or {}).get("charge"))
+        if charge_id:
+            break
+    if not charge_id:
+        raise StoreActionError(f"Invoice {invoice['id']} was paid without a card charge (e.g. from the customer's "
+                               "balance): refund it in Stripe's dashboard.")
+    charge = client.charge_get(charge_id)
+    return Refundable(invoice_id=invoice["id"], charge_id=charge_id, currency=(charge.get("currency") or "").upper(),
+                      paid_minor=charge.get("amount_captured") or charge.get("amount") or 0,
+                      refunded_minor=charge.get("amount_refunded") or 0)
+
+
+def invoice_refund_at_stripe(*, subscription: Subscription, amount: Decimal | None, reason: str,
+                             staff_user) -> ApplyResult:
+    """Refund the latest paid invoice, in full (`amount` None) or in part (major units, at most what is
+    still refundable). Then the charge and its refunds are re-read: the refunds are recorded, and a full
+    refund of the current period's invoice revokes access (the rule Stripe's charge.refunded follows
+    here too; a partial refund is a goodwill gesture and leaves access as it is). The idempotency key
+    names the charge, what was refunded before and the amount: a form sent twice refunds once."""
+    _stripe(subscription)
+    ensure_allowed(staff_user, REFUND_PERMISSION)
+    cause_reason = (reason or "").strip()
+    target = latest_paid_invoice(subscription=subscription)
+    if target.refundable_minor <= 0:
+        raise StoreActionError(f"Invoice {target.invoice_id} is already fully refunded.")
+    if amount is None:
+        minor = target.refundable_minor
+    else:
+        if amount <= 0:
+            raise StoreActionError("The amount to refund must be more than zero.")
+        minor = money.to_minor(amount, target.currency)
+        if Decimal(minor) != amount * (10 ** money.exponent(target.currency)):
+            raise StoreActionError(f"{amount} has more decimals than {target.currency} allows.")
+        if minor > target.refundable_minor:
+            raise StoreActionError(
+                f"At most {money.format_minor(target.refundable_minor, target.currency)} can be refunded of invoice "
+                f"{target.invoice_id} ({money.format_minor(target.paid_minor, target.currency)} paid, "
+                f"{money.format_minor(target.refunded_minor, target.currency)} refunded already).")
+    shown = money.format_minor(minor, target.currency)
+    cause = staff_cause(cause_reason, staff_user, f"refunded {shown} of invoice {target.invoice_id} at Stripe")
+    refund = client.refund_create(
+        charge=target.charge_id, amount=minor,
+        metadata={"staff_user": staff_user.get_username(), "subscription": subscription.provider_subscription_id},
+        idempotency_key=f"billing-staff-refund-{target.charge_id}-{target.refunded_minor}-{minor}")
+
+    def reread() -> Snapshot:
+        charge = client.charge_get(target.charge_id)
+        refunds = client.refunds_list(charge=target.charge_id).get("data") or []
+        sub = client.subscription_get(subscription.provider_subscription_id)
+        current = mapping.obj_id(sub.get("latest_invoice")) == target.invoice_id
+        revoke = mapping.charge_fully_refunded(charge) and current
+        note = (f"charge {target.charge_id} fully refunded: access revoked" if revoke else
+                f"charge {target.charge_id} refunded ({charge.get('amount_refunded')} of {charge.get('amount')})")
+        return subscription_state(sub, timezone.now(), status=Status.REVOKED if revoke else None,
+                                  transactions=mapping.refund_transactions(charge, refunds), note=note,
+                                  extra_raw={selectors.REVOKED_FOR_INVOICE: target.invoice_id} if revoke else None)
+
+    details = {"provider": "stripe", "invoice": target.invoice_id, "charge": target.charge_id,
+               "refund": refund.get("id"), "amount_minor": minor, "currency": target.currency,
+               "full": minor == target.refundable_minor}
+    return apply_after_store_action(subscription=subscription, staff_user=staff_user, action="store_refund",
+                                    reason=cause_reason, cause=cause, details=details, reread=reread)

@@ -1,4 +1,5 @@
-"""The one place the Xsolla subscriptions API (server side, merchant v2) is called.
+"""The one place the Xsolla subscriptions API (server side, merchant v2) is called, and Pay Station's
+refund requests (the same merchant v2 API, addressed by merchant).
 
 HTTP Basic auth `XSOLLA_MERCHANT_ID : XSOLLA_API_KEY` against `XSOLLA_API_BASE` (tests point it at a
 local fake). Xsolla not answering, answering 5xx or rate-limiting us (429) is a StoreUnavailable (a
@@ -8,6 +9,7 @@ a PermanentError carrying Xsolla's own message."""
 
 import logging
 import threading
+from decimal import Decimal
 from urllib.parse import quote
 
 import requests
@@ -46,6 +48,52 @@ def subscription_status_update(*, user_id: str, subscription_id: str, status: st
     path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
             f"{quote(str(subscription_id), safe='')}")
     return _request("PUT", path, json_body={"status": status})
+
+
+@store_api("xsolla")
+def subscription_cancel(*, user_id: str, subscription_id: str, refund_last_payment: bool) -> dict:
+    """Cancel now (`status: canceled`); with `refund_last_payment`, Xsolla also refunds the last payment
+    (`cancel_subscription_payment: true`, which works only together with canceled). The subscription as
+    it is afterwards; the refund itself arrives as Xsolla's `refund` webhook."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
+            f"{quote(str(subscription_id), safe='')}")
+    body = {"status": "canceled"}
+    if refund_last_payment:
+        body["cancel_subscription_payment"] = True
+    return _request("PUT", path, json_body=body)
+
+
+@store_api("xsolla")
+def subscription_postpone(*, user_id: str, subscription_id: str, days: int) -> dict:
+    """Billing postponement (the update's `timeshift`, in days, 1 to 366): the next charge moves later,
+    the user keeps access meanwhile. The subscription as it is afterwards."""
+    project = quote(str(settings.XSOLLA_PROJECT_ID), safe="")
+    path = (f"projects/{project}/users/{quote(str(user_id), safe='')}/subscriptions/"
+            f"{quote(str(subscription_id), safe='')}")
+    return _request("PUT", path, json_body={"timeshift": {"type": "day", "value": str(days)}})
+
+
+@store_api("xsolla")
+def transaction_refund(transaction_id: str, *, description: str) -> dict:
+    """Pay Station's "Request refund" (`PUT /merchants/{merchant_id}/reports/transactions/{id}/refund`): the
+    whole payment back to the user. A request: Xsolla may complete it at once or by hand (its message
+    says which); the `refund` webhook follows. Needs an API key valid for all the company's projects."""
+    return _request("PUT", f"{_merchant_transactions()}/{quote(str(transaction_id), safe='')}/refund",
+                    json_body={"description": description[:4000]})
+
+
+@store_api("xsolla")
+def transaction_refund_partial(transaction_id: str, *, amount: Decimal, description: str) -> dict:
+    """Pay Station's "Request partial refund" (`.../partial_refund`): `amount` in the payment's currency.
+    Only some payment methods support it (Xsolla answers 422 otherwise)."""
+    # Xsolla takes the amount as a JSON number; a decimal of two or three places survives the float.
+    return _request("PUT", f"{_merchant_transactions()}/{quote(str(transaction_id), safe='')}/partial_refund",
+                    json_body={"refund_amount": float(amount), "description": description[:4000]})
+
+
+def _merchant_transactions() -> str:
+    return f"merchants/{quote(str(settings.XSOLLA_MERCHANT_ID), safe='')}/reports/transactions"
 
 
 def _timeout():
@@ -88,6 +136,8 @@ def _request(method: str, path: str, *, json_body: dict | None = None) -> dict:
             logger.error("Xsolla refused our credentials: check XSOLLA_MERCHANT_ID and XSOLLA_API_KEY (%s)", message)
             raise CredentialsRefused(f"Xsolla answered {response.status_code} to {method} {path}: {message}")
         raise PermanentError(f"Xsolla answered {response.status_code} to {method} {path}: {message}")
+    if response.status_code == 204 or not response.content:  # a refund request accepted without a message
+        return {}
     try:
         data = response.json()
     except ValueError as exc:

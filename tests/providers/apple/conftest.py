@@ -1,11 +1,16 @@
 """The App Store's fixtures: our own signing chain (`apple_chain`, its root as a file), the In-App
-Purchase key (`api_key`), the fake App Store Server API (`fake_appstore`), and the settings of a
-deployment trusting our chain (`apple_settings`) or Apple's real roots (`real_apple_settings`).
+Purchase key (`api_key`), the fake App Store Server API (`fake_appstore`), the settings of a
+deployment trusting our chain (`apple_settings`) or Apple's real roots (`real_apple_settings`), and for
+the staff actions an active subscription held here and at the fake (`apple_sub`, `active_txn`).
 tests/billing/conftest.py imports the first five."""
 
 import pytest
 
+from billing.models import Subscription
 from billing.providers.apple.adapter import AppleAdapter
+from billing.statuses import Status
+from billing.sweeps import subscription_resync
+from tests.factories import SubscriberFactory
 from tests.fakes.apple import (
     APP_APPLE_ID,
     BUNDLE_ID,
@@ -14,7 +19,16 @@ from tests.fakes.apple import (
     ApiKey,
     AppleChain,
     FakeAppStoreServer,
+    notification_claims,
+    now_ms,
+    renewal_claims,
+    signed_body,
+    transaction_claims,
 )
+from tests.helpers import deliver
+
+STORE_ACTIONS_OTID = "2000000000000300"
+DAY_MS = 86_400_000
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +87,31 @@ def real_apple_settings(settings):
 @pytest.fixture
 def adapter():
     return AppleAdapter()
+
+
+@pytest.fixture
+def active_txn():
+    """A payment 10 days into its 30-day period (the App Store's signed claims)."""
+    return transaction_claims(original_transaction_id=STORE_ACTIONS_OTID, transaction_id="2000000000000311",
+                              purchase_ms=now_ms() - 10 * DAY_MS, expires_ms=now_ms() + 20 * DAY_MS)
+
+
+@pytest.fixture
+def apple_sub(apple_settings, apple_chain, fake_appstore, active_txn):
+    """An active subscription as Apple has it, and as we hold it (re-read from the fake once)."""
+    fake_appstore.add_subscription(apple_chain, active_txn, renewal_claims(active_txn))
+    sub = Subscription.objects.create(provider="apple", provider_subscription_id=STORE_ACTIONS_OTID,
+                                      environment="sandbox", status=Status.INACTIVE,
+                                      subscriber=SubscriberFactory(external_id="77"))
+    subscription_resync(subscription=sub)
+    sub.refresh_from_db()
+    assert sub.status == Status.ACTIVE
+    assert sub.transactions.get().provider_transaction_id == active_txn["transactionId"]
+    return sub
+
+
+def consumption_request(apple_chain, txn: dict):
+    """A CONSUMPTION_REQUEST about `txn` (a refund asked of Apple), delivered through the real webhook path."""
+    claims = notification_claims("CONSUMPTION_REQUEST", chain=apple_chain, transaction=txn, renewal=renewal_claims(txn),
+                                 consumptionRequestReason="UNINTENDED_PURCHASE")
+    return deliver("apple", signed_body(apple_chain, claims)).event

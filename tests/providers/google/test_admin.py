@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import Permission
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from billing.models import Subscription
 from billing.providers.google.admin import ACTIONS
 from tests.factories import SubscriptionFactory, UserFactory
@@ -126,3 +128,33 @@ def test_subscriptions_admin_filters_purchases_near_the_acknowledgement_deadline
 
     awaiting = client.get("/admin/billing/subscription/", {"google_ack": "awaiting"})
     assert {s.pk for s in awaiting.context["cl"].result_list} == {due_soon.pk, due_later.pk}
+
+
+def test_defer_and_revoke_record_who_and_why_in_the_audit_log(client, google, subscription, staff):
+    client.post(f"/admin/billing/subscription/{subscription.pk}/store-action/google_defer_renewal/",
+                {"apply": "1", "days": "3", "reason": "outage goodwill"})
+    client.post(f"/admin/billing/subscription/{subscription.pk}/store-action/google_revoke_with_refund/",
+                {"apply": "1", "refund": "prorated", "reason": "chargeback threat"})
+    defer, revoke = AuditEntry.objects.order_by("created_at", "id")
+    assert (defer.action, defer.reason, defer.actor_user, defer.details["days"]) == (
+        "store_defer", "outage goodwill", staff, 3)
+    assert (revoke.action, revoke.reason, revoke.details["refund"], revoke.details["new_status"]) == (
+        "store_revoke_refund", "chargeback threat", "prorated", "REVOKED")
+    assert {defer.subscription_id, revoke.subscription_id} == {subscription.pk}
+
+
+def test_revoking_with_a_refund_needs_the_refund_permission(client, google, subscription):
+    agent = UserFactory(username="agent", is_superuser=False)
+    agent.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="billing", codename__in=["view_subscription", "change_subscription"]))
+    client.force_login(agent)
+    page = client.get(f"/admin/billing/subscription/{subscription.pk}/change/")
+    assert b"store-action/google_defer_renewal/" in page.content
+    assert b"store-action/google_revoke_with_refund/" not in page.content
+    assert client.post(f"/admin/billing/subscription/{subscription.pk}/store-action/google_revoke_with_refund/",
+                       {"apply": "1", "refund": "full", "reason": "x"}).status_code == 403
+    client.post(CHANGELIST, {"action": "google_revoke_with_refund", "_selected_action": [subscription.pk],
+                             "apply": "1", "refund": "full", "reason": "x"})
+    assert google.calls_of("revoke") == []
+    subscription.refresh_from_db()
+    assert subscription.status == "ACTIVE"

@@ -3,13 +3,18 @@ key and delivered through the real webhook pipeline (tests.helpers.deliver); the
 the local fake in tests/fakes/xsolla.py, reached over HTTP by requests."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from billing.models import Subscription
 from billing.providers.registry import get_adapter
 from billing.providers.xsolla.auth import authorization_header
+from billing.statuses import Status
+from billing.sweeps import subscription_resync
+from tests.factories import SubscriberFactory, SubscriptionFactory
 from tests.fakes.xsolla import FakeXsolla
 from tests.helpers import Delivered, deliver
 
@@ -74,3 +79,28 @@ def fake_xsolla(settings, xsolla):
     settings.XSOLLA_API_BASE = fake.url
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def xsolla_sub(fake_xsolla):
+    nxt = (timezone.now() + timedelta(days=20)).replace(microsecond=0)
+    fake_xsolla.put_subscription(fake_xsolla.subscription("10", user_id="1234567", date_next_charge=nxt.isoformat()))
+    sub = SubscriptionFactory(provider="xsolla", provider_subscription_id="10", product=None,
+                              store_product_id="b5dac9c8", subscriber=SubscriberFactory(external_id="1234567"),
+                              status=Status.INACTIVE)
+    subscription_resync(subscription=sub)
+    sub.refresh_from_db()
+    assert sub.status == Status.ACTIVE
+    return sub
+
+
+@pytest.fixture
+def paid(fake_xsolla, xsolla_sub):
+    """Xsolla's payment webhook for the subscription (the SDK's body, transaction 1: 9.99 USD of the
+    subscription), delivered through the real pipeline; Pay Station holds that payment."""
+    body = fixture_json("sdk/payment")
+    send(body_of(body))
+    payment = xsolla_sub.transactions.get(provider_transaction_id="1")
+    assert (payment.amount_minor, payment.currency) == (999, "USD")
+    fake_xsolla.add_payment("1", amount=9.99)
+    return payment
