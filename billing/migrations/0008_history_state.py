@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_finance_scope'),
-        ('billing', '0004_ledger_fields'),
+        ("billing", "0007_double_payment"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0004_ledger_fields'),
+        ("billing", "0008_history_state"),
     ]
 
     operations = [
