@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import F, Func, TextField
 
 from billing.money import EXPONENTS, exponent
@@ -209,8 +209,11 @@ def _copy_chunks(columns: Sequence[Column], queryset, fmt: str, progress) -> Ite
         csv.writer(header, lineterminator="\n").writerow([column.name for column in columns])
         buffer += header.getvalue().encode()
     pending = 0
-    # A raw psycopg cursor: COPY is one statement, so the rows are one consistent snapshot.
-    with connection.connection.cursor() as cursor, cursor.copy(sql, params) as copy:
+    # A raw psycopg cursor: COPY is one statement, so the rows are one consistent snapshot. In its own
+    # transaction or savepoint: a client hanging up mid-export makes psycopg cancel the COPY, and only a
+    # rollback to it leaves the connection (and a transaction around it) usable.
+    with transaction.atomic(using=queryset.db), connection.connection.cursor() as cursor, \
+            cursor.copy(sql, params) as copy:
         for block in copy:  # one block per row
             buffer += block
             pending += 1

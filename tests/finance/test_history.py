@@ -87,7 +87,7 @@ def test_the_data_migration_fills_each_subscriptions_newest_row_from_its_current
     apply_at(at("2026-10-08"), Status.ACTIVE, expires_at=at("2026-11-08"), **MONTHLY)
     StatusChange.objects.update(state_known=False, expires_at=None, amount_minor=None, currency="",
                                 subscriber=None, environment="")  # rows as they were before 0005
-    import_module("billing.migrations.0005_history_state").fill_newest_rows(apps, None)
+    import_module("billing.migrations.0008_history_state").fill_newest_rows(apps, None)
     older, newest = StatusChange.objects.order_by("id")
     assert older.state_known is False and older.expires_at is None
     sub = Subscription.objects.get()
