@@ -514,6 +514,9 @@ OUTGOING_WEBHOOK_SEND_AFTER_REQUEST = env.bool("OUTGOING_WEBHOOK_SEND_AFTER_REQU
 
 
 # --- Support console (docs/support.md) -------------------------------------------------------------
+# The admin's layout (billing/admin_site.py): our sections first, dj-stripe's models as one "Stripe mirror"
+# section for superusers only. Replaces django.contrib.admin's config in place (same app, same label).
+INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "billing.admin_site.ConsoleAdminConfig"
 
 
 # --- Reconciliation, store budgets, double payments (docs/operations.md) ----------------------------

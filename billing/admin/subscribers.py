@@ -1,7 +1,6 @@
 """Subscribers (the apps' users), found by any of their ids at any store, with their subscriptions
 and a staff grant."""
 
-import uuid
 from functools import partial
 
 from django.contrib import admin
@@ -10,6 +9,8 @@ from django.utils import timezone
 from accounts.models import Subscriber
 from billing.models import Subscription
 
+from . import search
+from .labels import status_label
 from .subscriptions import GrantForm, do_grant
 from .toolkit import ReadOnlyInline, admin_link, confirm_action
 
@@ -17,7 +18,7 @@ from .toolkit import ReadOnlyInline, admin_link, confirm_action
 class SubscriptionInline(ReadOnlyInline):
     model = Subscription
     fk_name = "subscriber"
-    fields = ("link", "provider", "status", "product", "expires_at", "environment", "entitled_now", "superseded")
+    fields = ("link", "provider", "status_label", "product", "expires_at", "environment", "entitled_now", "superseded")
     readonly_fields = fields
     ordering = ("-created_at",)
     verbose_name_plural = "subscriptions (newest first)"
@@ -33,6 +34,10 @@ class SubscriptionInline(ReadOnlyInline):
     def entitled_now(self, obj):
         return obj.is_entitled(timezone.now())
 
+    @admin.display(description="status")
+    def status_label(self, obj):
+        return status_label(obj.status)
+
     @admin.display(boolean=True, description="superseded")
     def superseded(self, obj):
         return obj.replaced_by_id is not None
@@ -42,9 +47,12 @@ class SubscriptionInline(ReadOnlyInline):
 class SubscriberAdmin(admin.ModelAdmin):
     list_display = ("external_id", "email", "stripe_customer_id", "apple_app_account_token",
                     "google_obfuscated_account_id", "xsolla_user_id", "created_at")
+    # More in get_search_results (billing/admin/search.py): their store subscription, transaction and order
+    # ids, Apple's token.
     search_fields = ("=external_id", "email", "=stripe_customer_id", "=google_obfuscated_account_id",
-                     "=xsolla_user_id", "=subscriptions__provider_subscription_id")
-    search_help_text = "User id, email, a store's customer id / account token, or a store subscription id"
+                     "=xsolla_user_id")
+    search_help_text = ("User id, e-mail, a store's customer id / account token, or any store id of their "
+                        "purchases: subscription, Apple transaction id, Google order id, Stripe invoice")
     fieldsets = (
         (None, {"fields": ("external_id", "email")}),
         ("Store identities", {"fields": ("stripe_customer_id", "apple_app_account_token",
@@ -64,12 +72,9 @@ class SubscriberAdmin(admin.ModelAdmin):
         return self.readonly_fields + (("external_id",) if obj is not None else ())
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        try:
-            token = uuid.UUID(search_term.strip())
-        except (ValueError, AttributeError):
-            return queryset, may_have_duplicates
-        return queryset | self.model.objects.filter(apple_app_account_token=token), may_have_duplicates
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        return search.searched(found, queryset, search.subscribers_matching(queryset, search_term)), \
+            may_have_duplicates
 
     @admin.action(description="Grant access (a staff grant)", permissions=["fix"])
     def grant_access(self, request, queryset):

@@ -2,7 +2,6 @@
 through an action that calls a service (the one write path underneath), recording who and why. Each
 store adds its own actions and list filters in billing/providers/<store>/admin.py."""
 
-import uuid
 from datetime import timedelta
 from functools import partial
 from importlib import import_module
@@ -20,6 +19,8 @@ from billing.providers.base import NotConfigured, NotSupported, ProviderError
 from billing.providers.common import store_adapters
 from billing.snapshots import Cause, CauseKind
 
+from . import search
+from .labels import status_filter, status_label
 from .toolkit import (
     REASON,
     ReadOnlyInline,
@@ -91,14 +92,21 @@ class EntitledNowFilter(admin.SimpleListFilter):
 
 class StatusChangeInline(ReadOnlyInline):
     model = StatusChange
-    fields = ("recorded_at", "occurred_at", "old_status", "new_status", "ignored", "cause", "cause_ref",
-              "staff_user", "note")
+    fields = ("recorded_at", "occurred_at", "old", "new", "ignored", "cause", "cause_ref", "staff_user", "note")
     readonly_fields = fields
     ordering = ("-recorded_at", "-id")
     verbose_name_plural = "status history (newest first)"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("staff_user")
+
+    @admin.display(description="old status")
+    def old(self, obj):
+        return status_label(obj.old_status)
+
+    @admin.display(description="new status")
+    def new(self, obj):
+        return status_label(obj.new_status)
 
 
 class TransactionInline(ReadOnlyInline):
@@ -149,16 +157,18 @@ def do_grant(user_of, request, obj, data):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "user", "provider", "status", "product", "expires_at", "environment",
+    list_display = ("__str__", "user", "provider", "status_label", "product", "expires_at", "environment",
                     "entitled_now", "last_verified_at", "acknowledge_by")
-    list_filter = ("provider", "status", "environment", EntitledNowFilter, OrphanFilter, SupersededFilter,
-                   ("product", admin.RelatedOnlyFieldListFilter))
+    list_filter = ("provider", status_filter("status"), "environment", EntitledNowFilter, OrphanFilter,
+                   SupersededFilter, ("product", admin.RelatedOnlyFieldListFilter))
+    # More in get_search_results (billing/admin/search.py): transaction and order ids, Apple's token.
     search_fields = ("=subscriber__external_id", "subscriber__email", "=provider_subscription_id",
-                     "=transactions__provider_transaction_id", "=subscriber__stripe_customer_id",
-                     "=subscriber__google_obfuscated_account_id", "=subscriber__xsolla_user_id")
-    search_help_text = "User id, email, store subscription id, transaction id, or a store's customer id / token"
+                     "=subscriber__stripe_customer_id", "=subscriber__google_obfuscated_account_id",
+                     "=subscriber__xsolla_user_id")
+    search_help_text = ("User id, e-mail, store subscription id, Apple transaction id, Google order id, Stripe "
+                        "invoice or customer id, or a store's account token")
     list_select_related = ("subscriber", "product")
-    raw_id_fields = ("subscriber", "product", "replaced_by")
+    autocomplete_fields = ("subscriber", "product", "replaced_by")
     inlines = (StatusChangeInline, TransactionInline)
     ordering = ("-created_at",)
     fieldsets = (
@@ -211,13 +221,15 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return actions
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        token = _apple_token(search_term)
-        if token is not None:
-            queryset |= self.model.objects.filter(subscriber__apple_app_account_token=token)
-        return queryset, may_have_duplicates
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        return search.searched(found, queryset, search.subscriptions_matching(queryset, search_term)), \
+            may_have_duplicates
 
     # display
+    @admin.display(description="status", ordering="status")
+    def status_label(self, obj):
+        return status_label(obj.status)
+
     @admin.display(description="user", ordering="subscriber__external_id")
     def user(self, obj):
         if obj.subscriber is None:
@@ -323,11 +335,3 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return confirm_action(self, request, queryset.select_related("subscriber"), form_class=LinkForm,
                              title="Link to a user", submit="Link",
                              intro="The user's access is published on the event stream.", do=do)
-
-
-def _apple_token(term: str):
-    """An Apple appAccountToken typed in the search box (a UUID)."""
-    try:
-        return uuid.UUID(term.strip())
-    except (ValueError, AttributeError):
-        return None
