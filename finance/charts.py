@@ -25,7 +25,7 @@ MAX_X_LABELS = 12
 @dataclass
 class Series:
     name: str
-    values: Sequence[float]  # one per x label
+    values: Sequence[float | None]  # one per x label; None: no figures for that point (a gap)
     color: str = PALETTE[0]
     below: Sequence[float] = field(default_factory=tuple)  # bars only: stacked downwards from zero
 
@@ -53,17 +53,19 @@ def _number(value: float) -> str:
 
 
 def chart(*, title: str, x_labels: Sequence[str], series: Sequence[Series], kind: str = "line",
-          fmt: Callable[[float], str] = _number, y_title: str = "") -> SafeString:
-    """An SVG chart, `kind` "line" or "bars"; empty series draw an empty frame with a note."""
+          fmt: Callable[[float], str] = _number, axis_fmt: Callable[[float], str] = _number,
+          y_title: str = "") -> SafeString:
+    """An SVG chart, `kind` "line" or "bars"; empty series draw an empty frame with a note. `fmt` writes
+    the tooltips, `axis_fmt` the y axis (short: the unit is the axis title)."""
     count = len(x_labels)
     top_value = 0.0
     bottom_value = 0.0
     if kind == "bars":
         for i in range(count):
-            top_value = max(top_value, sum(s.values[i] for s in series))
-            bottom_value = max(bottom_value, sum(s.below[i] for s in series if s.below))
+            top_value = max(top_value, sum(s.values[i] or 0 for s in series))
+            bottom_value = max(bottom_value, sum(s.below[i] or 0 for s in series if s.below))
     else:
-        top_value = max((v for s in series for v in s.values), default=0.0)
+        top_value = max((v for s in series for v in s.values if v is not None), default=0.0)
     step = nice_step(top_value + bottom_value)
     y_max = math.ceil(top_value / step) * step if top_value > 0 else (step if not bottom_value else 0)
     y_min = -math.ceil(bottom_value / step) * step if bottom_value > 0 else 0.0
@@ -88,7 +90,7 @@ def chart(*, title: str, x_labels: Sequence[str], series: Sequence[Series], kind
         stroke = "#666" if abs(tick) < step / 1000 else "#e5e5e5"
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{stroke}"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end" fill="#333">'
-                     f"{escape(fmt(abs(tick) if kind == 'bars' else tick))}</text>")
+                     f"{escape(axis_fmt(abs(tick) if kind == 'bars' else tick))}</text>")
         tick += step
     if y_title:
         parts.append(f'<text transform="translate(14 {TOP + plot_h / 2:.0f}) rotate(-90)" text-anchor="middle" '
@@ -102,7 +104,8 @@ def chart(*, title: str, x_labels: Sequence[str], series: Sequence[Series], kind
                          f'stroke="#666"/>')
             parts.append(f'<text x="{x(i):.1f}" y="{TOP + plot_h + 18}" text-anchor="middle" fill="#333">'
                          f"{escape(label)}</text>")
-    if not any(any(s.values) or any(s.below) for s in series):
+    if (not any(any(s.values) or any(s.below) for s in series) and kind == "bars") \
+            or not any(v is not None for s in series for v in s.values):
         parts.append(f'<text x="{LEFT + plot_w / 2:.0f}" y="{TOP + plot_h / 2:.0f}" text-anchor="middle" '
                      f'fill="#777">no data in this range</text>')
     elif kind == "bars":
@@ -119,7 +122,7 @@ def _bars(series, x_labels, x, y, slot, fmt) -> list[str]:
     for i, label in enumerate(x_labels):
         up = down = 0.0
         for s in series:
-            for value, sign in ((s.values[i], 1), (s.below[i] if s.below else 0, -1)):
+            for value, sign in ((s.values[i], 1), (s.below[i] if s.below else None, -1)):
                 if not value:
                     continue
                 start = up if sign > 0 else down
@@ -141,9 +144,17 @@ def _lines(series, x_labels, x, y, fmt) -> list[str]:
     parts = []
     dots = len(x_labels) <= 40
     for s in series:
-        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{s.color}" stroke-width="2"/>')
+        segment: list[str] = []
+        for i, v in enumerate([*s.values, None]):  # a gap (None) ends a line; the next point starts another
+            if v is not None:
+                segment.append(f"{x(i):.1f},{y(v):.1f}")
+            elif segment:
+                parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{s.color}" '
+                             f'stroke-width="2"/>')
+                segment = []
         for i, v in enumerate(s.values):
+            if v is None:
+                continue
             radius = 3 if dots else 6  # invisible but hoverable when the line is dense
             fill = s.color if dots else "transparent"
             parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="{radius}" fill="{fill}">'

@@ -184,58 +184,74 @@ def dashboard_data(*, start: date, end: date, group: str, interval: str, environ
             folded["other"] = [sum(column) for column in zip(*rest, strict=True)]
         return folded
 
+    present = [i in last_day for i in range(len(buckets))]  # periods with figures; the others show as gaps
     currencies = sorted({c for (m, _n, c) in values if c and m in ("mrr_minor", "refunds_minor", "gross_revenue_minor")
                          and any(values[(m, _n, c)])})
-    built = [_subscribers_chart(fold(per_group("entitled")), labels, colors)]
+    built = [_subscribers_chart(fold(per_group("entitled")), labels, colors, present)]
     for currency in currencies:
-        built.append(_mrr_chart(fold(per_group("mrr_minor", currency)), labels, colors, currency))
+        built.append(_mrr_chart(fold(per_group("mrr_minor", currency)), labels, colors, present, currency))
     built.append(_new_churned_chart(fold(per_group("new")), fold(per_group("reactivated")),
-                                    fold(per_group("churned")), labels, colors))
+                                    fold(per_group("churned")), labels, colors, present))
     built.append(_trials_chart(fold(per_group("trial_starts")), fold(per_group("trial_conversions")), labels,
-                               colors))
+                               colors, present))
     for currency in currencies:
         built.append(_refunds_chart(fold(per_group("refunds", currency)), fold(per_group("refunds_minor", currency)),
-                                    labels, colors, currency))
-    return {"charts": built, "empty": False, "currencies": currencies}
+                                    labels, colors, present, currency))
+    missing = [day for day, here in zip(buckets, present, strict=True) if not here]
+    return {"charts": built, "empty": False, "currencies": currencies, "missing": missing,
+            "missing_from": missing[0] if missing else None, "missing_to": missing[-1] if missing else None}
 
 
 def _legend(series: dict, colors: dict) -> list[tuple[str, str]]:
     return [(name, colors[name]) for name in series]
 
 
-def _table(labels, series: dict, cell, total_cell, footer_label: str, footer_cell) -> Table:
+def _gaps(values: list, present: list[bool]) -> list:
+    """The chart's points: None where the period has no figures at all (not computed yet)."""
+    return [v if here else None for v, here in zip(values, present, strict=True)]
+
+
+def _last(present: list[bool]) -> int:
+    """The last period with figures: what "at the end" means for stocks."""
+    return max((i for i, here in enumerate(present) if here), default=len(present) - 1)
+
+
+def _table(labels, series: dict, cell, total_cell, footer_label: str, footer_cell, present) -> Table:
     table = Table(columns=[*series, "total"])
     for i, label in enumerate(labels):
-        table.rows.append((label, [cell(name, i) for name in series] + [total_cell(i)]))
+        if present[i]:  # a period without figures is a gap in the chart and left out here
+            table.rows.append((label, [cell(name, i) for name in series] + [total_cell(i)]))
     table.footer = (footer_label, [footer_cell(name) for name in series] + [footer_cell(None)])
     return table
 
 
-def _subscribers_chart(series, labels, colors) -> Chart:
+def _subscribers_chart(series, labels, colors, present) -> Chart:
     svg = charts.chart(title="Active subscribers (entitled at the end of each period)", x_labels=labels, kind="line",
-                       series=[charts.Series(n, s, colors[n]) for n, s in series.items()], y_title="subscribers")
-    last = len(labels) - 1
+                       series=[charts.Series(n, _gaps(s, present), colors[n]) for n, s in series.items()],
+                       y_title="subscribers")
+    last = _last(present)
     table = _table(labels, series, lambda n, i: f"{series[n][i]:,}",
                    lambda i: f"{sum(s[i] for s in series.values()):,}", "at the end",
-                   lambda n: f"{(series[n][last] if n else sum(s[last] for s in series.values())):,}")
+                   lambda n: f"{(series[n][last] if n else sum(s[last] for s in series.values())):,}", present)
     return Chart("subscribers", "Active subscribers", svg, table, _legend(series, colors),
                  "Subscriptions granting access at the end of each period (trials and grace periods included).")
 
 
-def _mrr_chart(series, labels, colors, currency) -> Chart:
+def _mrr_chart(series, labels, colors, present, currency) -> Chart:
     fmt = _money(currency)
     major = {n: [_major(v, currency) for v in s] for n, s in series.items()}
     svg = charts.chart(title=f"MRR in {currency}", x_labels=labels, kind="line", fmt=fmt, y_title=currency,
-                       series=[charts.Series(n, s, colors[n]) for n, s in major.items()])
-    last = len(labels) - 1
+                       series=[charts.Series(n, _gaps(s, present), colors[n]) for n, s in major.items()])
+    last = _last(present)
     table = _table(labels, major, lambda n, i: fmt(major[n][i]), lambda i: fmt(sum(s[i] for s in major.values())),
-                   "at the end", lambda n: fmt(major[n][last] if n else sum(s[last] for s in major.values())))
+                   "at the end", lambda n: fmt(major[n][last] if n else sum(s[last] for s in major.values())),
+                   present)
     return Chart(f"mrr-{currency.lower()}", f"MRR ({currency})", svg, table, _legend(series, colors),
                  f"Monthly recurring revenue of the subscriptions paid in {currency}, at the end of each period: "
                  "each entitled paying subscription's price normalised to one month.")
 
 
-def _new_churned_chart(new, reactivated, churned, labels, colors) -> Chart:
+def _new_churned_chart(new, reactivated, churned, labels, colors, present) -> Chart:
     names = list(dict.fromkeys([*new, *reactivated, *churned]))
     zero = [0] * len(labels)
     gained = {n: [a + b for a, b in zip(new.get(n, zero), reactivated.get(n, zero), strict=True)] for n in names}
@@ -254,7 +270,7 @@ def _new_churned_chart(new, reactivated, churned, labels, colors) -> Chart:
         pick = [n] if n else names
         return f"+{sum(sum(gained[m]) for m in pick):,} / -{sum(sum(lost[m]) for m in pick):,}"
 
-    table = _table(labels, dict.fromkeys(names), cell, total, "in the range", footer)
+    table = _table(labels, dict.fromkeys(names), cell, total, "in the range", footer, present)
     return Chart("new-churned", "New vs churned", svg, table, _legend(dict.fromkeys(names), colors),
                  "+ new and reactivated subscriptions, - subscriptions that lost access, during each period.")
 
@@ -263,14 +279,15 @@ def _rate(conversions: int, starts: int) -> str:
     return f"{conversions:,}/{starts:,} ({100 * conversions / starts:.0f}%)" if starts else f"{conversions:,}/0"
 
 
-def _trials_chart(starts, conversions, labels, colors) -> Chart:
+def _trials_chart(starts, conversions, labels, colors, present) -> Chart:
     names = list(dict.fromkeys([*starts, *conversions]))
     zero = [0] * len(labels)
     rates = {n: [100 * c / s if s else 0.0 for c, s in zip(conversions.get(n, zero), starts.get(n, zero), strict=True)]
              for n in names}
     svg = charts.chart(title="Trial conversion (conversions ÷ trial starts, per period)", x_labels=labels,
                        kind="line", fmt=lambda v: f"{v:.0f}%", y_title="%",
-                       series=[charts.Series(n, rates[n], colors[n]) for n in names])
+                       axis_fmt=lambda v: f"{v:.0f}%", series=[charts.Series(n, _gaps(rates[n], present), colors[n])
+                                                                for n in names])
 
     def footer(n):
         pick = [n] if n else names
@@ -281,13 +298,13 @@ def _trials_chart(starts, conversions, labels, colors) -> Chart:
 
     table = _table(labels, dict.fromkeys(names), cell,
                    lambda i: _rate(sum(c[i] for c in conversions.values()), sum(s[i] for s in starts.values())),
-                   "in the range", footer)
+                   "in the range", footer, present)
     return Chart("trials", "Trial conversion", svg, table, _legend(dict.fromkeys(names), colors),
                  "Trials converted to a paid period during each period, over the trials started in it (not a "
                  "cohort rate: a trial converting in the next period counts there). Cells: conversions/starts.")
 
 
-def _refunds_chart(counts, amounts, labels, colors, currency) -> Chart:
+def _refunds_chart(counts, amounts, labels, colors, present, currency) -> Chart:
     fmt = _money(currency)
     major = {n: [_major(v, currency) for v in s] for n, s in amounts.items()}
     svg = charts.chart(title=f"Refunds in {currency}", x_labels=labels, kind="bars", fmt=fmt, y_title=currency,
@@ -304,7 +321,7 @@ def _refunds_chart(counts, amounts, labels, colors, currency) -> Chart:
         pick = [n] if n else list(major)
         return f"{sum(sum(counts.get(m, zero)) for m in pick):,} · {fmt(sum(sum(major[m]) for m in pick))}"
 
-    table = _table(labels, major, cell, total, "in the range", footer)
+    table = _table(labels, major, cell, total, "in the range", footer, present)
     return Chart(f"refunds-{currency.lower()}", f"Refunds ({currency})", svg, table, _legend(major, colors),
                  f"Refunds and chargebacks of payments in {currency} during each period: count · amount.")
 

@@ -41,3 +41,9 @@ def status_filter(field: str, title: str = "status"):
     StatusFilter.title = title
     StatusFilter.__name__ = f"{field.title().replace('_', '')}Filter"
     return StatusFilter
+
+
+def short_time(value) -> str:
+    """A time in a list cell: "2026-12-04 18:30" (UTC, the console's time zone), a third shorter than
+    Django's "Dec. 4, 2026, 6:30 p.m.", so a ten-column list fits 1280 px."""
+    return "—" if value is None else f"{value:%Y-%m-%d %H:%M}"

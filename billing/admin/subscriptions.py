@@ -20,7 +20,7 @@ from billing.providers.common import store_adapters
 from billing.snapshots import Cause, CauseKind
 
 from . import search
-from .labels import status_filter, status_label
+from .labels import short_time, status_filter, status_label
 from .toolkit import (
     REASON,
     ReadOnlyInline,
@@ -157,8 +157,8 @@ def do_grant(user_of, request, obj, data):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "user", "provider", "status_label", "product", "expires_at", "environment",
-                    "entitled_now", "last_verified_at", "acknowledge_by")
+    list_display = ("__str__", "user", "provider", "status_label", "product", "expires", "env",
+                    "entitled_now", "last_verified", "acknowledge_by")
     list_filter = ("provider", status_filter("status"), "environment", EntitledNowFilter, OrphanFilter,
                    SupersededFilter, ("product", admin.RelatedOnlyFieldListFilter))
     # More in get_search_results (billing/admin/search.py): transaction and order ids, Apple's token.
@@ -230,22 +230,34 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def status_label(self, obj):
         return status_label(obj.status)
 
+    @admin.display(description="env.", ordering="environment")
+    def env(self, obj):
+        return obj.get_environment_display()
+
+    @admin.display(description="expires (UTC)", ordering="expires_at")
+    def expires(self, obj):
+        return short_time(obj.expires_at)
+
+    @admin.display(description="verified (UTC)", ordering="last_verified_at")
+    def last_verified(self, obj):
+        return short_time(obj.last_verified_at)
+
     @admin.display(description="user", ordering="subscriber__external_id")
     def user(self, obj):
         if obj.subscriber is None:
             return danger("orphan")
         return admin_link(obj.subscriber)
 
-    @admin.display(boolean=True, description="entitled now")
+    @admin.display(boolean=True, description="entitled")
     def entitled_now(self, obj):
         return obj.is_entitled(timezone.now())
 
-    @admin.display(description="acknowledge by", ordering="acknowledgement_due_at")
+    @admin.display(description="ack. by (UTC)", ordering="acknowledgement_due_at")
     def acknowledge_by(self, obj):
         """A purchase the store refunds unless acknowledged by then (Google: 3 days); red within a day."""
         if obj.acknowledgement_due_at is None or obj.acknowledged_at is not None:
             return "—"
-        due = f"{obj.acknowledgement_due_at:%Y-%m-%d %H:%M} UTC"
+        due = short_time(obj.acknowledgement_due_at)
         if obj.acknowledgement_due_at - timezone.now() < timedelta(days=1):
             return danger(due)
         return due

@@ -80,6 +80,17 @@ def test_grouped_by_product_uses_the_catalogue_label(client, finance_user):
     assert columns == ["Premium (iOS)", "google:premium_monthly", "total"]
 
 
+def test_periods_without_figures_are_gaps_not_zeros(client, finance_user):
+    metric_days(days=10)
+    response = client.get(URL, {"start": "2026-08-30", "end": "2026-09-10"})
+    table = response.context["charts"][0].table
+    assert [label for label, _cells in table.rows] == [f"{d:02d} Sep" for d in range(1, 11)]
+    assert len(response.context["missing"]) == 2
+    assert "metrics_rebuild --from 2026-08-30 --to 2026-09-10" in response.content.decode()
+    svg = str(response.context["charts"][0].svg)
+    assert svg.count("<polyline") == 2  # one line per provider, starting on 1 Sep (no drop to zero before)
+
+
 def test_with_no_metrics_the_page_says_what_to_run(client, finance_user):
     response = client.get(URL, {"start": "2026-10-01", "end": "2026-10-31"})
     page = response.content.decode()
