@@ -25,7 +25,7 @@ def subscriptions_with_store_id(term: str) -> Q:
     return Q(provider_subscription_id=term) | Q(pk__in=paid)
 
 
-def subscriptions_matching(queryset: QuerySet, term: str) -> Q | None:
+def subscriptions_matching(term: str) -> Q | None:
     """The extra matches of the Subscriptions search box (beside its search_fields), or None."""
     term = (term or "").strip()
     if not term:
@@ -37,7 +37,7 @@ def subscriptions_matching(queryset: QuerySet, term: str) -> Q | None:
     return extra
 
 
-def subscribers_matching(queryset: QuerySet, term: str) -> Q | None:
+def subscribers_matching(term: str) -> Q | None:
     """The extra matches of the Subscribers search box: the owners of the subscriptions found above,
     and an Apple appAccountToken."""
     term = (term or "").strip()

@@ -73,7 +73,7 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        return search.searched(found, queryset, search.subscribers_matching(queryset, search_term)), \
+        return search.searched(found, queryset, search.subscribers_matching(search_term)), \
             may_have_duplicates
 
     @admin.action(description="Grant access (a staff grant)", permissions=["fix"])

@@ -222,7 +222,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        return search.searched(found, queryset, search.subscriptions_matching(queryset, search_term)), \
+        return search.searched(found, queryset, search.subscriptions_matching(search_term)), \
             may_have_duplicates
 
     # display
@@ -252,12 +252,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def entitled_now(self, obj):
         return obj.is_entitled(timezone.now())
 
-    @admin.display(description="ack. by (UTC)", ordering="acknowledgement_due_at")
+    @admin.display(description="ack. by", ordering="acknowledgement_due_at")
     def acknowledge_by(self, obj):
         """A purchase the store refunds unless acknowledged by then (Google: 3 days); red within a day."""
         if obj.acknowledgement_due_at is None or obj.acknowledged_at is not None:
             return "—"
-        due = short_time(obj.acknowledgement_due_at)
+        due = f"{obj.acknowledgement_due_at:%Y-%m-%d %H:%M} UTC"
         if obj.acknowledgement_due_at - timezone.now() < timedelta(days=1):
             return danger(due)
         return due
