@@ -47,8 +47,8 @@ class SubscriptionInline(ReadOnlyInline):
 class SubscriberAdmin(admin.ModelAdmin):
     list_display = ("external_id", "email", "stripe_customer_id", "apple_app_account_token",
                     "google_obfuscated_account_id", "xsolla_user_id", "created_at")
-    # More in get_search_results (billing/admin/search.py): their store subscription, transaction and order
-    # ids, Apple's token.
+    # What the search box and the pickers search; the matching (exact ids on indexes first, also their purchases'
+    # ids, then the e-mail) is billing/admin/search.py's, through get_search_results.
     search_fields = ("=external_id", "email", "=stripe_customer_id", "=google_obfuscated_account_id",
                      "=xsolla_user_id")
     search_help_text = ("User id, e-mail, a store's customer id / account token, or any store id of their "
@@ -72,9 +72,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         return self.readonly_fields + (("external_id",) if obj is not None else ())
 
     def get_search_results(self, request, queryset, search_term):
-        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        return search.searched(found, queryset, search.subscribers_matching(search_term)), \
-            may_have_duplicates
+        return search.subscribers(queryset, search_term), False  # ids first, indexed (billing/admin/search.py)
 
     @admin.action(description="Grant access (a staff grant)", permissions=["fix"])
     def grant_access(self, request, queryset):

@@ -161,7 +161,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
                     "entitled_now", "last_verified", "acknowledge_by")
     list_filter = ("provider", status_filter("status"), "environment", EntitledNowFilter, OrphanFilter,
                    SupersededFilter, ("product", admin.RelatedOnlyFieldListFilter))
-    # More in get_search_results (billing/admin/search.py): transaction and order ids, Apple's token.
+    # What the search box and the pickers search; the matching (exact ids on indexes first, then the e-mail)
+    # is billing/admin/search.py's, through get_search_results.
     search_fields = ("=subscriber__external_id", "subscriber__email", "=provider_subscription_id",
                      "=subscriber__stripe_customer_id", "=subscriber__google_obfuscated_account_id",
                      "=subscriber__xsolla_user_id")
@@ -221,9 +222,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return actions
 
     def get_search_results(self, request, queryset, search_term):
-        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        return search.searched(found, queryset, search.subscriptions_matching(search_term)), \
-            may_have_duplicates
+        return search.subscriptions(queryset, search_term), False  # ids first, indexed (billing/admin/search.py)
 
     # display
     @admin.display(description="status", ordering="status")

@@ -116,6 +116,16 @@ def test_an_agent_finds_the_customer_by_any_store_id(admin_client, customers, te
     assert [s.subscriber.external_id for s in subscriptions] == [user]
 
 
+def test_an_id_is_matched_exactly_before_any_email(admin_client, customers):
+    SubscriberFactory(external_id="5000", email="fan-of-1001@example.com")
+    by_id = admin_client.get(changelist(Subscriber), {"q": "1001"}).context["cl"].result_list
+    assert [s.external_id for s in by_id] == ["1001"]  # not the e-mail that contains 1001
+    by_email = admin_client.get(changelist(Subscriber), {"q": "FAN-of-1001"}).context["cl"].result_list
+    assert [s.external_id for s in by_email] == ["5000"]  # no id matches: part of an e-mail, any case
+    subscriptions = admin_client.get(changelist(Subscription), {"q": "Bob@Example.com"}).context["cl"].result_list
+    assert [s.provider_subscription_id for s in subscriptions] == ["google-token-bob"]
+
+
 def test_a_search_stays_within_the_lists_filters(admin_client, customers):
     found = admin_client.get(changelist(Subscription), {"q": GOOGLE_ORDER, "provider__exact": "apple"})
     assert list(found.context["cl"].result_list) == []
@@ -201,3 +211,13 @@ def test_transactions_totals_per_currency_for_the_filtered_rows(admin_client):
 def test_a_bad_date_is_refused_not_a_500(admin_client):
     response = admin_client.get(changelist(Transaction), {"occurred_at__from": "30/11/2026"})
     assert response.status_code == 302 and "e=1" in response["Location"]
+
+
+def test_the_pickers_find_a_subscription_and_a_user_by_any_id(admin_client, customers):
+    def picked(model_name, field, term):
+        answer = admin_client.get("/admin/autocomplete/", {"app_label": "billing", "model_name": model_name,
+                                                           "field_name": field, "term": term})
+        return [row["text"] for row in answer.json()["results"]]
+
+    assert picked("statuschange", "subscription", GOOGLE_ORDER) == ["google:google-token-bob"]
+    assert picked("subscription", "subscriber", APPLE_TRANSACTION) == ["1001"]
