@@ -84,3 +84,23 @@ class FinanceDashboardTests(BrowserTestCase):
         self.screenshot("finance-dashboard")
         self.browser.execute_script("document.getElementById('chart-new-churned').scrollIntoView()")
         self.screenshot("finance-dashboard-new-churned")
+
+
+class TransactionsListTests(BrowserTestCase):
+    def test_a_date_range_typed_in_the_filter_column_gives_totals_per_currency(self):
+        console_customers()
+        self.login(self.staff_user("finance"))
+        self.visit("/admin/billing/transaction/")
+        start = self.wait_for("input[name=occurred_at__from]")
+        day = (timezone.now() - timedelta(days=2)).date()
+        # Chromium's date input takes the digits in the page's locale order (en-US: month, day, year).
+        start.send_keys(f"{day:%m%d%Y}")
+        self.browser.find_element(By.NAME, "occurred_at__to").send_keys(f"{day:%m%d%Y}")
+        self.browser.find_element(By.CSS_SELECTOR, ".date-range-filter input[type=submit]").click()
+        WebDriverWait(self.browser, 10).until(expected_conditions.url_contains("occurred_at__to="))
+        totals = self.wait_for("#ledger-totals").text
+        assert "EUR" in totals and "4.50 EUR" in totals and "14.98 USD" in totals
+        self.screenshot("console-transactions-totals")
+        self.visit("/admin/finance/dashboard/?start=2020-01-01&end=2020-01-31")
+        assert "metrics_rebuild --from 2020-01-01 --to 2020-01-31" in self.wait_for("#finance-empty").text
+        self.screenshot("finance-dashboard-empty")
