@@ -540,6 +540,9 @@ APPLE_CONSUMPTION_SAMPLE_CONTENT_PROVIDED = env.bool("APPLE_CONSUMPTION_SAMPLE_C
 # The outcome to ask Apple for in automatic answers: DECLINE, GRANT_FULL, GRANT_PRORATED, or empty
 # (default) to state no preference and let Apple decide.
 APPLE_CONSUMPTION_REFUND_PREFERENCE = env.str("APPLE_CONSUMPTION_REFUND_PREFERENCE", default="")
+# The admin's layout (billing/admin_site.py): our sections first, dj-stripe's models as one "Stripe mirror"
+# section for superusers only. Replaces django.contrib.admin's config in place (same app, same label).
+INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "billing.admin_site.ConsoleAdminConfig"
 
 
 # --- Reconciliation, store budgets, double payments (docs/operations.md) ----------------------------

@@ -5,9 +5,12 @@ from django.urls import path
 from .admin_exports import transactions_export
 from .api import TransactionExportApi
 from .api_metrics import FinanceMetricsApi
+from .dashboard import dashboard
 
 urlpatterns = [
     path("api/finance/transactions", TransactionExportApi.as_view(), name="finance-transactions"),
     path("api/finance/metrics", FinanceMetricsApi.as_view(), name="finance-metrics"),
     path("admin/billing/transaction/export/", transactions_export, name="finance-transactions-admin-export"),
+    # Under admin/ (its look, its login), before the admin's catch-all in config/urls.py.
+    path("admin/finance/dashboard/", dashboard, name="finance-dashboard"),
 ]

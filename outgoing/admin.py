@@ -91,6 +91,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
                     "delivered_at", "last_error")
     list_filter = ("status", "endpoint")
     search_fields = ("=event__event_id", "event__payload__userId")
+    date_hierarchy = "created_at"
     fields = ("endpoint_link", "status", "attempts", "next_attempt_at", "failing_since", "delivered_at",
               "last_error", "created_at", "event_pretty")
     readonly_fields = fields

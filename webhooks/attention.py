@@ -5,11 +5,17 @@ sits in `webhooks` because it is the top of the import chain: it may read every 
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Count, Q
 from django.urls import reverse
+
+from billing.models import Product, Subscription
+from billing.providers.common import store_adapters
+from billing.providers.google import selectors as google_selectors
+from billing.snapshots import Provider
 
 from .models import WebhookEvent
 
@@ -48,7 +54,37 @@ def webhook_rows() -> list[Row]:
     ]
 
 
-SOURCES: list[Callable[[], list[Row]]] = [webhook_rows]
+def _changelist(model, **filters) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist") + "?" + urlencode(filters)
+
+
+def google_acknowledgement_rows() -> list[Row]:
+    """Google purchases not acknowledged yet whose deadline is within a day (or passed within the last
+    day): Google refunds them at the deadline. Linked to the subscriptions list's Google acknowledgement
+    filter, which selects exactly these (billing/providers/google/admin.py); only when Google is on."""
+    if dict(store_adapters()).get(Provider.GOOGLE) is None:
+        return []
+    due = google_selectors.subscriptions_awaiting_acknowledgement(due_within=timedelta(hours=24)).count()
+    return [Row("Google acknowledgements due within a day", due, _changelist(Subscription, google_ack="24h"),
+                "Google refunds a purchase not acknowledged 3 days after it; orphans wait for a user: link them")]
+
+
+def orphan_rows() -> list[Row]:
+    """Subscriptions without a user (the store named nobody we know): kept, waiting for support to link."""
+    orphans = Subscription.objects.filter(subscriber__isnull=True).count()  # the by-subscriber index holds NULLs
+    return [Row("Subscriptions without a user (orphans)", orphans, _changelist(Subscription, orphan="yes"),
+                "find the customer (search by e-mail or store id), then the action 'Link to a user'")]
+
+
+def unmapped_product_rows() -> list[Row]:
+    """Store products nobody mapped to entitlements: their buyers pay and get nothing."""
+    unmapped = Product.objects.filter(entitlements__isnull=True).count()
+    return [Row("Products that grant nothing (unmapped)", unmapped, _changelist(Product, mapping="unmapped"),
+                "their subscribers get no entitlements: choose what each grants")]
+
+
+SOURCES: list[Callable[[], list[Row]]] = [webhook_rows, google_acknowledgement_rows, orphan_rows,
+                                          unmapped_product_rows]
 
 
 def needs_attention() -> list[Row]:

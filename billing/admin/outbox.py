@@ -34,7 +34,8 @@ class OutboxAdmin(ReadOnlyAdmin):
     search_fields = ("=event_id", "=stream_id", "=subscription__provider_subscription_id")
     readonly_fields = ("payload_pretty",)
     exclude = ("payload",)
-    raw_id_fields = ("subscription",)
+    autocomplete_fields = ("subscription",)
+    date_hierarchy = "created_at"
     actions = ("publish_now",)
 
     @admin.display(description="user")

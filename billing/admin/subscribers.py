@@ -1,7 +1,6 @@
 """Subscribers (the apps' users), found by any of their ids at any store, with their subscriptions
 and a staff grant."""
 
-import uuid
 from functools import partial
 
 from django import forms
@@ -13,6 +12,8 @@ from audit.records import record
 from billing.explanations import explain_subscription
 from billing.models import Subscription
 
+from . import search
+from .labels import status_label
 from .subscriptions import GrantForm, do_grant
 from .toolkit import REASON, ReadOnlyInline, admin_link, confirm_action
 
@@ -20,7 +21,7 @@ from .toolkit import REASON, ReadOnlyInline, admin_link, confirm_action
 class SubscriptionInline(ReadOnlyInline):
     model = Subscription
     fk_name = "subscriber"
-    fields = ("link", "provider", "status", "explained", "product", "expires_at", "environment", "entitled_now",
+    fields = ("link", "provider", "status_label", "explained", "product", "expires_at", "environment", "entitled_now",
               "superseded")
     readonly_fields = fields
     ordering = ("-created_at",)
@@ -40,6 +41,10 @@ class SubscriptionInline(ReadOnlyInline):
     @admin.display(description="in plain language")
     def explained(self, obj):
         return explain_subscription(obj, now=timezone.now()).line
+
+    @admin.display(description="status")
+    def status_label(self, obj):
+        return status_label(obj.status)
 
     @admin.display(boolean=True, description="superseded")
     def superseded(self, obj):
@@ -65,9 +70,12 @@ class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberForm
     list_display = ("external_id", "email", "stripe_customer_id", "apple_app_account_token",
                     "google_obfuscated_account_id", "xsolla_user_id", "created_at")
+    # What the search box and the pickers search; the matching (exact ids on indexes first, also their purchases'
+    # ids, then the e-mail) is billing/admin/search.py's, through get_search_results.
     search_fields = ("=external_id", "email", "=stripe_customer_id", "=google_obfuscated_account_id",
-                     "=xsolla_user_id", "=subscriptions__provider_subscription_id")
-    search_help_text = "User id, email, a store's customer id / account token, or a store subscription id"
+                     "=xsolla_user_id")
+    search_help_text = ("User id, e-mail, a store's customer id / account token, or any store id of their "
+                        "purchases: subscription, Apple transaction id, Google order id, Stripe invoice")
     fieldsets = (
         (None, {"fields": ("external_id", "email")}),
         ("Store identities", {"fields": ("stripe_customer_id", "apple_app_account_token",
@@ -102,12 +110,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                         "after": {name: _plain(getattr(obj, name)) for name in changed}})
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        try:
-            token = uuid.UUID(search_term.strip())
-        except (ValueError, AttributeError):
-            return queryset, may_have_duplicates
-        return queryset | self.model.objects.filter(apple_app_account_token=token), may_have_duplicates
+        return search.subscribers(queryset, search_term), False  # ids first, indexed (billing/admin/search.py)
 
     @admin.action(description="Grant access (a staff grant)", permissions=["fix"])
     def grant_access(self, request, queryset):

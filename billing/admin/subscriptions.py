@@ -2,7 +2,6 @@
 through an action that calls a service (the one write path underneath), recording who and why. Each
 store adds its own actions and list filters in billing/providers/<store>/admin.py."""
 
-import uuid
 from contextlib import suppress
 from contextvars import ContextVar
 from datetime import timedelta
@@ -26,7 +25,9 @@ from billing.providers import registry
 from billing.providers.base import NotConfigured, NotSupported, ProviderError
 from billing.providers.common import store_adapters
 
+from . import search
 from .changelist_tools import ChangelistToolsMixin
+from .labels import short_time, status_filter, status_label
 from .toolkit import (
     REASON,
     ReadOnlyInline,
@@ -107,14 +108,21 @@ class EntitledNowFilter(admin.SimpleListFilter):
 
 class StatusChangeInline(ReadOnlyInline):
     model = StatusChange
-    fields = ("recorded_at", "occurred_at", "old_status", "new_status", "ignored", "cause", "cause_ref",
-              "staff_user", "note")
+    fields = ("recorded_at", "occurred_at", "old", "new", "ignored", "cause", "cause_ref", "staff_user", "note")
     readonly_fields = fields
     ordering = ("-recorded_at", "-id")
     verbose_name_plural = "status history (newest first)"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("staff_user")
+
+    @admin.display(description="old status")
+    def old(self, obj):
+        return status_label(obj.old_status)
+
+    @admin.display(description="new status")
+    def new(self, obj):
+        return status_label(obj.new_status)
 
 
 class TransactionInline(ReadOnlyInline):
@@ -166,16 +174,19 @@ def do_grant(user_of, request, obj, data):
 @admin.register(Subscription)
 class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
     changelist_tools = []  # finance's "Export CSV" (finance/admin_subscription_exports.py)
-    list_display = ("__str__", "user", "provider", "status", "product", "expires_at", "environment",
-                    "entitled_now", "last_verified_at", "acknowledge_by")
-    list_filter = ("provider", "status", "environment", EntitledNowFilter, OrphanFilter, SupersededFilter,
-                   ("product", admin.RelatedOnlyFieldListFilter))
+    list_display = ("__str__", "user", "provider", "status_label", "product", "expires", "env",
+                    "entitled_now", "last_verified", "acknowledge_by")
+    list_filter = ("provider", status_filter("status"), "environment", EntitledNowFilter, OrphanFilter,
+                   SupersededFilter, ("product", admin.RelatedOnlyFieldListFilter))
+    # What the search box and the pickers search; the matching (exact ids on indexes first, then the e-mail)
+    # is billing/admin/search.py's, through get_search_results.
     search_fields = ("=subscriber__external_id", "subscriber__email", "=provider_subscription_id",
-                     "=transactions__provider_transaction_id", "=subscriber__stripe_customer_id",
-                     "=subscriber__google_obfuscated_account_id", "=subscriber__xsolla_user_id")
-    search_help_text = "User id, email, store subscription id, transaction id, or a store's customer id / token"
+                     "=subscriber__stripe_customer_id", "=subscriber__google_obfuscated_account_id",
+                     "=subscriber__xsolla_user_id")
+    search_help_text = ("User id, e-mail, store subscription id, Apple transaction id, Google order id, Stripe "
+                        "invoice or customer id, or a store's account token")
     list_select_related = ("subscriber", "product")
-    raw_id_fields = ("subscriber", "product", "replaced_by")
+    autocomplete_fields = ("subscriber", "product", "replaced_by")
     inlines = (StatusChangeInline, TransactionInline)
     ordering = ("-created_at",)
     fieldsets = (
@@ -259,20 +270,32 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
         return response
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        token = _apple_token(search_term)
-        if token is not None:
-            queryset |= self.model.objects.filter(subscriber__apple_app_account_token=token)
-        return queryset, may_have_duplicates
+        return search.subscriptions(queryset, search_term), False  # ids first, indexed (billing/admin/search.py)
 
     # display
+    @admin.display(description="status", ordering="status")
+    def status_label(self, obj):
+        return status_label(obj.status)
+
+    @admin.display(description="env.", ordering="environment")
+    def env(self, obj):
+        return obj.get_environment_display()
+
+    @admin.display(description="expires (UTC)", ordering="expires_at")
+    def expires(self, obj):
+        return short_time(obj.expires_at)
+
+    @admin.display(description="verified (UTC)", ordering="last_verified_at")
+    def last_verified(self, obj):
+        return short_time(obj.last_verified_at)
+
     @admin.display(description="user", ordering="subscriber__external_id")
     def user(self, obj):
         if obj.subscriber is None:
             return danger("orphan")
         return admin_link(obj.subscriber)
 
-    @admin.display(boolean=True, description="entitled now")
+    @admin.display(boolean=True, description="entitled")
     def entitled_now(self, obj):
         return obj.is_entitled(timezone.now())
 
@@ -280,7 +303,7 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
     def status_explained(self, obj):
         return explain_subscription(obj, now=timezone.now()).line
 
-    @admin.display(description="acknowledge by", ordering="acknowledgement_due_at")
+    @admin.display(description="ack. by", ordering="acknowledgement_due_at")
     def acknowledge_by(self, obj):
         """A purchase the store refunds unless acknowledged by then (Google: 3 days); red within a day."""
         if obj.acknowledgement_due_at is None or obj.acknowledged_at is not None:
@@ -397,11 +420,3 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
         return confirm_action(self, request, queryset.select_related("subscriber"), form_class=LinkForm,
                              title="Link to a user", submit="Link",
                              intro="The user's access is published on the event stream.", do=do)
-
-
-def _apple_token(term: str):
-    """An Apple appAccountToken typed in the search box (a UUID)."""
-    try:
-        return uuid.UUID(term.strip())
-    except (ValueError, AttributeError):
-        return None
