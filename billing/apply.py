@@ -24,7 +24,8 @@ from accounts.services import subscriber_set_identity, subscribers_get_or_create
 
 from . import after_commit, outbox, sandbox_purchases
 from .db import insert_rows_ignoring_conflict, update_rows
-from .models import Outbox, Product, StatusChange, Subscription, Transaction
+from .drift import drift_for
+from .models import Drift, Outbox, Product, StatusChange, Subscription, Transaction
 from .snapshots import Cause, CauseKind, Snapshot
 from .statuses import Status, grants_access
 
@@ -58,6 +59,7 @@ class ApplyResult:
     old_status: str
     new_status: str
     transactions_added: int = 0
+    drift: Drift | None = None  # what a store read (Cause.found_by) changed, recorded with the batch
 
     @property
     def status_changed(self) -> bool:
@@ -132,6 +134,7 @@ class _Batch:
         self.seen: set[Key] = set()
         self.transactions: list[Transaction] = []
         self.history: list[StatusChange] = []
+        self.drifts: list[Drift] = []
         # stream events: (payload draft, subscription, the user it is for)
         self.events: list[tuple[dict, Subscription, Subscriber]] = []
         self.refresh: set[int | None] = set()
@@ -166,10 +169,15 @@ class _Batch:
                 self.refresh.add(sub.subscriber_id)
             return ApplyResult(sub.pk, "stale", old_status, old_status, added)
 
-        before = _state(sub) if cause.kind == CauseKind.STAFF else None
+        before = _state(sub) if cause.kind == CauseKind.STAFF or (cause.found_by and not created) else None
         self._take_state(sub, snapshot, cause)
         claim_note = self._link_user(sub, snapshot)
         withheld_note = self._withhold(sub)
+        # A store read finding what no delivered event told us (billing/drift.py): no query, the row is in hand.
+        drift = (drift_for(before, sub, found_by=cause.found_by, observed_at=snapshot.observed_at, now=self.now)
+                 if cause.found_by and not created else None)
+        if drift is not None:
+            self.drifts.append(drift)
         added = self._record_transactions(sub, snapshot)
         if snapshot.replaces:
             self._supersede(sub, snapshot, cause)
@@ -181,7 +189,7 @@ class _Batch:
             self.status_change(sub, old_status, snapshot.observed_at, cause, _join(
                 cause.note, claim_note, withheld_note,
                 f"linked to user {sub.subscriber.external_id}" if linked else ""))
-        elif (before is not None and _state(sub) != before) or (
+        elif (cause.kind == CauseKind.STAFF and _state(sub) != before) or (
                 claim_note and not self._claim_recorded(sub, claim_note)) or (
                 withheld_note and not self._claim_recorded(sub, _WITHHELD_MARK)):
             # No status change, but in the history all the same: a staff fix (a grant extended: who, why),
@@ -190,7 +198,7 @@ class _Batch:
                           note=_join(cause.note, claim_note, withheld_note))
         self.refresh.update((sub.subscriber_id, old_subscriber_id))
         outcome = "created" if created else ("updated" if changed else "unchanged")
-        return ApplyResult(sub.pk, outcome, old_status, sub.status, added)
+        return ApplyResult(sub.pk, outcome, old_status, sub.status, added, drift)
 
     def _take_state(self, sub: Subscription, snapshot: Snapshot, cause: Cause) -> None:
         """The store's state, on the row: every field the snapshot knows, the product, the freshness."""
@@ -339,6 +347,7 @@ class _Batch:
         # ignore_conflicts: a concurrent writer recording the same store transaction is not an error
         Transaction.objects.bulk_create(self.transactions, ignore_conflicts=True)
         StatusChange.objects.bulk_create(self.history)
+        Drift.objects.bulk_create(self.drifts)
         if self.events:
             payloads = outbox.payloads_complete([(draft, user.pk, sub.product_id) for draft, sub, user in self.events])
             rows = Outbox.objects.bulk_create([

@@ -111,8 +111,10 @@ class Subscription(models.Model):
             models.Index(fields=["provider_subscription_id"], name="subscription_by_store_id"),
             # The re-poll takes the oldest confirmations first.
             models.Index(fields=["last_verified_at"], name="subscription_by_verified"),
-            # The reconciliation walks one store's subscriptions, oldest confirmation first.
-            models.Index(fields=["provider", "last_verified_at", "id"], name="subscription_by_store_verified"),
+            # The reconciliation walks one store's live subscriptions, oldest confirmation first (ended ones
+            # stay out of it: years of them must not be scanned by every batch).
+            models.Index(fields=["provider", "last_verified_at", "id"], name="subscription_live_by_verified",
+                         condition=~models.Q(status__in=["EXPIRED", "REVOKED"])),
         ]
 
     def __str__(self):

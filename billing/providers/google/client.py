@@ -23,8 +23,7 @@ from googleapiclient.errors import HttpError
 
 from billing.providers.base import NotConfigured, PermanentError, StoreRateLimited, StoreUnavailable
 from billing.providers.common import SubscriptionNotFound, retry_after_seconds
-# QuotaExceeded by this name too: the acknowledgement job stops its run on it.
-from billing.store_budgets import QuotaExceeded, store_api  # noqa: F401
+from billing.store_budgets import QuotaExceeded, store_api  # noqa: F401 (services.py stops its run on QuotaExceeded)
 
 logger = logging.getLogger(__name__)
 
