@@ -61,10 +61,11 @@ class FakeXsolla:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def fail_next(self, failure) -> None:
-        """The next request answers with this HTTP status, or hangs past the client's timeout ("timeout")."""
+    def fail_next(self, failure, *, retry_after: str | None = None) -> None:
+        """The next request answers with this HTTP status (with a Retry-After header when given), or hangs
+        past the client's timeout ("timeout")."""
         with self._lock:
-            self._failures.append(failure)
+            self._failures.append((failure, retry_after))
 
     @staticmethod
     def subscription(subscription_id, *, user_id: str, status: str = "active", plan: str = "b5dac9c8",
@@ -102,12 +103,14 @@ class FakeXsolla:
         with self._lock:
             self.requests.append({"method": method, "path": handler.path, "body": body,
                                   "authorization": handler.headers.get("Authorization")})
-            failure = self._failures.pop(0) if self._failures else None
+            failure, retry_after = self._failures.pop(0) if self._failures else (None, None)
         if failure == "timeout":
             time.sleep(1.0)
             return self._answer(handler, 504, {"error": {"code": 504, "message": "too late"}})
         if failure is not None:
-            return self._answer(handler, int(failure), {"error": {"code": failure, "message": "injected failure"}})
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            return self._answer(handler, int(failure), {"error": {"code": failure, "message": "injected failure"}},
+                                headers)
         if not self._authorized(handler):
             return self._answer(handler, 401, {"http_status_code": 401, "message": "Invalid credentials"})
         path = handler.path.split("?", 1)[0]
@@ -127,10 +130,12 @@ class FakeXsolla:
         return self._answer(handler, 200, answer)
 
     @staticmethod
-    def _answer(handler, status: int, data: dict) -> None:
+    def _answer(handler, status: int, data: dict, headers: dict | None = None) -> None:
         payload = json.dumps(data).encode()
         try:
             handler.send_response(status)
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
