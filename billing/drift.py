@@ -16,9 +16,12 @@ its dates, and that the store now calls ended, is not one either (the expiry swe
 
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+
+from audit import records
 
 from . import money
 from .models import Drift, Subscription
@@ -83,9 +86,9 @@ def drift_for(ours: dict, sub: Subscription, *, found_by: str, observed_at: date
 
 # --- reads for the admin ---------------------------------------------------------------------------
 
-def daily_counts(*, days: int = 14, now: datetime | None = None) -> tuple[list, list[str], list[dict]]:
+def daily_counts(*, days: int = 14, now: datetime | None = None) -> tuple[list[str], list[dict]]:
     """Drifts found per day and store over the last `days` days (dismissed ones included: a dismissal
-    says it was understood, not that the delivery arrived). Returns (days newest first, stores, rows:
+    says it was understood, not that the delivery arrived). Returns (stores, rows newest day first:
     {"day", "counts": [n per store], "total"}). One grouped query over the time index."""
     now = now or timezone.now()
     since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -96,4 +99,39 @@ def daily_counts(*, days: int = 14, now: datetime | None = None) -> tuple[list, 
     day_list = [(now - timedelta(days=i)).date() for i in range(days)]
     table = [{"day": day, "counts": [counts.get((day, s), 0) for s in stores],
               "total": sum(counts.get((day, s), 0) for s in stores)} for day in day_list]
-    return day_list, stores, table
+    return stores, table
+
+
+# --- staff ---------------------------------------------------------------------------------------------
+
+class DriftDismissError(ValueError):
+    """A dismissal that cannot be done as asked; the message says why."""
+
+
+def drift_dismiss(*, drift: Drift, reason: str, staff_user) -> Drift:
+    """Staff mark a drift understood (a known store outage, a test account): it leaves the "Needs
+    attention" count; who, when and why are kept on it and in the audit log (one transaction)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DriftDismissError("A reason is required: say why this drift needs no more attention.")
+    if staff_user is None or not getattr(staff_user, "pk", None):
+        raise DriftDismissError("The staff member doing this is required.")
+    with transaction.atomic():
+        drift = Drift.objects.select_for_update().select_related("subscription").get(pk=drift.pk)
+        if drift.dismissed_at is not None:
+            raise DriftDismissError(f"already dismissed by {drift.dismissed_by} ({drift.dismiss_reason})")
+        drift.dismissed_at, drift.dismissed_by, drift.dismiss_reason = timezone.now(), staff_user, reason
+        drift.save(update_fields=["dismissed_at", "dismissed_by", "dismiss_reason"])
+        sub = drift.subscription
+        records.record(actor=staff_user, action="drift_dismiss", reason=reason, subscriber=sub.subscriber,
+                       subscription_id=sub.pk, target=f"drift {drift.pk}",
+                       details={"found_by": drift.found_by, "found_at": drift.found_at.isoformat(),
+                                "differences": drift.differences})
+    return drift
+
+
+def open_drift_counts(now: datetime | None = None) -> tuple[int, int]:
+    """Undismissed drifts found in the last day and in the last week (partial index on open drifts)."""
+    now = now or timezone.now()
+    week = Drift.objects.filter(dismissed_at__isnull=True, found_at__gte=now - timedelta(days=7))
+    return (week.filter(found_at__gte=now - timedelta(days=1)).count(), week.count())

@@ -252,15 +252,15 @@ def paused_until(store: str) -> datetime | None:
 
 # --- what is spent: /health, the admin, /metrics ---------------------------------------------------
 
-def usage(stores=STORES) -> dict[str, dict]:
-    """Per store: {"minute": {"used", "limit"}, "day": {"used", "limit"}, "paused_until": ISO or None,
-    "reconcile_share_percent": ...}. One pipelined round trip for all stores. Raises redis errors
-    (the caller reports them); None for "used" without Redis."""
+def usage(stores=STORES, *, limits_only: bool = False) -> dict[str, dict]:
+    """Per store: {"minute": {"used", "limit"}, "day": {"used", "limit"}, "paused_until": ISO or None}.
+    One pipelined round trip for all stores. Raises redis errors (/metrics reports them); "used" is None
+    without Redis (or with `limits_only`)."""
     client = get_redis()
     now_ms = int(time.time() * 1000)
     hour = now_ms // HOUR_MS
     answers: list = []
-    if client is not None:
+    if client is not None and not limits_only:
         pipe = client.pipeline(transaction=False)
         for store in stores:
             minute, day, _, paused = _keys(store)
@@ -300,3 +300,12 @@ def store_api(store: str):
                 raise
         return metrics.store_api(store)(call)
     return decorate
+
+
+def usage_or_limits(stores=STORES) -> dict[str, dict]:
+    """usage(), or the limits alone ("used" None) when Redis fails: for /health and the admin."""
+    try:
+        return usage(stores)
+    except redis.RedisError as exc:
+        logger.warning("store budgets unreadable: %s", exc)
+        return usage(stores, limits_only=True)

@@ -5,11 +5,15 @@ sits in `webhooks` because it is the top of the import chain: it may read every 
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
+
+from billing.drift import open_drift_counts
 
 from .models import WebhookEvent
 
@@ -48,7 +52,21 @@ def webhook_rows() -> list[Row]:
     ]
 
 
-SOURCES: list[Callable[[], list[Row]]] = [webhook_rows]
+def drift_rows() -> list[Row]:
+    """Undismissed drifts (billing/drift.py: a store read found what no delivered event told us) of the
+    last day and week: a store whose webhooks stopped arriving shows here first."""
+    day, week = open_drift_counts()
+    url = reverse("admin:billing_drift_changelist") + "?state=open&found_at__gte="
+    today = timezone.now()
+    return [
+        Row("Drifts found in the last day", day, url + (today - timedelta(days=1)).strftime("%Y-%m-%d"),
+            "our state differed from the store's: check that store's webhook deliveries, then dismiss"),
+        Row("Drifts found in the last week", week, url + (today - timedelta(days=7)).strftime("%Y-%m-%d"),
+            "open drifts per day and store are counted above the list"),
+    ]
+
+
+SOURCES: list[Callable[[], list[Row]]] = [webhook_rows, drift_rows]
 
 
 def needs_attention() -> list[Row]:
