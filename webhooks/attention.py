@@ -55,13 +55,17 @@ def webhook_rows() -> list[Row]:
 def drift_rows() -> list[Row]:
     """Undismissed drifts (billing/drift.py: a store read found what no delivered event told us) of the
     last day and week: a store whose webhooks stopped arriving shows here first."""
-    day, week = open_drift_counts()
-    url = reverse("admin:billing_drift_changelist") + "?state=open&found_at__gte="
-    today = timezone.now()
+    now = timezone.now()
+    day, week = open_drift_counts(now)
+
+    def url(since) -> str:
+        return reverse("admin:billing_drift_changelist") + "?" + urlencode(
+            {"state": "open", "found_at__gte": since.isoformat(timespec="seconds")})
+
     return [
-        Row("Drifts found in the last day", day, url + (today - timedelta(days=1)).strftime("%Y-%m-%d"),
+        Row("Drifts found in the last day", day, url(now - timedelta(days=1)),
             "our state differed from the store's: check that store's webhook deliveries, then dismiss"),
-        Row("Drifts found in the last week", week, url + (today - timedelta(days=7)).strftime("%Y-%m-%d"),
+        Row("Drifts found in the last week", week, url(now - timedelta(days=7)),
             "open drifts per day and store are counted above the list"),
     ]
 

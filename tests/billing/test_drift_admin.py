@@ -2,6 +2,7 @@
 reason, the daily count per store, each store's budget), the Needs attention rows, and /health."""
 
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -52,7 +53,7 @@ def test_the_list_filters_by_store_field_found_by_date_and_state(client, staff):
     assert listed(client, field="expires_at") == {apple.pk}
     assert listed(client, field="status") == {google.pk, old.pk, dismissed.pk}
     assert listed(client, found_by__exact="repoll") == {old.pk}
-    since = (timezone.now() - timedelta(days=2)).strftime("%Y-%m-%d")
+    since = (timezone.now() - timedelta(days=2)).isoformat()
     assert listed(client, found_at__gte=since) == {google.pk, apple.pk, dismissed.pk}
     assert listed(client, state="open") == {google.pk, apple.pk, old.pk}
 
@@ -121,8 +122,10 @@ def test_open_drifts_of_the_last_day_and_week_need_attention(client, staff):
     page = client.get(reverse("admin:index")).content.decode()
 
     assert "Drifts found in the last day" in page and "Drifts found in the last week" in page
-    rows = {row.label: row.count for row in needs_attention()}
-    assert rows["Drifts found in the last day"] == 1 and rows["Drifts found in the last week"] == 2
+    rows = {row.label: row for row in needs_attention()}
+    assert rows["Drifts found in the last day"].count == 1 and rows["Drifts found in the last week"].count == 2
+    assert listed(client, **dict(parse_qsl(urlsplit(rows["Drifts found in the last week"].url).query))) == {
+        d.pk for d in Drift.objects.filter(dismissed_at__isnull=True, found_at__gte=timezone.now() - timedelta(days=7))}
 
 
 def test_health_shows_each_stores_budget(client, fake_xsolla, settings):
