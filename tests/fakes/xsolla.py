@@ -31,7 +31,7 @@ class FakeXsolla:
         self._thread = None
 
     # --- control ---
-    def start(self) -> "FakeXsolla":
+    def start(self, port: int = 0) -> "FakeXsolla":
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +44,7 @@ class FakeXsolla:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # 0: any free port
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
