@@ -16,6 +16,9 @@ subscriptions per store within each store's default budget.
    processing; a cycle takes the slower of the two. Apple and Stripe are not measured here (their fakes
    need signed JWS chains and a Stripe emulator): their processing-bound time uses the slower measured
    store's rate, labelled "est.".
+
+The project's modules are imported inside the functions (late, on purpose): the script builds the bench
+database and sets the environment before django.setup().
 """
 
 import json
@@ -52,7 +55,10 @@ def environment(fake_xsolla_url: str, google_base: str, service_account_file: st
            "BILLING_EVENTS_STREAM": STREAM, "SECRET_KEY": "bench-secret-key", "DEBUG": "false",
            "LOG_LEVEL": "WARNING", "XSOLLA_API_BASE": fake_xsolla_url, **XSOLLA,
            "GOOGLE_PLAY_PACKAGE_NAME": GOOGLE_PACKAGE, "GOOGLE_SERVICE_ACCOUNT_FILE": service_account_file,
-           "GOOGLE_PLAY_API_ENDPOINT": google_base, "STRIPE_SECRET_KEY": "", "APPLE_KEY_ID": ""}
+           "GOOGLE_PLAY_API_ENDPOINT": google_base, "STRIPE_SECRET_KEY": "", "APPLE_KEY_ID": "",
+           "BILLING_TESTING": "0", "ALLOWED_HOSTS": "127.0.0.1", "CELERY_TASK_ALWAYS_EAGER": "1",
+           # the captured Play purchases are license testers': let them grant access, as in production data
+           "GOOGLE_ALLOW_TEST_PURCHASES": "1", "XSOLLA_ALLOW_DRY_RUN": "1"}
     return env
 
 
@@ -69,9 +75,10 @@ def build_database(env: dict) -> None:
 
 def seed(provider: str, ids: list[str], template, users: list[str]) -> None:
     """Our rows for `ids`, state copied from the store's snapshot `template`, not confirmed for two days."""
+    from django.utils import timezone
+
     from accounts.models import Subscriber
     from billing.models import Product, Subscription
-    from django.utils import timezone
 
     now = timezone.now()
     product, _ = Product.objects.get_or_create(provider=provider, store_product_id=template.store_product_id)
@@ -104,7 +111,7 @@ def prepare_xsolla(fake) -> list[str]:
     ends_iso = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ends))
     ids = [str(100000 + n) for n in range(COUNT)]
     users = [f"x{n}" for n in range(COUNT)]
-    for n, (sub_id, user) in enumerate(zip(ids, users, strict=True)):
+    for sub_id, user in zip(ids, users, strict=True):
         fake.put_subscription(fake.subscription(sub_id, user_id=user, date_next_charge=ends_iso))
     template = template_of(registry.get_adapter("xsolla"), "xsolla", ids[0])
     seed("xsolla", ids, template, users)
@@ -117,8 +124,9 @@ def prepare_xsolla(fake) -> list[str]:
 
 
 def prepare_google(fake) -> list[str]:
-    from billing.providers import registry
     from django.utils import timezone
+
+    from billing.providers import registry
     from tests.providers.google.conftest import load_sequence
 
     base = load_sequence("06_purchase_grace_hold_recover.json", user_id="0")[0]["subscriptionPurchaseV2"]
@@ -149,8 +157,9 @@ def prepare_google(fake) -> list[str]:
 
 def measure(provider: str, calls) -> dict:
     """One reconciliation run of the store, budget windows off: its own speed."""
-    from billing import reconciliation
     from django.conf import settings
+
+    from billing import reconciliation
 
     setattr(settings, f"STORE_BUDGET_{provider.upper()}_PER_MINUTE", 0)
     setattr(settings, f"STORE_BUDGET_{provider.upper()}_PER_DAY", 0)
@@ -213,9 +222,10 @@ def main() -> int:
         import django
 
         django.setup()
+        from django.conf import settings
+
         from billing import store_budgets
         from billing.redis_client import get_redis
-        from django.conf import settings
 
         defaults = {store: (store_budgets.budget(store).per_minute, store_budgets.budget(store).per_day)
                     for store in store_budgets.STORES}

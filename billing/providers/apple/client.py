@@ -128,7 +128,7 @@ def _store_errors(apple_environment: str) -> Iterator[None]:
             raise StoreUnavailable(f"App Store Server API refused our credentials ({detail})") from exc
         if status == 429:
             retry_after = retry_after_seconds(getattr(_last_retry_after, "value", None), unix_millis=True)
-            raise StoreRateLimited(f"App Store Server API ({apple_environment}) rate-limited us: {detail}",
+            raise StoreRateLimited(f"App Store Server API ({apple_environment}) failed: {detail} (rate-limited)",
                                    retry_after=retry_after) from exc
         if code in _RETRYABLE or status >= 500:
             raise StoreUnavailable(f"App Store Server API ({apple_environment}) failed: {detail}") from exc

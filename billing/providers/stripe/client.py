@@ -108,7 +108,7 @@ def translated_errors(*, missing: str | None = None):
         message = exc.user_message or str(exc)
         if isinstance(exc, stripe.RateLimitError) or getattr(exc, "http_status", None) == 429:
             headers = getattr(exc, "headers", None) or {}
-            raise StoreRateLimited(f"Stripe rate-limited us: {message}",
+            raise StoreRateLimited(f"Stripe did not answer: rate-limited (429): {message}",
                                    retry_after=retry_after_seconds(headers.get("Retry-After"))) from exc
         if _is_transient(exc):
             raise StoreUnavailable(f"Stripe did not answer: {message}") from exc
