@@ -16,7 +16,9 @@ RECONCILE_BATCH rows, each after the last one seen (keyset), so that a subscript
 answer for is passed over, not read again and again. Store calls draw from the reconciliation's share
 of the budget (billing/store_budgets.py): a full minute window is waited out (within the run's time),
 a full day window or a 429 pause ends the store's walk until the next run. One run per store at a time
-(a Redis lock); the beat task starts one run per store every 10 minutes, on the `slow` queue."""
+(a Redis lock); the beat task starts one run per store every 10 minutes, on the `slow` queue. What the
+stores say is applied APPLY_GROUP subscriptions at a time, as one batch of the write path (one
+transaction: the walk's cost per subscription is mostly the commit otherwise)."""
 
 import logging
 import time
@@ -25,17 +27,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from . import store_budgets
-from .apply import ApplyResult, apply_snapshot
+from .apply import ApplyResult, apply_snapshots
 from .models import Drift, Subscription
 from .providers import registry
 from .providers.base import NotConfigured, NotSupported, PermanentError, ProviderError, StoreRateLimited, TransientError
 from .redis_client import get_redis
-from .snapshots import Cause, CauseKind
+from .snapshots import Cause, CauseKind, Snapshot
 from .statuses import Status
 from .sweeps import repollable_providers
 
@@ -46,6 +48,8 @@ CAUSE = Cause(CauseKind.POLL, ref="reconcile", found_by=Drift.FoundBy.RECONCILIA
 # A store failing this many calls in a row (not answering, 5xx) is down: its walk waits for the next run.
 MAX_FAILURES_IN_A_ROW = 5
 LOCK_KEY = "reconcile:lock:"
+# Subscriptions read, then applied together in one transaction (the webhook drain does the same).
+APPLY_GROUP = 25
 
 
 @dataclass
@@ -72,8 +76,8 @@ class ReconcileReport:
 
 
 class _DryRun(Exception):
-    def __init__(self, result: ApplyResult):
-        self.result = result
+    def __init__(self, results: list[ApplyResult]):
+        self.results = results
 
 
 # --- what is due ---------------------------------------------------------------------------------
@@ -137,82 +141,126 @@ def _batches(provider: str, size: int):
 
 # --- the walk --------------------------------------------------------------------------------------
 
-def subscription_reconcile(*, subscription: Subscription, dry_run: bool = False) -> ApplyResult:
-    """Read one subscription from its store and apply it (recording any drift); with `dry_run`, record
-    the drift the write path would have found, as not applied, and change nothing else. Raises the
-    adapter's errors; no transaction is open during the store call."""
+def subscription_fetch(subscription: Subscription) -> Snapshot:
+    """The store's state of one subscription, drawn from the reconciliation's share of the budget. Raises
+    the adapter's errors (and QuotaExceeded); no transaction is open during the store call."""
     adapter = registry.get_adapter(subscription.provider)
     with store_budgets.priority(store_budgets.RECONCILE):
-        snapshot = adapter.fetch(subscription)
+        return adapter.fetch(subscription)
+
+
+def snapshots_apply(snapshots: list[Snapshot], *, dry_run: bool = False) -> list[ApplyResult]:
+    """Apply the stores' states through the write path as one batch (one transaction: the walk's commit
+    cost is shared by APPLY_GROUP subscriptions), recording each drift. With `dry_run` the write path runs
+    inside a savepoint that is rolled back (nothing kept, nothing published, not even the confirmation),
+    then the drifts it found are stored, marked not applied."""
+    items = [(snapshot, CAUSE) for snapshot in snapshots]
     if not dry_run:
-        return apply_snapshot(snapshot, CAUSE)
-    # The write path itself decides what would change (its rules: None keeps, superseded stays ended, ...),
-    # inside a savepoint rolled back: nothing of it is kept or published; the drift it found is then stored.
+        return apply_snapshots(items)
     with transaction.atomic():
         try:
             with transaction.atomic():
-                raise _DryRun(apply_snapshot(snapshot, CAUSE))
+                raise _DryRun(apply_snapshots(items))
         except _DryRun as done:
-            result = done.result
-        if result.drift is not None:
-            result.drift.pk = None
-            result.drift.applied = False
-            result.drift.save()
-    return result
+            results = done.results
+        drifts = [result.drift for result in results if result.drift is not None]
+        for drift in drifts:
+            drift.pk, drift.applied = None, False
+        Drift.objects.bulk_create(drifts)
+    return results
+
+
+def subscription_reconcile(*, subscription: Subscription, dry_run: bool = False) -> ApplyResult:
+    """Read one subscription from its store and apply it, recording any drift (`dry_run`: record only)."""
+    return snapshots_apply([subscription_fetch(subscription)], dry_run=dry_run)[0]
 
 
 def store_reconcile(provider: str, *, limit: int | None = None, dry_run: bool = False,
                     deadline: float | None = None, progress: Callable[[], None] | None = None) -> StoreReport:
     """Walk one store's due subscriptions until none is left, `limit` are read, the monotonic `deadline`
-    passes, or the store's budget (day window, 429 pause) or the store itself stops it."""
+    passes, or the store's budget (day window, 429 pause) or the store itself stops it. What the store
+    says is applied APPLY_GROUP subscriptions at a time (and what was read before a stop, always)."""
     report = StoreReport()
+    pending: list[Snapshot] = []
+    try:
+        _walk(provider, report, pending, limit=limit, dry_run=dry_run, deadline=deadline, progress=progress)
+    finally:
+        _flush(pending, report, dry_run=dry_run)
+    return report
+
+
+def _flush(pending: list[Snapshot], report: StoreReport, *, dry_run: bool) -> None:
+    if not pending:
+        return
+    try:
+        results = snapshots_apply(pending, dry_run=dry_run)
+    except DatabaseError:
+        # One row the batch cannot take (a race on a new product, say) must not lose the others: one by one.
+        logger.exception("reconciliation: a batch of %d failed to apply; applying them one by one", len(pending))
+        results = []
+        for snapshot in pending:
+            try:
+                results += snapshots_apply([snapshot], dry_run=dry_run)
+            except DatabaseError:
+                logger.exception("reconciliation: %s could not be applied", snapshot.provider_subscription_id)
+                report.failed += 1
+    pending.clear()
+    for result in results:
+        report.checked += 1
+        report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
+        report.drifts += result.drift is not None
+
+
+def _walk(provider: str, report: StoreReport, pending: list[Snapshot], *, limit: int | None, dry_run: bool,
+          deadline: float | None, progress: Callable[[], None] | None) -> None:
     size = max(1, settings.RECONCILE_BATCH)
-    failures_in_a_row = 0
+    failures_in_a_row = read = 0
     for rows in _batches(provider, size):
         for sub in rows:
-            if limit is not None and report.checked + report.failed >= limit:
-                return report
+            if limit is not None and read + report.failed >= limit:
+                return
             while True:
                 if deadline is not None and time.monotonic() >= deadline:
                     report.stopped = "time"
-                    return report
+                    return
                 try:
-                    result = subscription_reconcile(subscription=sub, dry_run=dry_run)
+                    snapshot = subscription_fetch(sub)
                 except store_budgets.QuotaExceeded as exc:
                     wait = exc.retry_after
                     if exc.reason in ("minute", "verify") and (deadline is None or
                                                                time.monotonic() + wait < deadline):
+                        _flush(pending, report, dry_run=dry_run)  # nothing waits unapplied meanwhile
                         time.sleep(wait)  # the minute window opens again shortly: wait, then the same row
                         report.waited_seconds += wait
                         continue
                     report.stopped = f"budget ({exc.reason})"
-                    return report
+                    return
                 except StoreRateLimited:  # the budget's hook paused the store's background jobs
                     report.failed += 1
                     report.stopped = "store answered 429"
-                    return report
+                    return
                 except (NotSupported, NotConfigured, registry.UnknownProvider) as exc:
                     report.stopped = f"cannot re-read: {exc}"
-                    return report
+                    return
                 except TransientError as exc:
                     report.failed += 1
                     failures_in_a_row += 1
                     logger.info("reconciliation of %s failed, left for the next run: %s", sub, exc)
                     if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                         report.stopped = f"store unavailable ({exc})"
-                        return report
+                        return
                 except (PermanentError, ProviderError) as exc:
                     report.failed += 1
                     logger.warning("reconciliation of %s failed: %s", sub, exc)
                 else:
                     failures_in_a_row = 0
-                    report.checked += 1
-                    report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
-                    report.drifts += result.drift is not None
+                    read += 1
+                    pending.append(snapshot)
+                    if len(pending) >= APPLY_GROUP:
+                        _flush(pending, report, dry_run=dry_run)
                 break
             if progress is not None:
                 progress()
-    return report
 
 
 def reconcile(*, provider: str | None = None, limit: int | None = None, dry_run: bool = False,
