@@ -24,8 +24,9 @@ from accounts.services import subscriber_set_identity, subscribers_get_or_create
 
 from . import after_commit, double_payments, outbox, sandbox_purchases
 from .db import insert_rows_ignoring_conflict, update_rows
+from .drift import drift_for
 from .ledger import ledger_amount, ledger_details
-from .models import HISTORY_STATE_FIELDS, Outbox, Product, StatusChange, Subscription, Transaction
+from .models import HISTORY_STATE_FIELDS, Drift, Outbox, Product, StatusChange, Subscription, Transaction
 from .snapshots import Cause, CauseKind, Snapshot
 from .statuses import Status, grants_access
 
@@ -59,6 +60,7 @@ class ApplyResult:
     old_status: str
     new_status: str
     transactions_added: int = 0
+    drift: Drift | None = None  # what a store read (Cause.found_by) changed, recorded with the batch
 
     @property
     def status_changed(self) -> bool:
@@ -151,6 +153,7 @@ class _Batch:
         self.seen: set[Key] = set()
         self.transactions: list[Transaction] = []
         self.history: list[StatusChange] = []
+        self.drifts: list[Drift] = []
         # stream events: (payload draft, subscription, the user it is for)
         self.events: list[tuple[dict, Subscription, Subscriber]] = []
         self.refresh: set[int | None] = set()
@@ -185,11 +188,16 @@ class _Batch:
                 self.refresh.add(sub.subscriber_id)
             return ApplyResult(sub.pk, "stale", old_status, old_status, added)
 
-        before = _state(sub) if cause.kind == CauseKind.STAFF else None
+        before = _state(sub) if cause.kind == CauseKind.STAFF or (cause.found_by and not created) else None
         state_before = _history_state(sub)
         self._take_state(sub, snapshot, cause)
         claim_note = self._link_user(sub, snapshot)
         withheld_note = self._withhold(sub)
+        # A store read finding what no delivered event told us (billing/drift.py): no query, the row is in hand.
+        drift = (drift_for(before, sub, found_by=cause.found_by, observed_at=snapshot.observed_at, now=self.now)
+                 if cause.found_by and not created else None)
+        if drift is not None:
+            self.drifts.append(drift)
         added = self._record_transactions(sub, snapshot)
         if snapshot.replaces:
             self._supersede(sub, snapshot, cause)
@@ -201,7 +209,7 @@ class _Batch:
             self.status_change(sub, old_status, snapshot.observed_at, cause, _join(
                 cause.note, claim_note, withheld_note,
                 f"linked to user {sub.subscriber.external_id}" if linked else ""))
-        elif (before is not None and _state(sub) != before) or (
+        elif (cause.kind == CauseKind.STAFF and _state(sub) != before) or (
                 claim_note and not self._claim_recorded(sub, claim_note)) or (
                 withheld_note and not self._claim_recorded(sub, _WITHHELD_MARK)):
             # No status change, but in the history all the same: a staff fix (a grant extended: who, why),
@@ -217,7 +225,7 @@ class _Batch:
                           kind=StatusChange.Kind.STATE)
         self.refresh.update((sub.subscriber_id, old_subscriber_id))
         outcome = "created" if created else ("updated" if changed else "unchanged")
-        return ApplyResult(sub.pk, outcome, old_status, sub.status, added)
+        return ApplyResult(sub.pk, outcome, old_status, sub.status, added, drift)
 
     def _take_state(self, sub: Subscription, snapshot: Snapshot, cause: Cause) -> None:
         """The store's state, on the row: every field the snapshot knows, the product, the freshness."""
@@ -374,6 +382,7 @@ class _Batch:
         # ignore_conflicts: a concurrent writer recording the same store transaction is not an error
         Transaction.objects.bulk_create(self.transactions, ignore_conflicts=True)
         StatusChange.objects.bulk_create(self.history)
+        Drift.objects.bulk_create(self.drifts)
         if self.events:
             payloads = outbox.payloads_complete([(draft, user.pk, sub.product_id) for draft, sub, user in self.events])
             rows = Outbox.objects.bulk_create([

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from accounts.models import Subscriber
 
@@ -112,6 +113,10 @@ class Subscription(models.Model):
             models.Index(fields=["provider_subscription_id"], name="subscription_by_store_id"),
             # The re-poll takes the oldest confirmations first.
             models.Index(fields=["last_verified_at"], name="subscription_by_verified"),
+            # The reconciliation walks one store's live subscriptions, oldest confirmation first (ended ones
+            # stay out of it: years of them must not be scanned by every batch).
+            models.Index(fields=["provider", "last_verified_at", "id"], name="subscription_live_by_verified",
+                         condition=~models.Q(status__in=["EXPIRED", "REVOKED"])),
         ]
 
     def __str__(self):
@@ -281,3 +286,43 @@ class DoublePayment(models.Model):
 
     def __str__(self):
         return f"double payment #{self.pk}: subscriptions {self.first_id} and {self.second_id}"
+
+
+class Drift(models.Model):
+    """A store read (re-poll, reconciliation, verification, staff re-sync) found the store's state of a
+    subscription different from ours in a way no delivered event told us: a missed or late webhook.
+    Recorded by the write path before it applies the store's state (billing/drift.py)."""
+
+    class FoundBy(models.TextChoices):
+        REPOLL = "repoll", "re-poll"
+        RECONCILIATION = "reconciliation", "reconciliation"
+        VERIFICATION = "verification", "purchase verification"
+        STAFF_RESYNC = "staff_resync", "staff re-sync"
+
+    # The fields compared, in the order shown.
+    FIELDS = ("status", "expires_at", "grace_until", "product", "auto_renew", "price")
+    FIELD_CHOICES = [("status", "status"), ("expires_at", "access end (expiry)"), ("grace_until", "grace end"),
+                     ("product", "product"), ("auto_renew", "auto-renew"), ("price", "price")]
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="drifts")
+    provider = models.CharField(max_length=16, choices=Provider.CHOICES)
+    found_by = models.CharField(max_length=16, choices=FoundBy.choices)
+    found_at = models.DateTimeField(default=timezone.now)
+    observed_at = models.DateTimeField(help_text="Store time of the state read")
+    # {field: {"ours": value, "store": value}}, values as text (times in ISO 8601, prices as "9.99 EUR").
+    differences = models.JSONField(default=dict)
+    applied = models.BooleanField(default=True, help_text="False: found by a dry run, the store's state not applied")
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    dismissed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    dismiss_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-found_at", "-id"]
+        indexes = [models.Index(fields=["-found_at"], name="drift_by_time"),
+                   models.Index(fields=["provider", "-found_at"], name="drift_by_store_time"),
+                   models.Index(fields=["found_at"], name="drift_open_by_time",
+                                condition=models.Q(dismissed_at__isnull=True))]
+
+    def __str__(self):
+        return f"{self.provider} drift of subscription {self.subscription_id}: {', '.join(self.differences)}"

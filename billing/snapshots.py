@@ -78,6 +78,10 @@ class Cause:
     ref: str = ""  # e.g. the WebhookEvent id, the job name
     staff_user_id: int | None = None
     note: str = ""
+    # The store read that produced the snapshot (billing.models.Drift.FoundBy: repoll, reconciliation,
+    # verification, staff_resync): what it changes is recorded as a Drift (billing/drift.py). Empty for a
+    # delivered webhook event and for our own changes.
+    found_by: str = ""
 
 
 @dataclass(frozen=True)

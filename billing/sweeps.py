@@ -9,8 +9,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import store_budgets
 from .apply import ApplyResult, apply_snapshot
-from .models import Subscription
+from .models import Drift, Subscription
 from .providers import registry
 from .providers.base import NotConfigured, NotSupported, ProviderAdapter, ProviderError, TransientError
 from .providers.common import store_adapters
@@ -105,7 +106,8 @@ def subscription_resync(*, subscription: Subscription, cause_ref: str = "repoll"
     adapter = registry.get_adapter(subscription.provider)
     snapshot = adapter.fetch(subscription)
     kind = CauseKind.STAFF if staff_user_id else CauseKind.POLL
-    return apply_snapshot(snapshot, Cause(kind, ref=cause_ref, staff_user_id=staff_user_id,
+    found_by = Drift.FoundBy.STAFF_RESYNC if staff_user_id else Drift.FoundBy.REPOLL
+    return apply_snapshot(snapshot, Cause(kind, ref=cause_ref, staff_user_id=staff_user_id, found_by=found_by,
                                           note="re-synced from the store" if staff_user_id else ""))
 
 
@@ -115,7 +117,8 @@ def subscriptions_resync(subscriptions, *, cause_ref: str = "repoll", progress=N
     report = ResyncReport()
     for sub in subscriptions:
         try:
-            result = subscription_resync(subscription=sub, cause_ref=cause_ref)
+            with store_budgets.priority(store_budgets.REPOLL):  # within the re-poll's share of the budget
+                result = subscription_resync(subscription=sub, cause_ref=cause_ref)
         except (NotSupported, NotConfigured, registry.UnknownProvider):
             report.skipped += 1
         except TransientError as exc:

@@ -1,11 +1,13 @@
 """Periodic jobs (scheduled in CELERY_BEAT_SCHEDULE, editable in the admin). Thin: the work is in
-billing.outbox and billing.sweeps."""
+billing.outbox, billing.sweeps and billing.reconciliation."""
 
 import logging
+import time
 
 from celery import shared_task
+from django.conf import settings
 
-from . import double_payments, entitlement_cache, outbox, sweeps
+from . import double_payments, entitlement_cache, outbox, reconciliation, sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -42,3 +44,25 @@ def reconcile_double_payments() -> dict:
     """The daily sweep: open the double payments the after-commit check missed, end those no longer paid twice."""
     report = double_payments.sweep()
     return {"opened": report.opened, "ended": report.ended}
+
+
+@shared_task(ignore_result=True)
+def reconcile_subscriptions() -> list[str]:
+    """Start one reconciliation run per store that can be re-read (each on the `slow` queue, in parallel)."""
+    providers = reconciliation.reconcilable_providers()
+    for provider in providers:
+        reconcile_store.delay(provider)
+    return providers
+
+
+@shared_task(ignore_result=True)
+def reconcile_store(provider: str) -> dict:
+    """Walk the store's due subscriptions for at most RECONCILE_RUN_SECONDS, within its budget."""
+    deadline = time.monotonic() + settings.RECONCILE_RUN_SECONDS
+    report = reconciliation.reconcile(provider=provider, deadline=deadline).stores.get(provider)
+    if report is None:
+        return {}
+    if report.checked or report.failed or report.stopped:
+        logger.info("reconciliation of %s: %d read, %d drifts, %d failed%s", provider, report.checked, report.drifts,
+                    report.failed, f"; stopped: {report.stopped}" if report.stopped else "")
+    return {"checked": report.checked, "drifts": report.drifts, "failed": report.failed, "stopped": report.stopped}

@@ -10,7 +10,7 @@ from accounts.selectors import subscriber_by_identity
 from accounts.services import subscriber_get_or_create
 
 from .apply import ApplyResult, apply_snapshot
-from .models import Subscription
+from .models import Drift, Subscription
 from .providers import get_adapter
 from .providers.base import ParseResult
 from .snapshots import Cause, CauseKind, Snapshot
@@ -116,7 +116,7 @@ def purchase_verify(*, provider: str, purchase: dict, user_id: str, ref: str = "
     result: ParseResult = adapter.verify(purchase, user_id=user_id)  # network call: outside any transaction
     if not result.snapshots:
         raise NothingToVerify(result.ignored_reason or "The store holds no subscription for this purchase.")
-    cause = Cause(CauseKind.VERIFICATION, ref=ref or f"verify by user {user_id}")
+    cause = Cause(CauseKind.VERIFICATION, ref=ref or f"verify by user {user_id}", found_by=Drift.FoundBy.VERIFICATION)
     with transaction.atomic():
         subscriber = subscriber_get_or_create(external_id=user_id)
         for snap in result.snapshots:

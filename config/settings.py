@@ -229,6 +229,8 @@ CELERY_BEAT_SCHEDULE = {
     # Double payments: open what the after-commit check missed, end what is no longer paid twice (daily).
     "billing-reconcile-double-payments": {"task": "billing.tasks.reconcile_double_payments",
                                           "schedule": 24 * 3600.0},
+    # Re-read every live subscription (and those ended lately) from its store within the store's budget; record drifts.
+    "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 10 * 60.0},
     # --- privacy and retention ---
     # Prune raw data past its retention (RETENTION_*), in short batches, on the slow queue.
     "privacy-prune-retained": {"task": "privacy.tasks.prune_retained", "schedule": 24 * 3600.0,
@@ -546,6 +548,48 @@ INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "billing.admin_si
 
 
 # --- Reconciliation, store budgets, double payments (docs/operations.md) ----------------------------
+# Store API budgets (billing/store_budgets.py, docs/operations.md "Store budgets"): our own cap on the calls
+# made to each store, per minute (any 60 s) and per day (any 24 h); 0 turns that window off. The defaults are
+# each store's published quota for the calls we make:
+# Google Play: 3,000 queries/minute per bucket, 200,000 queries/day (developers.google.com/android-publisher/quotas);
+# the minute default follows the older GOOGLE_PLAY_QUOTA_PER_MINUTE, which it replaces.
+STORE_BUDGET_GOOGLE_PER_MINUTE = env.int("STORE_BUDGET_GOOGLE_PER_MINUTE", default=GOOGLE_PLAY_QUOTA_PER_MINUTE)
+STORE_BUDGET_GOOGLE_PER_DAY = env.int("STORE_BUDGET_GOOGLE_PER_DAY", default=200_000)
+# Apple: Get All Subscription Statuses and Get Notification History 50 requests/s in production, enforced
+# per hour (App Store Server API, "Identifying rate limits"; sandbox gets 10 % of that): 3,000/min, 4,320,000/day.
+STORE_BUDGET_APPLE_PER_MINUTE = env.int("STORE_BUDGET_APPLE_PER_MINUTE", default=3000)
+STORE_BUDGET_APPLE_PER_DAY = env.int("STORE_BUDGET_APPLE_PER_DAY", default=4_320_000)
+# Stripe: 100 operations/s per account in live mode and 25 requests/s per endpoint (docs.stripe.com/rate-limits;
+# a re-read is one endpoint): 1,500/min; no daily quota.
+STORE_BUDGET_STRIPE_PER_MINUTE = env.int("STORE_BUDGET_STRIPE_PER_MINUTE", default=1500)
+STORE_BUDGET_STRIPE_PER_DAY = env.int("STORE_BUDGET_STRIPE_PER_DAY", default=0)
+# Xsolla publishes no rate limit for its Subscriptions API (developers.xsolla.com/api/getting-started): 10
+# calls/s (600/min) is our own cautious choice; no daily quota.
+STORE_BUDGET_XSOLLA_PER_MINUTE = env.int("STORE_BUDGET_XSOLLA_PER_MINUTE", default=600)
+STORE_BUDGET_XSOLLA_PER_DAY = env.int("STORE_BUDGET_XSOLLA_PER_DAY", default=0)
+# The most of a store's minute budget purchase verification may spend (default: GOOGLE_PLAY_VERIFY_QUOTA_PERCENT,
+# 25), so an app verifying in a loop never starves webhook processing.
+STORE_BUDGET_VERIFY_PERCENT = env.int("STORE_BUDGET_VERIFY_PERCENT", default=GOOGLE_PLAY_VERIFY_QUOTA_PERCENT)
+# The share of each window kept from the background jobs: the beat re-poll stops while less than 20 % is left,
+# the reconciliation while less than 50 % is left (webhook processing and verification may use it all).
+STORE_BUDGET_REPOLL_RESERVE_PERCENT = env.int("STORE_BUDGET_REPOLL_RESERVE_PERCENT", default=20)
+STORE_BUDGET_RECONCILE_RESERVE_PERCENT = env.int("STORE_BUDGET_RECONCILE_RESERVE_PERCENT", default=50)
+for _name in ("STORE_BUDGET_VERIFY_PERCENT", "STORE_BUDGET_REPOLL_RESERVE_PERCENT",
+              "STORE_BUDGET_RECONCILE_RESERVE_PERCENT"):
+    if not 0 <= globals()[_name] <= 100:
+        raise ImproperlyConfigured(f"{_name} must be between 0 and 100")
+# A store answering 429 pauses its background jobs for its Retry-After or this backoff, whichever is longer:
+# 60 s, doubled for each 429 in a row, at most 3600 s.
+STORE_BUDGET_PAUSE_SECONDS = env.int("STORE_BUDGET_PAUSE_SECONDS", default=60)
+STORE_BUDGET_PAUSE_MAX_SECONDS = env.int("STORE_BUDGET_PAUSE_MAX_SECONDS", default=3600)
+# Reconciliation (billing/reconciliation.py, docs/operations.md "Reconciliation and drift"): a live subscription,
+# or one ended in the last RECONCILE_ENDED_DAYS (30), is re-read when its store has not confirmed it for
+# RECONCILE_INTERVAL_HOURS (24): once per cycle, oldest confirmation first, within the store's budget.
+RECONCILE_INTERVAL_HOURS = env.float("RECONCILE_INTERVAL_HOURS", default=24.0)
+RECONCILE_ENDED_DAYS = env.int("RECONCILE_ENDED_DAYS", default=30)
+# Rows read per query (one indexed batch) and how long one beat run may go on (the beat runs every 10 min).
+RECONCILE_BATCH = env.int("RECONCILE_BATCH", default=500)
+RECONCILE_RUN_SECONDS = env.float("RECONCILE_RUN_SECONDS", default=540.0)
 
 
 # --- Privacy requests and retention (docs/operations.md "Retention") --------------------------------

@@ -1,6 +1,6 @@
 """Gauges computed when /metrics is scraped, from the database and Redis (what no process counts as it
-happens): the outbox backlog, Google purchases awaiting acknowledgement, live subscriptions, the
-Google Play API budget used, the last success of every beat job. A few indexed queries per scrape; a
+happens): the outbox backlog, Google purchases awaiting acknowledgement, live subscriptions, each
+store's API budget used, the last success of every beat job. A few indexed queries per scrape; a
 failing source is reported by `billing_metrics_source_up` instead of failing the whole scrape."""
 
 import logging
@@ -11,8 +11,8 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
+from billing import store_budgets
 from billing.models import Outbox, Subscription
-from billing.providers.google import client as google_client
 from billing.providers.google.selectors import subscriptions_awaiting_acknowledgement
 from billing.statuses import Status
 
@@ -64,19 +64,23 @@ def live_subscriptions() -> list:
     return [family]
 
 
-def google_budget() -> list:
-    used = google_client.quota_used()
+def store_budgets_used() -> list:
+    """Each store's API budget (billing/store_budgets.py): calls in the last 60 s and the last 24 h."""
     family = GaugeMetricFamily("billing_store_api_budget_used_ratio",
-                               "Share of our own per-minute store API budget spent in the last 60 s",
+                               "Share of our own store API budget spent (share: minute = last 60 s, day = last 24 h)",
                                labels=["store", "share"])
     calls = GaugeMetricFamily("billing_store_api_budget_used_calls",
-                              "Store API calls counted against our budget in the last 60 s", labels=["store", "share"])
-    limit = GaugeMetricFamily("billing_store_api_budget_limit_calls", "Our per-minute store API budget",
+                              "Store API calls counted against our budget in the window", labels=["store", "share"])
+    limit = GaugeMetricFamily("billing_store_api_budget_limit_calls", "Our store API budget for the window",
                               labels=["store", "share"])
-    for share, (n, cap) in (used or {}).items():
-        family.add_metric(["google", share], n / cap)
-        calls.add_metric(["google", share], n)
-        limit.add_metric(["google", share], cap)
+    for store, windows in store_budgets.usage().items():
+        for share in ("minute", "day"):
+            used, cap = windows[share]["used"], windows[share]["limit"]
+            if used is None or not cap:
+                continue
+            family.add_metric([store, share], used / cap)
+            calls.add_metric([store, share], used)
+            limit.add_metric([store, share], cap)
     return [family, calls, limit]
 
 
@@ -89,7 +93,7 @@ def beat_jobs() -> list:
 
 
 SOURCES = {"outbox": outbox, "google_acknowledgements": google_acknowledgements,
-           "live_subscriptions": live_subscriptions, "google_budget": google_budget, "beat_jobs": beat_jobs}
+           "live_subscriptions": live_subscriptions, "store_budgets": store_budgets_used, "beat_jobs": beat_jobs}
 
 
 class ScrapeTimeCollector:

@@ -11,7 +11,9 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
 
+from billing.drift import open_drift_counts
 from billing.models import Product, Subscription
 from billing.providers.common import store_adapters
 from billing.providers.google import selectors as google_selectors
@@ -83,8 +85,26 @@ def unmapped_product_rows() -> list[Row]:
                 "their subscribers get no entitlements: choose what each grants")]
 
 
+def drift_rows() -> list[Row]:
+    """Undismissed drifts (billing/drift.py: a store read found what no delivered event told us) of the
+    last day and week: a store whose webhooks stopped arriving shows here first."""
+    now = timezone.now()
+    day, week = open_drift_counts(now)
+
+    def url(since) -> str:
+        return reverse("admin:billing_drift_changelist") + "?" + urlencode(
+            {"state": "open", "found_at__gte": since.isoformat(timespec="seconds")})
+
+    return [
+        Row("Drifts found in the last day", day, url(now - timedelta(days=1)),
+            "our state differed from the store's: check that store's webhook deliveries, then dismiss"),
+        Row("Drifts found in the last week", week, url(now - timedelta(days=7)),
+            "open drifts per day and store are counted above the list"),
+    ]
+
+
 SOURCES: list[Callable[[], list[Row]]] = [webhook_rows, google_acknowledgement_rows, orphan_rows,
-                                          unmapped_product_rows]
+                                          unmapped_product_rows, drift_rows]
 
 
 def needs_attention() -> list[Row]:

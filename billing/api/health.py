@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import is_trusted_network_or_staff
+from billing import store_budgets
 from billing.models import Outbox
 from billing.providers.common import store_adapters
 from billing.redis_client import get_redis, ping
@@ -81,6 +82,8 @@ _HEALTH = inline_serializer("Health", {
     "broker": serializers.CharField(required=False),
     "providers": serializers.DictField(child=serializers.CharField(), required=False),
     "outbox_pending": serializers.IntegerField(allow_null=True, required=False),
+    # Per store: {"minute": {"used", "limit"}, "day": {"used", "limit"}, "paused_until"} (limit 0: none).
+    "store_budgets": serializers.DictField(child=serializers.DictField(), required=False),
 })
 
 
@@ -88,7 +91,7 @@ def health_details(database: str) -> dict:
     redis_status = redis_state()
     pending = Outbox.objects.filter(published_at__isnull=True).count() if database == "ok" else None
     return {"database": database, "redis": redis_status, "broker": broker_state(redis_status),
-            "providers": providers_state(), "outbox_pending": pending}
+            "providers": providers_state(), "outbox_pending": pending, "store_budgets": store_budgets.usage_or_limits()}
 
 
 def _may_see_details(request) -> bool:

@@ -14,9 +14,8 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts import networks
 from accounts.principals import Principal
-from billing import ratelimit
+from billing import ratelimit, store_budgets
 from billing.providers.base import PaymentDeclined
-from billing.providers.google import client as google_client
 from config.api_errors import RateLimited
 
 logger = logging.getLogger(__name__)
@@ -72,9 +71,9 @@ class VerifyThrottle(BaseThrottle):
 
 @contextmanager
 def verification_budget():
-    """Store API calls made in the block spend the verify share of the store's budget (Google Play:
-    GOOGLE_PLAY_VERIFY_QUOTA_PERCENT), never the part webhook processing needs."""
-    with google_client.verification_budget():
+    """Store API calls made in the block draw from the verify share of the store's budget
+    (STORE_BUDGET_VERIFY_PERCENT, billing/store_budgets.py), never the part webhook processing needs."""
+    with store_budgets.priority(store_budgets.VERIFY):
         yield
 
 

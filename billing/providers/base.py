@@ -66,6 +66,15 @@ class StoreUnavailable(TransientError):
     """The store's API did not answer (the API answers 502)."""
 
 
+class StoreRateLimited(StoreUnavailable):
+    """The store answered 429: too many calls. `retry_after`: the seconds its Retry-After header asked
+    for (None when it sent none). billing/store_budgets.py pauses the store's background jobs."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class PermanentError(ProviderError):
     """Processing can never succeed for this input (e.g. an unknown purchase token)."""
 

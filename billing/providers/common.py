@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -105,6 +106,28 @@ def period_unit(name) -> str | None:
 
 
 # --- Small readers -----------------------------------------------------------------------------
+
+def retry_after_seconds(value, *, unix_millis: bool = False) -> float | None:
+    """A 429's Retry-After header in seconds from now: delta-seconds or an HTTP date (RFC 9110), or
+    (`unix_millis`: Apple's App Store Server API) a Unix time in milliseconds. None when absent or
+    unreadable."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - timezone.now()).total_seconds())
+    if unix_millis:
+        return max(0.0, number / 1000 - timezone.now().timestamp())
+    return max(0.0, number)
+
 
 def as_dict(value) -> dict:
     """A JSON member that should be an object: {} when it is absent or anything else."""

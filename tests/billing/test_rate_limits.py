@@ -126,7 +126,7 @@ def _webhook_purchase(google):
 
 
 def test_verifies_of_one_user_leave_webhook_processing_its_google_budget(client, google, settings):
-    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 20  # scaled down; verify may spend 25 %: 5 calls a minute
+    settings.STORE_BUDGET_GOOGLE_PER_MINUTE = 20  # scaled down; verify may spend 25 %: 5 calls a minute
     answers = _spend_verifies(client, google, 45)
     assert answers.count(200) >= 3 and answers.count(502) >= 38  # the verify share ran out...
     assert len(google.calls) <= 5 + 1  # ...after at most its 5 calls (plus the token exchange)
@@ -137,8 +137,8 @@ def test_verifies_of_one_user_leave_webhook_processing_its_google_budget(client,
 
 def test_without_a_verify_share_the_same_verifies_starve_webhook_processing(client, google, settings):
     """The failure the share prevents (issue 12): verify allowed the whole budget."""
-    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 20
-    settings.GOOGLE_PLAY_VERIFY_QUOTA_PERCENT = 100
+    settings.STORE_BUDGET_GOOGLE_PER_MINUTE = 20
+    settings.STORE_BUDGET_VERIFY_PERCENT = 100
     _spend_verifies(client, google, 45)
     delivered = _webhook_purchase(google)
     assert delivered.event.status != "processed" and "calls/minute" in delivered.event.error

@@ -87,7 +87,7 @@ def shared_key(name: str) -> SigningKey:
 
 
 class FakeGooglePlay:
-    def __init__(self, *, package: str):
+    def __init__(self, *, package: str, port: int = 0):
         self.package = package
         self.purchases: dict[str, dict] = {}
         self.voided: list[dict] = []  # VoidedPurchase resources, oldest first
@@ -103,7 +103,7 @@ class FakeGooglePlay:
         self.client_email = "billing@test-project.iam.gserviceaccount.com"
         self.push_key = shared_key("google-push-key")  # Google's: its cert is served at /certs
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())  # 0: any free port
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)

@@ -40,7 +40,7 @@ class FakeXsolla:
         self._thread = None
 
     # --- control ---
-    def start(self) -> "FakeXsolla":
+    def start(self, port: int = 0) -> "FakeXsolla":
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,7 +53,7 @@ class FakeXsolla:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # 0: any free port
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -70,10 +70,11 @@ class FakeXsolla:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def fail_next(self, failure) -> None:
-        """The next request answers with this HTTP status, or hangs past the client's timeout ("timeout")."""
+    def fail_next(self, failure, *, retry_after: str | None = None) -> None:
+        """The next request answers with this HTTP status (with a Retry-After header when given), or hangs
+        past the client's timeout ("timeout")."""
         with self._lock:
-            self._failures.append(failure)
+            self._failures.append((failure, retry_after))
 
     @staticmethod
     def subscription(subscription_id, *, user_id: str, status: str = "active", plan: str = "b5dac9c8",
@@ -117,12 +118,14 @@ class FakeXsolla:
         with self._lock:
             self.requests.append({"method": method, "path": handler.path, "body": body,
                                   "authorization": handler.headers.get("Authorization")})
-            failure = self._failures.pop(0) if self._failures else None
+            failure, retry_after = self._failures.pop(0) if self._failures else (None, None)
         if failure == "timeout":
             time.sleep(1.0)
             return self._answer(handler, 504, {"error": {"code": 504, "message": "too late"}})
         if failure is not None:
-            return self._answer(handler, int(failure), {"error": {"code": failure, "message": "injected failure"}})
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            return self._answer(handler, int(failure), {"error": {"code": failure, "message": "injected failure"}},
+                                headers)
         if not self._authorized(handler):
             return self._answer(handler, 401, {"http_status_code": 401, "message": "Invalid credentials"})
         path = handler.path.split("?", 1)[0]
@@ -206,10 +209,12 @@ class FakeXsolla:
                                                       "days."})
 
     @staticmethod
-    def _answer(handler, status: int, data: dict | None) -> None:
+    def _answer(handler, status: int, data: dict | None, headers: dict | None = None) -> None:
         payload = json.dumps(data).encode() if data is not None else b""
         try:
             handler.send_response(status)
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
             if payload:
                 handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(payload)))

@@ -12,7 +12,6 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing.models import Outbox
-from billing.providers.google.client import QUOTA_KEY
 from billing.snapshots import Provider
 from billing.tasks import relay_outbox
 from tests.factories import SubscriptionFactory
@@ -155,10 +154,11 @@ def test_every_family_after_webhooks_checks_store_calls_and_a_beat_run(settings,
     assert delta("billing_store_api_calls_total", store="google", operation="subscription_acknowledge",
                  outcome="ok") == 1
     assert delta("billing_store_api_call_seconds_count", store="google", operation="subscription_get") == 1
-    assert value(after, "billing_store_api_budget_used_calls", store="google", share="all") == 2
-    assert value(after, "billing_store_api_budget_limit_calls", store="google", share="all") == 3000
-    assert value(after, "billing_store_api_budget_used_ratio", store="google", share="all") == 2 / 3000
-    assert redis_client.zcard(QUOTA_KEY) == 2
+    assert value(after, "billing_store_api_budget_used_calls", store="google", share="minute") == 2
+    assert value(after, "billing_store_api_budget_limit_calls", store="google", share="minute") == 3000
+    assert value(after, "billing_store_api_budget_used_ratio", store="google", share="minute") == 2 / 3000
+    assert value(after, "billing_store_api_budget_used_calls", store="google", share="day") == 2
+    assert value(after, "billing_store_api_budget_limit_calls", store="google", share="day") == 200_000
 
     assert value(after, "billing_google_acknowledgements_pending", linked="true") == 1
     assert 7000 < value(after, "billing_google_acknowledgement_deadline_seconds") <= 7200
@@ -169,7 +169,7 @@ def test_every_family_after_webhooks_checks_store_calls_and_a_beat_run(settings,
     assert value(after, "billing_outbox_oldest_age_seconds") == 0
     last_relay = value(after, "billing_beat_job_last_success_timestamp_seconds", task="billing.tasks.relay_outbox")
     assert 0 <= time.time() - last_relay < 60
-    for source in ("outbox", "google_acknowledgements", "live_subscriptions", "google_budget", "beat_jobs"):
+    for source in ("outbox", "google_acknowledgements", "live_subscriptions", "store_budgets", "beat_jobs"):
         assert value(after, "billing_metrics_source_up", source=source) == 1
 
 
@@ -177,7 +177,7 @@ def test_every_family_after_webhooks_checks_store_calls_and_a_beat_run(settings,
 def test_a_failing_source_is_reported_and_the_rest_still_served(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: the budget cannot be read
     samples = scrape()
-    assert value(samples, "billing_metrics_source_up", source="google_budget") == 0
+    assert value(samples, "billing_metrics_source_up", source="store_budgets") == 0
     assert not [key for key in samples if key[0].startswith("billing_store_api_budget")]
     assert ("billing_outbox_backlog",) in samples
     assert value(samples, "billing_metrics_source_up", source="outbox") == 1

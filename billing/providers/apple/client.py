@@ -10,6 +10,7 @@ auth.py, not here."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,9 +30,9 @@ from appstoreserverlibrary.models.OrderLookupResponse import OrderLookupResponse
 from appstoreserverlibrary.models.StatusResponse import StatusResponse
 from django.conf import settings
 
-from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
-from billing.providers.common import SubscriptionNotFound
-from operations.metrics import store_api
+from billing.providers.base import NotConfigured, PermanentError, StoreRateLimited, StoreUnavailable
+from billing.providers.common import SubscriptionNotFound, retry_after_seconds
+from billing.store_budgets import store_api
 
 from .auth import unsigned_environments_allowed
 
@@ -46,6 +47,8 @@ _RETRYABLE = {APIError.ACCOUNT_NOT_FOUND_RETRYABLE, APIError.APP_NOT_FOUND_RETRY
 _NOT_FOUND = {APIError.TRANSACTION_ID_NOT_FOUND, APIError.ORIGINAL_TRANSACTION_ID_NOT_FOUND,
               APIError.INVALID_TRANSACTION_ID, APIError.INVALID_ORIGINAL_TRANSACTION_ID}
 
+_last_retry_after = threading.local()
+
 
 class _Client(AppStoreServerAPIClient):
     def __init__(self, *, base_url: str, **kwargs):
@@ -55,8 +58,11 @@ class _Client(AppStoreServerAPIClient):
 
     def _execute_request(self, method, url, params, headers, json, data):
         # The library waits 30 s; a webhook retry or the app's retry is better than a stuck worker.
-        return requests.request(method, url, params=params, headers=headers, json=json, data=data,
-                                timeout=REQUEST_TIMEOUT_SECONDS)
+        response = requests.request(method, url, params=params, headers=headers, json=json, data=data,
+                                    timeout=REQUEST_TIMEOUT_SECONDS)
+        # The library drops the headers of an error: keep a 429's Retry-After (a Unix time in ms) for _store_errors.
+        _last_retry_after.value = response.headers.get("Retry-After") if response.status_code == 429 else None
+        return response
 
 
 @lru_cache(maxsize=8)
@@ -158,6 +164,10 @@ def _store_errors(apple_environment: str) -> Iterator[None]:
             logger.error("App Store Server API refused our credentials: check APPLE_KEY_ID, APPLE_ISSUER_ID, "
                          "APPLE_PRIVATE_KEY_FILE, APPLE_BUNDLE_ID (%s)", detail)
             raise StoreUnavailable(f"App Store Server API refused our credentials ({detail})") from exc
-        if code in _RETRYABLE or status == 429 or status >= 500:
+        if status == 429:
+            retry_after = retry_after_seconds(getattr(_last_retry_after, "value", None), unix_millis=True)
+            raise StoreRateLimited(f"App Store Server API ({apple_environment}) failed: {detail} (rate-limited)",
+                                   retry_after=retry_after) from exc
+        if code in _RETRYABLE or status >= 500:
             raise StoreUnavailable(f"App Store Server API ({apple_environment}) failed: {detail}") from exc
         raise PermanentError(f"App Store Server API ({apple_environment}) refused the request: {detail}") from exc

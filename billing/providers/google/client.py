@@ -1,74 +1,36 @@
 """The ONE place the Play Developer API is called: service-account credentials (google-auth; the
 library refreshes the access token), the discovery document shipped inside google-api-python-client
-(no network for it), the timeout (GOOGLE_PLAY_API_TIMEOUT_SECONDS), the shared per-minute quota, and
-errors mapped to ours (404/410: `common.SubscriptionNotFound`; our own budget spent: `QuotaExceeded`).
-Calls made inside `verification_budget()` (an app's verify) also spend a share of their own, capped at
-GOOGLE_PLAY_VERIFY_QUOTA_PERCENT of the budget, so verifies can never spend what webhook processing,
-re-polls and acknowledgements need.
+(no network for it), the timeout (GOOGLE_PLAY_API_TIMEOUT_SECONDS), and errors mapped to ours
+(404/410: `common.SubscriptionNotFound`; 429: `StoreRateLimited`). Every call draws from Google's budget
+of calls (billing/store_budgets.py, through the `store_api` decorator): per minute, per day, with
+priorities (webhooks and verification first, reconciliation last).
 
 The service object (and its httplib2 connection) is not thread-safe: a new one is built per call
 (about 15 ms); the credentials are shared per process so the access token is reused."""
 
-import contextvars
 import json
 import logging
 import os
 import threading
-import time
-import uuid
-from contextlib import contextmanager
 
 import google_auth_httplib2
 import httplib2
-import redis
 from django.conf import settings
 from google.auth import exceptions as google_exceptions
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from billing.providers.base import NotConfigured, PermanentError, StoreUnavailable
-from billing.providers.common import SubscriptionNotFound
-from billing.redis_client import get_redis
-from operations.metrics import store_api
+from billing.providers.base import NotConfigured, PermanentError, StoreRateLimited, StoreUnavailable
+from billing.providers.common import SubscriptionNotFound, retry_after_seconds
+from billing.store_budgets import QuotaExceeded, store_api  # noqa: F401 (services.py stops its run on QuotaExceeded)
 
 logger = logging.getLogger(__name__)
 
 SCOPES = ["https://www.googleapis.com/auth/androidpublisher"]
 DEFAULT_TIMEOUT_SECONDS = 20.0
-QUOTA_KEY = "google:play:quota"
-VERIFY_QUOTA_KEY = "google:play:quota:verify"
-QUOTA_WINDOW_MS = 60_000
-# Sliding windows (one sorted-set member per call in the last minute), so "per minute" holds over any
-# 60 s, not per calendar minute. KEYS[1] is the whole budget (ARGV[3]); KEYS[2], for verify calls, their
-# share (ARGV[5]): a verify call must fit in both and counts in both. A call over budget is not recorded:
-# a caller retrying while refused does not keep the window full. Atomic: every process shares the keys.
-_QUOTA_SCRIPT = """
-local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 1, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
-end
-if #KEYS > 1 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
-  return -1
-end
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[i], ARGV[2])
-end
-return 1
-"""
-DEFAULT_VERIFY_QUOTA_PERCENT = 25
-_verifying = contextvars.ContextVar("google_play_verifying", default=False)
-
 _lock = threading.Lock()
 _credentials: dict[tuple, service_account.Credentials] = {}
-
-
-class QuotaExceeded(StoreUnavailable):
-    """Our own per-minute budget (GOOGLE_PLAY_QUOTA_PER_MINUTE) is spent: try again within a minute."""
 
 
 def _credentials_for(path: str) -> service_account.Credentials:
@@ -109,66 +71,8 @@ def service():
                  client_options=options)
 
 
-@contextmanager
-def verification_budget():
-    """Play API calls made inside this block (an app verifying a purchase) spend the verify share."""
-    token = _verifying.set(True)
-    try:
-        yield
-    finally:
-        _verifying.reset(token)
-
-
-def verify_quota_per_minute(limit: int) -> int:
-    """The verify share of a budget of `limit` calls a minute (at least one call)."""
-    percent = getattr(settings, "GOOGLE_PLAY_VERIFY_QUOTA_PERCENT", DEFAULT_VERIFY_QUOTA_PERCENT)
-    return max(1, limit * percent // 100)
-
-
-def take_quota() -> None:
-    """One call against the budget shared by every process: at most GOOGLE_PLAY_QUOTA_PER_MINUTE calls
-    in any 60 seconds (a Redis sliding window); verify calls at most their share of it besides. Over
-    budget → QuotaExceeded (transient: webhooks and re-polls retry later, verify answers 502). Without
-    Redis the budget is not enforced (logged), rather than stopping all calls."""
-    limit = settings.GOOGLE_PLAY_QUOTA_PER_MINUTE
-    client = get_redis()
-    if not limit or client is None:
-        return
-    keys, share = [QUOTA_KEY], verify_quota_per_minute(limit)
-    if _verifying.get():
-        keys.append(VERIFY_QUOTA_KEY)
-    now_ms = int(time.time() * 1000)
-    try:
-        allowed = client.register_script(_QUOTA_SCRIPT)(
-            keys=keys, args=[now_ms, QUOTA_WINDOW_MS, limit, f"{now_ms}:{uuid.uuid4().hex}", share])
-    except redis.RedisError as exc:
-        logger.warning("Google Play quota counter unavailable, not enforced: %s", exc)
-        return
-    if allowed == 0:
-        raise QuotaExceeded(f"Google Play API budget of {limit} calls/minute is spent; retry within a minute")
-    if allowed == -1:
-        raise QuotaExceeded(f"Google Play API budget for verifying purchases ({share} calls/minute) is spent; "
-                            "retry within a minute")
-
-
-def quota_used() -> dict[str, tuple[int, int]] | None:
-    """The budget spent in the last 60 s, for /metrics: {"all": (calls, limit), "verify": (calls, share)};
-    None without a budget or Redis (a Redis error propagates: the scrape reports it)."""
-    limit = settings.GOOGLE_PLAY_QUOTA_PER_MINUTE
-    client = get_redis()
-    if not limit or client is None:
-        return None
-    since = int(time.time() * 1000) - QUOTA_WINDOW_MS
-    pipe = client.pipeline(transaction=False)
-    for key in (QUOTA_KEY, VERIFY_QUOTA_KEY):
-        pipe.zcount(key, f"({since}", "+inf")
-    used, verify_used = pipe.execute()
-    return {"all": (used, limit), "verify": (verify_used, verify_quota_per_minute(limit))}
-
-
 def execute(request, what: str):
-    """Run a prepared API request: quota first, then the call, errors mapped."""
-    take_quota()
+    """Run a prepared API request (the budget was drawn by `store_api`), errors mapped."""
     try:
         return request.execute(num_retries=0)
     except HttpError as exc:
@@ -176,7 +80,10 @@ def execute(request, what: str):
         reason = exc.reason or str(exc)
         if status in (404, 410):  # the token is unknown to Google, or too old (60 days after expiry)
             raise SubscriptionNotFound(f"{what}: Google answered {status} ({reason})", status=status) from exc
-        if status in (429,) or status >= 500:
+        if status == 429:
+            raise StoreRateLimited(f"{what}: Google answered 429 ({reason})",
+                                   retry_after=retry_after_seconds(exc.resp.get("retry-after"))) from exc
+        if status >= 500:
             raise StoreUnavailable(f"{what}: Google answered {status} ({reason})") from exc
         if status in (401, 403):
             # Our service account lacks access: fixable by an operator, so retried meanwhile.

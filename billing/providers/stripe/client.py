@@ -22,11 +22,12 @@ from billing.providers.base import (
     CredentialsRefused,
     NotConfigured,
     PaymentDeclined,
+    StoreRateLimited,
     StoreRefused,
     StoreUnavailable,
 )
-from billing.providers.common import SubscriptionNotFound
-from operations.metrics import store_api
+from billing.providers.common import SubscriptionNotFound, retry_after_seconds
+from billing.store_budgets import store_api
 
 # The webhook payload shape follows the endpoint's API version, the responses follow this one:
 # pin the dashboard endpoint to the same value (docs/providers/stripe.md).
@@ -105,6 +106,10 @@ def translated_errors(*, missing: str | None = None):
                               decline_code=getattr(exc.error, "decline_code", None)) from exc
     except stripe.StripeError as exc:
         message = exc.user_message or str(exc)
+        if isinstance(exc, stripe.RateLimitError) or getattr(exc, "http_status", None) == 429:
+            headers = getattr(exc, "headers", None) or {}
+            raise StoreRateLimited(f"Stripe did not answer: rate-limited (429): {message}",
+                                   retry_after=retry_after_seconds(headers.get("Retry-After"))) from exc
         if _is_transient(exc):
             raise StoreUnavailable(f"Stripe did not answer: {message}") from exc
         if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError) or \

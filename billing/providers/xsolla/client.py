@@ -15,9 +15,9 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 
-from billing.providers.base import CredentialsRefused, NotConfigured, PermanentError, StoreUnavailable
-from billing.providers.common import SubscriptionNotFound
-from operations.metrics import store_api
+from billing.providers.base import CredentialsRefused, NotConfigured, PermanentError, StoreRateLimited, StoreUnavailable
+from billing.providers.common import SubscriptionNotFound, retry_after_seconds
+from billing.store_budgets import store_api
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,10 @@ def _request(method: str, path: str, *, json_body: dict | None = None) -> dict:
         response = _session().request(method, _url(path), json=json_body, timeout=_timeout())
     except requests.RequestException as exc:  # connection refused, DNS, timeouts
         raise StoreUnavailable(f"Xsolla did not answer: {exc}") from exc
-    if response.status_code >= 500 or response.status_code == 429:
+    if response.status_code == 429:
+        raise StoreRateLimited(f"Xsolla answered 429 to {method} {path}",
+                               retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+    if response.status_code >= 500:
         raise StoreUnavailable(f"Xsolla answered {response.status_code} to {method} {path}")
     if response.status_code >= 400:
         message = _error_message(response)

@@ -43,7 +43,7 @@ def google(settings, fake_play, tmp_path):
     settings.GOOGLE_PUBSUB_SERVICE_ACCOUNT = PUSH_EMAIL
     settings.GOOGLE_PUBSUB_VERIFICATION_TOKEN = ""
     settings.GOOGLE_PUBSUB_CERTS_URL = f"{fake_play.base_url}/certs"
-    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 3000
+    settings.STORE_BUDGET_GOOGLE_PER_MINUTE = 3000
     settings.GOOGLE_UNKNOWN_TOKEN_POLICY = "orphan"
     certificates.clear()
     yield fake_play

@@ -82,7 +82,7 @@ def test_unreachable_api_and_token_endpoint_are_transient(google, settings):
 
 def test_quota_is_shared_by_all_callers(adapter, google, settings):
     # A sliding 60 s window: the three calls below fall in one window whenever the test runs.
-    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 2
+    settings.STORE_BUDGET_GOOGLE_PER_MINUTE = 2
     google.set_purchase("tok-q", STEP["subscriptionPurchaseV2"] | {"acknowledgementState":
                                                                     "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"})
     push(google, subscription_notification("tok-q", 2))  # webhook: 1 call
@@ -93,12 +93,12 @@ def test_quota_is_shared_by_all_callers(adapter, google, settings):
 
 
 def test_quota_refusals_do_not_spend_the_budget(google, settings):
-    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 1
+    settings.STORE_BUDGET_GOOGLE_PER_MINUTE = 1
     google.set_purchase(TOKEN, STEP["subscriptionPurchaseV2"])
     client.subscription_get(TOKEN)
     for _ in range(3):
         with pytest.raises(client.QuotaExceeded):
             client.subscription_get(TOKEN)
-    settings.GOOGLE_PLAY_QUOTA_PER_MINUTE = 2  # one more call fits: the refused ones were not counted
+    settings.STORE_BUDGET_GOOGLE_PER_MINUTE = 2  # one more call fits: the refused ones were not counted
     client.subscription_get(TOKEN)
     assert len(google.calls_of("get")) == 2
