@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_finance_scope'),
-        ('billing', '0004_ledger_fields'),
+        ("billing", "0009_store_action_permissions"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
