@@ -1,21 +1,19 @@
 """The admin's "Export CSV" of the Transactions list: every row the list's current filters, search and
 date drill-down select (not one page), streamed in ledger order with the export's columns (finance/
-transactions.py). Staff with `billing.export_finance` only: others see no button
-(templates/admin/billing/transaction/change_list_object_tools.html) and get 403 here.
+transactions.py). Staff with `billing.export_finance` only: others see no link and get 403.
 
 The list is billing's (billing/admin/ledgers.py); finance sits on top and billing never imports it, so
-the route lives in finance/urls.py (under admin/, before the admin's catch-all) and asks the admin site
-for the registered TransactionAdmin to rebuild the list's queryset exactly as the list does."""
+the export is one of the list's tools (billing/admin/changelist_tools.py), added from FinanceConfig.ready,
+at /admin/billing/transaction/export/."""
 
 import logging
 
-from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest
 from django.utils import timezone
 
-from billing.models import Transaction
+from billing.admin.changelist_tools import ChangelistTool
 
 from .api import streamed_export
 from .streaming import moment, queryset_chunks
@@ -26,18 +24,11 @@ logger = logging.getLogger(__name__)
 PERMISSION = "billing.export_finance"
 
 
-def filtered_transactions(request):
-    """The Transactions changelist's rows for this request's query string (filters, search, drill-down)."""
-    model_admin = admin.site.get_model_admin(Transaction)
-    changelist = model_admin.get_changelist_instance(request)
-    return changelist.get_queryset(request)
-
-
-def _export(request):
+def export_transactions_csv(model_admin, request):
     if not request.user.has_perm(PERMISSION):
         raise PermissionDenied("Exporting finance data needs the 'Can export finance data' permission.")
     try:
-        queryset = filtered_transactions(request)
+        queryset = model_admin.get_changelist_instance(request).get_queryset(request)
     except IncorrectLookupParameters:
         return HttpResponseBadRequest("These filters are not valid for the transactions list.")
     # Rows recorded after the export started are left out, as in the command and the API.
@@ -49,5 +40,11 @@ def _export(request):
                            headers={"X-Recorded-Before": moment(now)})
 
 
-# The admin's own wrapper: signed-in active staff (others go to the admin's login page), never cached.
-transactions_export = admin.site.admin_view(_export)
+TOOL = ChangelistTool(slug="export", label="Export CSV", view=export_transactions_csv, permission=PERMISSION)
+
+
+def install() -> None:
+    from billing.admin.ledgers import TransactionAdmin  # the admin's modules load after the apps
+
+    if TOOL not in TransactionAdmin.changelist_tools:
+        TransactionAdmin.changelist_tools.append(TOOL)

@@ -33,7 +33,7 @@ def export_subscriptions_csv(model_admin, request):
     return response
 
 
-TOOL = ChangelistTool(slug="export-csv", label="Export CSV", view=export_subscriptions_csv, permission=PERMISSION)
+TOOL = ChangelistTool(slug="export", label="Export CSV", view=export_subscriptions_csv, permission=PERMISSION)
 
 
 def install() -> None:

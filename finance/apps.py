@@ -6,7 +6,9 @@ class FinanceConfig(AppConfig):
     name = "finance"
 
     def ready(self):
-        # The Subscriptions admin's "Export CSV" (billing's admin offers the hook; billing never imports finance).
-        from .admin_subscription_exports import install
+        # The Transactions and Subscriptions lists' "Export CSV" (billing's admin offers the hook; billing
+        # never imports finance).
+        from . import admin_exports, admin_subscription_exports
 
-        install()
+        admin_exports.install()
+        admin_subscription_exports.install()

@@ -1,8 +1,7 @@
-"""Finance's routes: the API for BI tools and the admin's export (under admin/, before the admin's catch-all)."""
+"""Finance's routes: the API for BI tools and the dashboard (under admin/, before the admin's catch-all)."""
 
 from django.urls import path
 
-from .admin_exports import transactions_export
 from .api import TransactionExportApi
 from .api_metrics import FinanceMetricsApi
 from .dashboard import dashboard
@@ -10,7 +9,6 @@ from .dashboard import dashboard
 urlpatterns = [
     path("api/finance/transactions", TransactionExportApi.as_view(), name="finance-transactions"),
     path("api/finance/metrics", FinanceMetricsApi.as_view(), name="finance-metrics"),
-    path("admin/billing/transaction/export/", transactions_export, name="finance-transactions-admin-export"),
     # Under admin/ (its look, its login), before the admin's catch-all in config/urls.py.
     path("admin/finance/dashboard/", dashboard, name="finance-dashboard"),
 ]

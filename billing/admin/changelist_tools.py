@@ -18,7 +18,8 @@ class ChangelistTool:
 
 
 class ChangelistToolsMixin:
-    change_list_template = "admin/change_list_tools.html"
+    """Links rendered by templates/admin/change_list_object_tools.html, so a list keeps its own template."""
+
     changelist_tools: list[ChangelistTool] = []  # a list per admin class, appended by apps above billing
 
     def _tool_url_name(self, tool: ChangelistTool) -> str:

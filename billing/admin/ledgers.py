@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from billing.models import StatusChange, Transaction
 
+from .changelist_tools import ChangelistToolsMixin
 from .filters import DateRangeFilter
 from .labels import status_filter, status_label
 from .toolkit import ReadOnlyAdmin, money, pretty_json
@@ -39,7 +40,8 @@ class StatusChangeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdmin):
+class TransactionAdmin(ChangelistToolsMixin, ReadOnlyAdmin):
+    changelist_tools = []  # finance's "Export CSV" (finance/admin_exports.py)
     list_display = ("occurred_at", "provider", "provider_transaction_id", "kind", "amount", "environment",
                     "subscription", "user")
     list_filter = (("occurred_at", DateRangeFilter), "provider", "kind", "environment", "currency")

@@ -49,7 +49,9 @@ class ConsoleSearchTests(BrowserTestCase):
         box = self.wait_for("#searchbar")
         box.clear()
         box.send_keys(term, Keys.ENTER)
-        WebDriverWait(self.browser, 10).until(expected_conditions.staleness_of(box))  # the results page loaded
+        # The results page loaded: its address carries the search (Chromium may fail a staleness check
+        # of the old box with an inspector error rather than a stale-element one).
+        WebDriverWait(self.browser, 10).until(lambda browser: "q=" in browser.current_url)
         self.wait_for("#changelist-search")
         return [row.text for row in self.browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")]
 

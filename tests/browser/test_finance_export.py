@@ -14,7 +14,7 @@ class TransactionExportButtonTest(BrowserTestCase):
         self.login(self.staff_user("finance", superuser=False,
                                    permissions=("billing.view_transaction", "billing.export_finance")))
         self.visit("/admin/billing/transaction/?provider__exact=stripe")
-        button = self.wait_for("a.finance-export")
+        button = self.wait_for(".object-tools a[href*='/export/']")
         assert button.text.lower() == "export csv"  # the admin styles object tools in capitals
         assert button.get_attribute("href").endswith("/admin/billing/transaction/export/?provider__exact=stripe")
         self.screenshot("finance-transactions-export-button")
@@ -23,4 +23,4 @@ class TransactionExportButtonTest(BrowserTestCase):
         self.login(self.staff_user("support", superuser=False, permissions=("billing.view_transaction",)))
         self.visit("/admin/billing/transaction/")
         self.wait_for("#result_list")
-        assert not self.browser.find_elements(By.CSS_SELECTOR, "a.finance-export")
+        assert not self.browser.find_elements(By.CSS_SELECTOR, ".object-tools a[href*='/export/']")

@@ -11,8 +11,8 @@ class SubscriptionExportLinkTests(BrowserTestCase):
         self.login(self.staff_user("finance", superuser=False, permissions=(
             "billing.view_subscription", "billing.export_finance")))
         self.visit("/admin/billing/subscription/?status__exact=ACTIVE")
-        link = self.wait_for(".object-tools a[href*='export-csv']")
+        link = self.wait_for(".object-tools a[href*='/export/']")
         assert link.text.upper() == "EXPORT CSV"
-        assert link.get_attribute("href").endswith("/admin/billing/subscription/export-csv/?status__exact=ACTIVE")
+        assert link.get_attribute("href").endswith("/admin/billing/subscription/export/?status__exact=ACTIVE")
         assert "sub_browser" in self.browser.find_element(By.ID, "result_list").text
         self.screenshot("finance-subscriptions-export-link")
