@@ -1,14 +1,18 @@
 """Helpers every test suite shares: deliver a webhook through the real pipeline, read the event
 stream, find a port nothing listens on."""
 
+import csv
+import io
 import json
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.core.management import call_command
 from django.http import HttpResponse
 from django.test import Client
+from django.utils import timezone
 
 from billing.models import Subscription
 from billing.redis_client import get_redis
@@ -68,3 +72,13 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def exported_transactions(provider: str) -> list[dict]:
+    """`manage.py export_transactions` of one store's whole ledger (both environments), as dicts by column:
+    what finance would get for these rows."""
+    today = timezone.now().date()
+    out = io.StringIO()
+    call_command("export_transactions", "--from", "2000-01-01", "--to", today.isoformat(), "--provider", provider,
+                 "--environment", "all", stdout=out, stderr=io.StringIO())
+    return list(csv.DictReader(io.StringIO(out.getvalue())))

@@ -7,7 +7,7 @@ import pytest
 
 from billing.models import Transaction
 from tests.fakes.apple import notification_claims, now_ms, renewal_claims, signed_body, transaction_claims
-from tests.helpers import deliver
+from tests.helpers import deliver, exported_transactions
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +49,11 @@ def test_purchase_and_renewal_delivered_twice_are_each_recorded_once_with_apples
     assert renewal.recorded_at >= renewal.occurred_at
     # Apple tells neither its commission nor taxes in notifications: left empty, not guessed.
     assert (renewal.fee_minor, renewal.net_minor, renewal.settlement_currency) == (None, None, "")
+    # Finance's export: each once, with Apple's ids and the amounts in the currency's decimals.
+    rows = [(r["kind"], r["store_transaction_id"], r["line_item_id"], r["amount"], r["amount_minor"], r["currency"])
+            for r in exported_transactions("apple")]
+    assert rows == [("purchase", OTID, str(int(OTID) + 7), "0.00", "0", "USD"),
+                    ("renewal", "2000000000000002", "2000000000000099", "9.99", "999", "EUR")]
 
 
 @pytest.mark.parametrize(("offer_type", "kind"), [(1, "introductory"), (2, "promotional"), (3, "offer_code")])
@@ -71,3 +76,5 @@ def test_refund_then_its_reversal_refer_to_the_payment_and_the_reversal_gives_ba
     assert (refund.refers_to, refund.amount_minor) == (OTID, 500)
     assert (reversal.refers_to, reversal.amount_minor, reversal.currency) == (OTID, 500, "USD")
     assert reversal.provider_transaction_id == f"{OTID}:refund_reversed"
+    assert [(r["kind"], r["refers_to"], r["amount"]) for r in exported_transactions("apple")] == [
+        ("purchase", "", "9.99"), ("refund", OTID, "5.00"), ("refund_reversed", OTID, "5.00")]

@@ -6,6 +6,7 @@ import pytest
 
 from billing.models import Transaction
 from billing.providers.common import datetime_from_iso
+from tests.helpers import exported_transactions
 
 from .conftest import PACKAGE, load_sequence, push, token_of
 
@@ -32,6 +33,11 @@ def test_purchase_and_renewals_each_once_with_order_ids_region_and_period(google
         assert renewal.period_start is None  # Google does not say when a renewal's period began: not guessed
     # Google tells neither its service fee nor taxes in the purchase: left empty.
     assert not Transaction.objects.filter(fee_minor__isnull=False).exists()
+    rows = exported_transactions("google")
+    assert sorted(r["store_transaction_id"] for r in rows) == sorted(
+        Transaction.objects.filter(provider="google").values_list("provider_transaction_id", flat=True))
+    assert {(r["kind"], r["amount"], r["currency"], r["country"], r["fee"]) for r in rows} == {
+        ("purchase", "16.99", "AUD", "AU", ""), ("renewal", "16.99", "AUD", "AU", "")}
 
 
 def test_a_free_trial_order_is_marked_as_such(google):

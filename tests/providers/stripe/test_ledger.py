@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from billing.models import Transaction
-from tests.helpers import drain
+from tests.helpers import drain, exported_transactions
 
 from .conftest import deliver_events
 
@@ -68,6 +68,12 @@ def test_refund_and_dispute_refer_to_the_invoice_and_carry_stripes_fees(fake_str
     chargeback = Transaction.objects.get(provider_transaction_id=dispute["id"])
     assert (chargeback.kind, chargeback.amount_minor, chargeback.refers_to) == ("chargeback", 999, invoice_id)
     assert (chargeback.fee_minor, chargeback.net_minor) == (1500, -2499)  # the dispute fee on top
+    # Finance's export: each money movement once, fees and nets as decimals of the settlement currency.
+    rows = [(r["kind"], r["store_transaction_id"], r["order_id"], r["amount"], r["fee"], r["net"])
+            for r in exported_transactions("stripe")]
+    assert sorted(rows) == sorted([("purchase", invoice_id, invoice_id, "9.99", "0.59", "9.40"),
+                                   ("refund", refund["id"], invoice_id, "3.00", "0.00", "-3.00"),
+                                   ("chargeback", dispute["id"], invoice_id, "9.99", "15.00", "-24.99")])
 
 
 def test_a_dispute_won_is_a_reversal_once(fake_stripe, monthly):

@@ -5,6 +5,7 @@ the coupon, and Xsolla's fees and payout where it states them in one currency.""
 import pytest
 
 from billing.models import Transaction
+from tests.helpers import exported_transactions
 
 from .conftest import body_of, fixture_bytes, fixture_json, send
 
@@ -34,3 +35,6 @@ def test_a_refund_refers_to_the_payment(xsolla):
     send(fixture_bytes("sdk/refund"))
     refund = Transaction.objects.get(provider="xsolla", kind="refund")
     assert (refund.refers_to, refund.order_id, refund.fee_minor) == ("1", "1", None)
+    assert [(r["kind"], r["store_transaction_id"], r["amount"], r["fee"], r["net"])
+            for r in exported_transactions("xsolla")] == [("purchase", "1", "9.99", "30.00", "200.00"),
+                                                           ("refund", "refund:1", "9.99", "", "")]
