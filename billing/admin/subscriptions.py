@@ -190,7 +190,8 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
     inlines = (StatusChangeInline, TransactionInline)
     ordering = ("-created_at",)
     fieldsets = (
-        (None, {"fields": ("provider", "provider_subscription_id", "user", "status", "status_explained", "entitled_now",
+        (None, {"fields": ("provider", "provider_subscription_id", "user", "status_label", "status_explained",
+                           "entitled_now",
                            "product_link", "store_product_id", "environment", "replaced_by_link",
                            "store_action_buttons")}),
         ("Period and price", {"fields": ("period", "amount", "upcoming_amount", "auto_renew", "started_at",
@@ -200,8 +201,8 @@ class SubscriptionAdmin(ChangelistToolsMixin, admin.ModelAdmin):
                                   "acknowledged_at", "created_at", "updated_at")}),
         ("Latest raw snapshot from the store", {"classes": ("collapse",), "fields": ("raw_snapshot_pretty",)}),
     )
-    readonly_fields = ("provider", "provider_subscription_id", "user", "status", "status_explained", "entitled_now",
-                       "product_link",
+    readonly_fields = ("provider", "provider_subscription_id", "user", "status_label", "status_explained",
+                       "entitled_now", "product_link",
                        "store_product_id", "environment", "replaced_by_link", "period", "amount",
                        "upcoming_amount", "auto_renew", "started_at", "current_period_start", "current_period_end",
                        "expires_at", "grace_until", "canceled_at", "ended_at", "last_event_at", "last_verified_at",
