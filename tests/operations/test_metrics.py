@@ -199,6 +199,10 @@ def test_counts_from_a_celery_worker_process_reach_metrics(client, queued_tasks,
     wait_for(lambda: set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed", "ignored"},
              timeout=60, message="both events processed by the worker")
     settings.PROMETHEUS_MULTIPROC_DIR = str(directory)
+    # The worker counts an event once its task has finished with it, a moment after the row says so.
+    wait_for(lambda: value(scrape(), "billing_webhook_processing_lag_seconds_count", provider="hooktest") == 1
+             and value(scrape(), "billing_webhooks_processed_total", provider="hooktest", event_type="test",
+                       outcome="ignored") == 1, timeout=20, message="the worker's counts in the scrape")
     samples = scrape()
 
     assert value(samples, "billing_webhooks_processed_total", provider="hooktest", event_type="status",
