@@ -18,10 +18,15 @@ def test_a_workers_task_lines_carry_the_task_id_and_the_event_id(client, queued_
     event = wait_for(lambda: WebhookEvent.objects.filter(dedupe_key="evt_log1", status="processed").first(),
                      timeout=60, message="the event processed by the worker")
 
-    lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
-    retry = next(line for line in lines if line["logger"] == "webhooks.retries")
+    def read_lines():
+        return [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+
+    retry = next(line for line in read_lines() if line["logger"] == "webhooks.retries")
     assert retry["event_id"] == event.pk and "retry in" in retry["message"]
     assert retry["task_id"] and retry["task_name"].startswith("webhooks.tasks.")
-    # Celery's own line about that task names the same id.
-    assert any(line["logger"] == "celery.app.trace" and retry["task_id"] in line["message"] for line in lines)
+    # Celery's own line about that task names the same id (written when the task returns, a moment after
+    # the row says processed).
+    wait_for(lambda: any(line["logger"] == "celery.app.trace" and retry["task_id"] in line["message"]
+                         for line in read_lines()), timeout=20, message="Celery's line about the task")
+    lines = read_lines()
     assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
