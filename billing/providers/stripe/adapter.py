@@ -30,7 +30,7 @@ from billing.statuses import Status
 
 from . import client, mapping, selectors, services
 from .auth import webhook_authenticate, webhook_decode
-from .tasks import mirror_event
+from .tasks import mirror_soon
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,10 @@ CATALOGUE_EVENTS = ("price.created", "price.updated", "product.updated")
 # --- Follow-ups (after the snapshots are applied) ----------------------------------------------
 
 def _mirror_after_apply(event: dict, _results) -> None:
-    """Queue the dj-stripe mirror. Never fails the event: the mirror is a copy, not the truth."""
+    """Queue the dj-stripe mirror (batched, on the `slow` queue: tasks.py). Never fails the event: the
+    mirror is a copy, not the truth."""
     try:
-        mirror_event.delay(event)
+        mirror_soon(event)
     except Exception:
         logger.exception("could not queue the dj-stripe mirror of %s", event.get("id"))
 
