@@ -184,7 +184,8 @@ def _catalogue_after_apply(obj: dict, _results) -> None:
 
 
 def _products_after_apply(subscription: dict, _results) -> None:
-    services.products_upsert_from_subscription(subscription=subscription)
+    # Only the prices new to us or changed (a subscription event almost always carries known ones).
+    services.products_sync_from_subscription(subscription=subscription)
 
 
 # --- The subscription an event is about --------------------------------------------------------
