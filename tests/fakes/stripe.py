@@ -158,7 +158,7 @@ class FakeStripe:
 
     def handle(self, method: str, path: str, params: dict, authorization: str):
         with self.lock:
-            self.requests.append((method, path, params))
+            self.requests.append((method, path, copy.deepcopy(params)))  # as sent (expand is popped below)
             for failure in self.failures:
                 if failure["times"] > 0 and failure["pattern"].search(f"{method} {path}"):
                     failure["times"] -= 1

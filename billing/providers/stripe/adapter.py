@@ -23,6 +23,7 @@ from billing.providers.base import (
     ProviderAdapter,
     TransientError,
     VerifiedEvent,
+    read_once_in_group,
 )
 from billing.providers.common import SubscriptionNotFound, datetime_from_seconds
 from billing.snapshots import Provider, Snapshot
@@ -194,7 +195,9 @@ def _current(subscription_id: str, *, fallback: dict | None, created: datetime) 
     """The subscription as Stripe has it now (observed now), else the event's copy (observed at the event)."""
     if settings.STRIPE_SECRET_KEY:
         try:
-            return client.subscription_get(subscription_id), timezone.now()
+            # Once per drain group (several events of one subscription arrive together), as of the read.
+            return read_once_in_group(("stripe", "subscription", subscription_id),
+                                      lambda: (client.subscription_get(subscription_id), timezone.now()))
         except SubscriptionNotFound:
             pass
     if isinstance(fallback, dict) and fallback.get("object") == "subscription":

@@ -617,3 +617,31 @@ def test_the_mirror_of_a_burst_is_one_task_on_the_slow_queue_that_mirrors_every_
     fake_stripe.renew(sub["id"])
     deliver_events(fake_stripe.take_events())
     assert redis_client.llen("slow") == 2
+
+
+def subscription_reads(fake, sub) -> int:
+    """The pipeline's re-reads of the subscription (dj-stripe's mirror reads it too, without expanding)."""
+    return sum(1 for method, path, params in fake.requests if method == "GET"
+               and path == f"/v1/subscriptions/{sub['id']}" and params.get("expand") == ["items.data.price.product"])
+
+
+def test_events_of_one_subscription_drained_together_read_it_from_stripe_once(fake_stripe, monthly):
+    sub = subscribe(fake_stripe, monthly)
+    events = fake_stripe.take_events()
+    named = [e for e in events if e["type"].startswith(("customer.subscription.", "invoice."))]
+    assert len(named) >= 3  # customer.subscription.created, invoice.paid, invoice.payment_succeeded
+    for event in events:
+        deliver_event(event, process=False)  # stored together, as a burst waits for the worker
+    drain()
+    assert subscription_reads(fake_stripe, sub) == 1
+    assert row(sub).status == Status.ACTIVE and Transaction.objects.count() == 1
+    assert set(WebhookEvent.objects.filter(event_type__in=[e["type"] for e in named]).values_list(
+        "status", flat=True)) == {"processed"}
+
+    # A later group reads it again: what Stripe holds now.
+    fake_stripe.set_status(sub["id"], "past_due")
+    for event in fake_stripe.take_events():
+        deliver_event(event, process=False)
+    drain()
+    assert subscription_reads(fake_stripe, sub) == 2
+    assert row(sub).status == Status.ON_GRACE
