@@ -282,6 +282,11 @@ def _charge_of_paid_invoice(invoice: dict) -> dict | None:
     four levels deep): the invoice's payment with its payment intent, then the charge."""
     if not settings.STRIPE_SECRET_KEY or not invoice.get("id") or selectors.invoice_recorded(invoice["id"]):
         return None
+    # invoice.paid and invoice.payment_succeeded of one payment usually share a drain group: read once.
+    return read_once_in_group(("stripe", "paid-invoice-charge", invoice["id"]), partial(_read_charge_of, invoice))
+
+
+def _read_charge_of(invoice: dict) -> dict | None:
     charge_id = mapping.obj_id(invoice.get("charge"))  # API versions before 2025-03-31
     if not charge_id:
         payments = client.invoice_payments_list(invoice=invoice["id"], expand=("data.payment.payment_intent",))

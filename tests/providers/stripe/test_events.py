@@ -634,6 +634,10 @@ def test_events_of_one_subscription_drained_together_read_it_from_stripe_once(fa
         deliver_event(event, process=False)  # stored together, as a burst waits for the worker
     drain()
     assert subscription_reads(fake_stripe, sub) == 1
+    # invoice.paid and invoice.payment_succeeded: the charge that paid the invoice (fee and net) read once too.
+    charge = fake_stripe.latest_charge(sub["id"])
+    assert [p.get("expand") for m, path, p in fake_stripe.requests if path == f"/v1/charges/{charge['id']}"] == [
+        ["balance_transaction"]]
     assert row(sub).status == Status.ACTIVE and Transaction.objects.count() == 1
     assert set(WebhookEvent.objects.filter(event_type__in=[e["type"] for e in named]).values_list(
         "status", flat=True)) == {"processed"}
