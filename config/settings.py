@@ -192,6 +192,9 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.forget_cached_entitlements": {"queue": "webhooks"},
     # store actions, verification retries, Google acknowledgements, the expiry sweep: seconds to a minute
     "billing.tasks.expire_lapsed": {"queue": "actions"},
+    # the dj-stripe mirror: a copy for people to look at, ~20-50 ms per event; never on the webhooks worker
+    "billing.providers.stripe.tasks.mirror_events": {"queue": "slow"},
+    "billing.providers.stripe.tasks.mirror_event": {"queue": "slow"},
     "billing.providers.*": {"queue": "actions"},
     # slow jobs: many store calls or big reads, minutes late is fine
     "billing.tasks.repoll_subscriptions": {"queue": "slow"},

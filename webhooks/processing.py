@@ -18,7 +18,7 @@ from django.utils import timezone
 from billing.apply import ApplyResult, apply_snapshots
 from billing.db import update_rows
 from billing.providers import registry
-from billing.providers.base import InboundEvent, Undecodable, retry_may_help
+from billing.providers.base import InboundEvent, Undecodable, reads_shared_in_group, retry_may_help
 from billing.snapshots import Cause, CauseKind
 from operations import metrics
 from operations.log_context import log_context
@@ -176,12 +176,13 @@ class _ParseFailed(Exception):
 def _attempt_together(events: list[WebhookEvent]) -> list[_Attempt]:
     now = timezone.now()
     parsed = []
-    for event in events:
-        try:
-            with log_context(event_id=event.pk):
-                parsed.append(registry.get_adapter(event.provider).parse(_inbound(event)))
-        except Exception as exc:
-            raise _ParseFailed(event, exc) from exc
+    with reads_shared_in_group():  # a subscription several of the group's events name is read once
+        for event in events:
+            try:
+                with log_context(event_id=event.pk):
+                    parsed.append(registry.get_adapter(event.provider).parse(_inbound(event)))
+            except Exception as exc:
+                raise _ParseFailed(event, exc) from exc
     results = iter(apply_snapshots([(snapshot, Cause(CauseKind.WEBHOOK, ref=str(event.pk)))
                                     for event, p in zip(events, parsed, strict=True) for snapshot in p.snapshots]))
     attempts = []

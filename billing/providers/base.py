@@ -13,6 +13,8 @@ each store's admin.py."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -155,6 +157,34 @@ class InboundEvent:
     headers: Mapping[str, str]
     received_at: datetime
     occurred_at: datetime | None = None
+
+
+# --- One store read per drain group ---------------------------------------------------------------
+# Events claimed together (a drain group, webhooks/processing.py) were all received before the claim, so
+# a store read made while parsing any of them is as fresh as one made for each: a subscription several
+# of them name is read once per group (Stripe: customer.subscription.created, invoice.paid and
+# invoice.payment_succeeded of one payment arrive together). Outside a group, every read is made.
+_group_reads: ContextVar[dict | None] = ContextVar("group_reads", default=None)
+
+
+@contextmanager
+def reads_shared_in_group() -> Iterator[None]:
+    """Store reads made through `read_once_in_group` inside this block are made once per key."""
+    token = _group_reads.set({})
+    try:
+        yield
+    finally:
+        _group_reads.reset(token)
+
+
+def read_once_in_group(key: tuple, read: Callable[[], object]):
+    """`read()`, or its result from earlier in the same group (a failed read is not kept: made again)."""
+    memo = _group_reads.get()
+    if memo is None:
+        return read()
+    if key not in memo:
+        memo[key] = read()
+    return memo[key]
 
 
 @dataclass

@@ -9,6 +9,7 @@ from django.conf import settings
 import billing.providers.google.tasks  # noqa: F401 (registers its tasks, as the worker's autodiscovery does)
 import webhooks.tasks  # noqa: F401
 from billing import tasks as billing_tasks
+from billing.providers.google.tasks import acknowledge_due
 from billing.providers.stripe.tasks import mirror_event
 from webhooks import queue
 
@@ -22,7 +23,8 @@ EXPECTED = {
     "billing.tasks.forget_cached_entitlements": "webhooks",
     "billing.tasks.expire_lapsed": "actions",
     "billing.providers.google.tasks.acknowledge_due": "actions",
-    "billing.providers.stripe.tasks.mirror_event": "actions",
+    "billing.providers.stripe.tasks.mirror_event": "slow",
+    "billing.providers.stripe.tasks.mirror_events": "slow",
     "billing.tasks.repoll_subscriptions": "slow",
     "webhooks.tasks.recover_apple_notifications": "slow",
 }
@@ -80,8 +82,10 @@ def test_a_drain_published_by_name_lands_on_the_webhooks_queue_only(queued_tasks
 def test_a_slow_job_and_a_store_action_land_on_their_own_queues_only(queued_tasks, redis_client):
     billing_tasks.repoll_subscriptions.delay()
     assert waiting(redis_client) == {"webhooks": 0, "actions": 0, "slow": 1}
-    mirror_event.delay({"id": "evt_1"})
+    acknowledge_due.delay()
     assert waiting(redis_client) == {"webhooks": 0, "actions": 1, "slow": 1}
+    mirror_event.delay({"id": "evt_1"})  # the dj-stripe mirror: a copy, never before a webhook or a store action
+    assert waiting(redis_client) == {"webhooks": 0, "actions": 1, "slow": 2}
 
 
 def test_a_task_nobody_routed_goes_to_actions(queued_tasks, redis_client):

@@ -105,7 +105,8 @@ class FakeStripe:
 
     # --- server ---------------------------------------------------------------------------------
 
-    def start(self) -> "FakeStripe":
+    def start(self, port: int = 0) -> "FakeStripe":
+        """Serve on `port` (0: any free port)."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -138,7 +139,7 @@ class FakeStripe:
             def do_DELETE(self):
                 self._run("DELETE")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -157,7 +158,7 @@ class FakeStripe:
 
     def handle(self, method: str, path: str, params: dict, authorization: str):
         with self.lock:
-            self.requests.append((method, path, params))
+            self.requests.append((method, path, copy.deepcopy(params)))  # as sent (expand is popped below)
             for failure in self.failures:
                 if failure["times"] > 0 and failure["pattern"].search(f"{method} {path}"):
                     failure["times"] -= 1

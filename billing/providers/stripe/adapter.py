@@ -23,6 +23,7 @@ from billing.providers.base import (
     ProviderAdapter,
     TransientError,
     VerifiedEvent,
+    read_once_in_group,
 )
 from billing.providers.common import SubscriptionNotFound, datetime_from_seconds
 from billing.snapshots import Provider, Snapshot
@@ -30,7 +31,7 @@ from billing.statuses import Status
 
 from . import client, mapping, selectors, services
 from .auth import webhook_authenticate, webhook_decode
-from .tasks import mirror_event
+from .tasks import mirror_soon
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +172,10 @@ CATALOGUE_EVENTS = ("price.created", "price.updated", "product.updated")
 # --- Follow-ups (after the snapshots are applied) ----------------------------------------------
 
 def _mirror_after_apply(event: dict, _results) -> None:
-    """Queue the dj-stripe mirror. Never fails the event: the mirror is a copy, not the truth."""
+    """Queue the dj-stripe mirror (batched, on the `slow` queue: tasks.py). Never fails the event: the
+    mirror is a copy, not the truth."""
     try:
-        mirror_event.delay(event)
+        mirror_soon(event)
     except Exception:
         logger.exception("could not queue the dj-stripe mirror of %s", event.get("id"))
 
@@ -183,7 +185,8 @@ def _catalogue_after_apply(obj: dict, _results) -> None:
 
 
 def _products_after_apply(subscription: dict, _results) -> None:
-    services.products_upsert_from_subscription(subscription=subscription)
+    # Only the prices new to us or changed (a subscription event almost always carries known ones).
+    services.products_sync_from_subscription(subscription=subscription)
 
 
 # --- The subscription an event is about --------------------------------------------------------
@@ -192,7 +195,9 @@ def _current(subscription_id: str, *, fallback: dict | None, created: datetime) 
     """The subscription as Stripe has it now (observed now), else the event's copy (observed at the event)."""
     if settings.STRIPE_SECRET_KEY:
         try:
-            return client.subscription_get(subscription_id), timezone.now()
+            # Once per drain group (several events of one subscription arrive together), as of the read.
+            return read_once_in_group(("stripe", "subscription", subscription_id),
+                                      lambda: (client.subscription_get(subscription_id), timezone.now()))
         except SubscriptionNotFound:
             pass
     if isinstance(fallback, dict) and fallback.get("object") == "subscription":
@@ -277,6 +282,11 @@ def _charge_of_paid_invoice(invoice: dict) -> dict | None:
     four levels deep): the invoice's payment with its payment intent, then the charge."""
     if not settings.STRIPE_SECRET_KEY or not invoice.get("id") or selectors.invoice_recorded(invoice["id"]):
         return None
+    # invoice.paid and invoice.payment_succeeded of one payment usually share a drain group: read once.
+    return read_once_in_group(("stripe", "paid-invoice-charge", invoice["id"]), partial(_read_charge_of, invoice))
+
+
+def _read_charge_of(invoice: dict) -> dict | None:
     charge_id = mapping.obj_id(invoice.get("charge"))  # API versions before 2025-03-31
     if not charge_id:
         payments = client.invoice_payments_list(invoice=invoice["id"], expand=("data.payment.payment_intent",))

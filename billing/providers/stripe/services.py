@@ -12,6 +12,7 @@ subscription state still goes through:
 And `subscription_state`, the one way a Stripe subscription object becomes a Snapshot here (the pure
 mapping plus our revocation rule, which reads what we stored)."""
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -112,14 +113,18 @@ def return_url_ensure_allowed(field: str, url: str) -> None:
 
 # --- The product catalogue ---------------------------------------------------------------------
 
-def product_upsert_from_price(*, price: Price) -> Product:
-    values = {
+def _product_values(price: Price) -> dict:
+    return {
         "label": price.label[:255],
         "period_unit": price.period_unit or "",
         "period_value": price.interval_count if price.period_unit else None,
         "price_minor": price.unit_amount,
         "currency": price.currency,
     }
+
+
+def product_upsert_from_price(*, price: Price) -> Product:
+    values = _product_values(price)
     key = {"provider": Provider.STRIPE, "store_product_id": price.id}
     try:
         with transaction.atomic():
@@ -142,6 +147,53 @@ def products_upsert_from_subscription(*, subscription: dict) -> list[Product]:
         if isinstance(price, dict) and price.get("id"):
             products.append(product_upsert_from_price(price=parse_price(price)))
     return products
+
+
+# The event path's catalogue upkeep (`products_sync_from_subscription`): every subscription event carries
+# its prices, which almost never change. Prices this process found or wrote as they are, by price id:
+# (when, the values compared). An entry is trusted for CATALOGUE_SEEN_SECONDS, so a change made by another
+# process or by hand is looked at again soon; a price with other values than remembered is looked at at once.
+CATALOGUE_SEEN_SECONDS = 300.0
+CATALOGUE_SEEN_MAX = 10_000
+_catalogue_seen: dict[str, tuple[float, dict]] = {}
+
+
+def _compared(price: Price) -> dict:
+    """What must match for a price to need no write: a price without its product expanded keeps the
+    stored label (product_upsert_from_price)."""
+    values = _product_values(price)
+    if not price.product_name:
+        values.pop("label")
+    return values
+
+
+def products_sync_from_subscription(*, subscription: dict) -> int:
+    """The prices a subscription event carries, written only when one is unknown to us or differs from
+    the Product we hold: no query for a price this process saw as it is lately, else one SELECT for
+    them all. Returns how many were written."""
+    prices = [parse_price(item["price"]) for item in (subscription.get("items") or {}).get("data") or []
+              if isinstance(item.get("price"), dict) and item["price"].get("id")]
+    now = time.monotonic()
+    todo = []
+    for price in prices:
+        seen = _catalogue_seen.get(price.id)
+        if not (seen and now - seen[0] < CATALOGUE_SEEN_SECONDS and seen[1] == _compared(price)):
+            todo.append(price)
+    if not todo:
+        return 0
+    stored = {p.store_product_id: p for p in Product.objects.filter(
+        provider=Provider.STRIPE, store_product_id__in=[p.id for p in todo])}
+    if len(_catalogue_seen) > CATALOGUE_SEEN_MAX:
+        _catalogue_seen.clear()
+    written = 0
+    for price in todo:
+        compared = _compared(price)
+        product = stored.get(price.id)
+        if product is None or any(getattr(product, k) != v for k, v in compared.items()):
+            product_upsert_from_price(price=price)
+            written += 1
+        _catalogue_seen[price.id] = (now, compared)
+    return written
 
 
 def products_upsert_from_event(*, obj: dict) -> None:

@@ -5,9 +5,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from celery import current_app
 from djstripe.models import Subscription as MirroredSubscription
 
 from billing.models import Outbox, Product, StatusChange, Subscription, Transaction
+from billing.providers.stripe.tasks import MIRROR_PENDING, mirror_events
 from billing.selectors import check_answer
 from billing.snapshots import TransactionKind
 from billing.statuses import Status
@@ -584,3 +586,66 @@ def test_a_failing_mirror_never_holds_back_the_unified_state(fake_stripe, django
     assert not MirroredSubscription.objects.exists()
     assert Subscription.objects.get(provider_subscription_id=sub["id"]).status == Status.ACTIVE
     assert not WebhookEvent.objects.exclude(status__in=["processed", "ignored"]).exists()
+
+
+@pytest.fixture
+def queued_tasks():
+    """This process publishes tasks to the broker, as a deployment does, instead of running them in-process."""
+    previous = current_app.conf.task_always_eager
+    current_app.conf.task_always_eager = False
+    yield
+    current_app.conf.task_always_eager = previous
+
+
+def test_the_mirror_of_a_burst_is_one_task_on_the_slow_queue_that_mirrors_every_event(
+        fake_stripe, monthly, queued_tasks, redis_client):
+    sub = subscribe(fake_stripe, monthly)
+    fake_stripe.renew(sub["id"])
+    events = fake_stripe.take_events()
+    delivered = deliver_events(events)
+    assert all(d.event.status in ("processed", "ignored") for d in delivered), [d.event.outcome for d in delivered]
+    assert row(sub).status == Status.ACTIVE  # the unified state never waits for the mirror
+
+    # One task for the whole burst, on worker-slow's queue: nothing of the mirror for the webhooks worker.
+    assert (redis_client.llen("slow"), redis_client.llen("actions")) == (1, 0)
+    assert not MirroredSubscription.objects.exists()
+
+    assert mirror_events() == len(events)  # what worker-slow runs
+    assert MirroredSubscription.objects.filter(id=sub["id"]).exists()
+    assert redis_client.llen(MIRROR_PENDING) == 0
+    # The next event schedules a task of its own again.
+    fake_stripe.renew(sub["id"])
+    deliver_events(fake_stripe.take_events())
+    assert redis_client.llen("slow") == 2
+
+
+def subscription_reads(fake, sub) -> int:
+    """The pipeline's re-reads of the subscription (dj-stripe's mirror reads it too, without expanding)."""
+    return sum(1 for method, path, params in fake.requests if method == "GET"
+               and path == f"/v1/subscriptions/{sub['id']}" and params.get("expand") == ["items.data.price.product"])
+
+
+def test_events_of_one_subscription_drained_together_read_it_from_stripe_once(fake_stripe, monthly):
+    sub = subscribe(fake_stripe, monthly)
+    events = fake_stripe.take_events()
+    named = [e for e in events if e["type"].startswith(("customer.subscription.", "invoice."))]
+    assert len(named) >= 3  # customer.subscription.created, invoice.paid, invoice.payment_succeeded
+    for event in events:
+        deliver_event(event, process=False)  # stored together, as a burst waits for the worker
+    drain()
+    assert subscription_reads(fake_stripe, sub) == 1
+    # invoice.paid and invoice.payment_succeeded: the charge that paid the invoice (fee and net) read once too.
+    charge = fake_stripe.latest_charge(sub["id"])
+    assert [p.get("expand") for m, path, p in fake_stripe.requests if path == f"/v1/charges/{charge['id']}"] == [
+        ["balance_transaction"]]
+    assert row(sub).status == Status.ACTIVE and Transaction.objects.count() == 1
+    assert set(WebhookEvent.objects.filter(event_type__in=[e["type"] for e in named]).values_list(
+        "status", flat=True)) == {"processed"}
+
+    # A later group reads it again: what Stripe holds now.
+    fake_stripe.set_status(sub["id"], "past_due")
+    for event in fake_stripe.take_events():
+        deliver_event(event, process=False)
+    drain()
+    assert subscription_reads(fake_stripe, sub) == 2
+    assert row(sub).status == Status.ON_GRACE

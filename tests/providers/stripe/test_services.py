@@ -6,6 +6,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from djstripe.models import Subscription as MirroredSubscription
 
 from billing.models import Product, StatusChange, Subscription
@@ -89,3 +91,27 @@ def test_a_price_without_its_product_keeps_the_better_label(fake_stripe, monthly
     services.product_upsert_from_price(price=mapping.parse_price(expanded))
     product = services.product_upsert_from_price(price=mapping.parse_price({**monthly, "unit_amount": 1099}))
     assert (product.label, product.price_minor) == ("Premium / month", 1099)
+
+
+def catalogue_writes(queries) -> list[str]:
+    return [q["sql"] for q in queries if '"billing_product"' in q["sql"] and q["sql"].startswith(("INSERT", "UPDATE"))]
+
+
+def test_subscription_events_write_the_catalogue_only_for_a_price_new_or_changed(fake_stripe, monthly):
+    product = fake_stripe.objects[monthly["product"]]
+    cus = fake_stripe.customer_create({"email": "a@example.com"})
+    sub = fake_stripe.start_subscription(cus, monthly, payment_method="pm_card_visa", metadata={"user_id": "42"})
+    deliver_events(fake_stripe.take_events())  # a price new to us: in the catalogue
+    assert Product.objects.get(store_product_id=monthly["id"]).label == "Premium / month"
+
+    fake_stripe.renew(sub["id"])
+    with CaptureQueriesContext(connection) as queries:
+        delivered = deliver_events(fake_stripe.take_events())
+    assert all(d.event.status == "processed" for d in delivered)
+    assert catalogue_writes(queries.captured_queries) == []  # the price as we hold it: nothing written
+
+    product["name"] = "Premium Plus"  # renamed at Stripe: the next event's price differs from ours
+    fake_stripe.renew(sub["id"])
+    deliver_events(fake_stripe.take_events())
+    assert Product.objects.get(store_product_id=monthly["id"]).label == "Premium Plus / month"
+
