@@ -1,0 +1,130 @@
+"""The check API's cache hit, answered before Django builds a request (config/wsgi.py wraps the app).
+
+For GET /api/subscriptions/check/<user_id> without a query string, from a caller that may read the answer
+without any database work (a trusted network without credentials, an API key with the `check` scope that
+this process has in its key cache, or the user's own JWT), on an allowed Host, the answer is one raw
+Redis GET (redis_client.hot_get), the signed entry verified as the full path does
+(entitlement_cache.decode), the answer computed by the same function (selectors.answer_from_entries),
+and the same headers plus X-Request-ID. Anything else (a miss, Redis down, an unreadable entry, any
+refusal, an address the failed-authentication limit refuses, HEAD, `?entitlement=`, a non-ASCII id) goes
+to the full path unchanged, which answers, refuses, counts failures and logs exactly as before: this
+path only ever answers 200, so it needs no error handling of its own. Measured: docs/performance.md."""
+
+import json
+import threading
+from time import perf_counter
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
+
+from accounts.authentication import AuthFailed, authenticate_jwt, cached_api_key_principal
+from accounts.networks import is_trusted_request
+from billing import entitlement_cache
+from billing.redis_client import HotGetUnavailable, hot_get
+from billing.selectors import answer_from_entries
+from operations.metrics import CHECK_CACHE_HIT, check_record
+from operations.request_id import HEADER, request_id_from
+
+from . import auth_failures
+from .check import CHECK_PATH
+from .inputs import user_id_is_valid
+
+_MAX_HOSTS = 256
+_hosts: dict[str, bool] = {}
+_hosts_lock = threading.Lock()
+
+
+class CheckWSGIFastPath:
+    """WSGI middleware: the cached check answer, or the wrapped application."""
+
+    def __init__(self, application):
+        self.application = application
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "GET" and not environ.get("QUERY_STRING"):
+            match = CHECK_PATH.match(environ.get("PATH_INFO", ""))
+            if match is not None:
+                started = perf_counter()
+                body = cached_answer(environ, match["user_id"])
+                if body is not None:
+                    check_record(200, perf_counter() - started)
+                    start_response("200 OK", [
+                        ("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff"),
+                        ("Cache-Control", "no-store"), ("Content-Length", str(len(body))),
+                        (HEADER, request_id_from(environ))])
+                    return [body]
+        return self.application(environ, start_response)
+
+
+def cached_answer(environ, user_id: str) -> bytes | None:
+    """The 200 answer's body from the cache, or None: the full path answers."""
+    # A WSGI PATH_INFO is bytes spelled as latin-1: only ASCII ids read the same here as in Django.
+    if not user_id.isascii() or not user_id_is_valid(user_id):
+        return None
+    if not _host_allowed(environ) or not _may_read(environ, user_id):
+        return None
+    try:
+        raw = hot_get(entitlement_cache.key_for(user_id))
+    except HotGetUnavailable:
+        return None
+    if raw is None:
+        return None
+    try:
+        entries = entitlement_cache.decode(user_id, raw.decode())
+    except (entitlement_cache.Unreadable, UnicodeDecodeError):  # the full path logs and drops it
+        return None
+    CHECK_CACHE_HIT.inc()
+    return json.dumps(answer_from_entries(user_id, entries, entitlement=None, now=timezone.now())).encode()
+
+
+def _may_read(environ, user_id: str) -> bool:
+    """True only when check.py's _refusal would let the caller through without a database query."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    trusted = is_trusted_request(environ)
+    if not header:
+        return trusted
+    if not trusted and auth_failures.refusing_any():  # the middleware may answer 429: let it judge
+        return False
+    scheme, _, credentials = header.strip().partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    if not credentials:
+        return False
+    if scheme == "api-key":
+        principal = cached_api_key_principal(credentials)
+        return principal is not None and principal.is_service and principal.has_scope("check")
+    if scheme == "bearer":
+        try:
+            principal = authenticate_jwt(credentials)
+        except AuthFailed:
+            return False
+        return not principal.is_service and principal.user_id == user_id
+    return False
+
+
+def _host_allowed(environ) -> bool:
+    """HttpRequest.get_host()'s verdict for the common case (a Host header, no X-Forwarded-Host to
+    honour); False (the full path judges) otherwise."""
+    host = environ.get("HTTP_HOST")
+    if not host or (settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ):
+        return False
+    verdict = _hosts.get(host)
+    if verdict is None:
+        allowed = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not allowed:
+            allowed = [".localhost", "127.0.0.1", "[::1]"]
+        domain, _port = split_domain_port(host)
+        verdict = bool(domain) and validate_host(domain, allowed)
+        with _hosts_lock:
+            if len(_hosts) >= _MAX_HOSTS:  # bounded: random Host headers cannot grow it
+                _hosts.clear()
+            _hosts[host] = verdict
+    return verdict
+
+
+@receiver(setting_changed)
+def _reset_on_setting_change(setting, **kwargs):
+    if setting in ("ALLOWED_HOSTS", "DEBUG", "USE_X_FORWARDED_HOST"):
+        _hosts.clear()
