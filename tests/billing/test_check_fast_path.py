@@ -9,15 +9,16 @@ from datetime import timedelta
 import pytest
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.authentication import clear_api_key_cache
 from accounts.services import api_key_revoke
 from billing import entitlement_cache
 from billing.api.auth_failures import forget_refused_addresses
-from billing.api.check_wsgi import CheckWSGIFastPath
+from billing.api.check_wsgi import CheckWSGIFastPath, database_entries
 from billing.redis_client import get_redis
 from billing.statuses import Status
 from tests.api_support import UNTRUSTED, api_key, bearer, configure_jwt, with_key
@@ -233,3 +234,34 @@ def test_the_wsgi_application_is_wrapped():
 
     assert isinstance(application, CheckWSGIFastPath)
     assert get_redis() is not None
+
+
+@pytest.mark.django_db(transaction=True)  # the fast path reads only outside a transaction, as a server does
+@pytest.mark.parametrize("caller", sorted(CALLERS))
+@pytest.mark.parametrize("status", [s.value for s in Status])
+def test_without_redis_the_fast_paths_one_query_answers_as_the_full_path(client, app, settings, status, caller):
+    settings.REDIS_URL = ""
+    uid = f"q-{status.lower()}"
+    subscription_in(status, uid)
+    SubscriptionFactory(subscriber=SubscriberFactory(external_id=f"{uid}-other"))  # not read
+    auth = CALLERS[caller](uid)
+    full = client.get(f"/api/subscriptions/check/{uid}", **auth).json()
+    with CaptureQueriesContext(connection) as queries:
+        code, headers, body = serve(app, f"/api/subscriptions/check/{uid}", **auth)
+    assert app.full.calls == 0, "answered by the fast path"
+    assert len(queries) == 0  # not through Django's cursor: the prepared query on the same connection
+    assert code == 200 and headers["X-Request-ID"]
+    assert without_time(json.loads(body)) == without_time(full)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_a_broken_connection_is_left_to_the_full_path(client, app, settings):
+    settings.REDIS_URL = ""
+    SubscriptionFactory(subscriber=SubscriberFactory(external_id="b"))
+    client.get("/api/subscriptions/check/b")
+    connection.connection.close()  # e.g. PostgreSQL restarted
+    try:
+        assert database_entries("b") is None  # no exception: the full path's health check reconnects
+        assert connection.errors_occurred  # what makes the next request start check the connection
+    finally:
+        connection.close()
