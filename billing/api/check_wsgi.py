@@ -10,9 +10,11 @@ refusal, an address the failed-authentication limit refuses, HEAD, `?entitlement
 to the full path unchanged, which answers, refuses, counts failures and logs exactly as before: this
 path only ever answers 200, so it needs no error handling of its own. Measured: docs/performance.md."""
 
+import itertools
 import json
 import threading
 import time
+import weakref
 from time import perf_counter
 
 import psycopg
@@ -93,41 +95,54 @@ def _body(user_id: str, entries: list[dict]) -> bytes:
     return json.dumps(answer_from_entries(user_id, entries, entitlement=None, now=timezone.now())).encode()
 
 
-# The full path's query (billing/entries.py), compiled once per connection vendor: the ORM's ~150 µs of
-# building and compiling it per request is most of the no-Redis path's Python.
-_compiled: dict[str, str] = {}
+# The full path's query (billing/entries.py), compiled once: the ORM's ~150 µs of building and compiling it
+# per request is most of the no-Redis path's Python. Prepared once per connection (PREPARE, then EXECUTE):
+# planning its joins costs PostgreSQL more than running them (measured ~400 → ~50 µs per query). Django
+# leaves psycopg's automatic preparing off for connection poolers' sake, hence the explicit statement and
+# CHECK_API_PREPARED_QUERY (off behind a pooler in transaction mode, which cannot keep a prepared statement).
+_compiled: list[str] = []
 _PROBE = "\x00probe"  # never a user id (user_id_is_valid refuses control characters)
+_prepared: "weakref.WeakKeyDictionary[object, str]" = weakref.WeakKeyDictionary()  # connection → name
+_names = itertools.count(1)
 
 
-def _entries_sql(connection) -> str | None:
-    sql = _compiled.get(connection.vendor)
-    if sql is None:
+def _entries_sql() -> str | None:
+    if not _compiled:
         queryset = entries_query(Subscription.objects.filter(subscriber__external_id=_PROBE))
         sql, params = queryset.query.sql_with_params()
-        if params != (_PROBE,):  # the query's shape changed: do not guess where the id goes
+        if params != (_PROBE,) or sql.count("%s") != 1 or "%%" in sql:  # its shape changed: do not guess
             return None
-        _compiled[connection.vendor] = sql
-    return sql
+        _compiled.append(sql)
+    return _compiled[0]
 
 
 def database_entries(user_id: str) -> list[dict] | None:
-    """The user's entries in one query on this thread's open PostgreSQL connection, prepared on the
-    server (no planning per request), without Django's per-request health check (a failure here hands the
-    request to the full path, whose health check then reconnects). None: the full path answers (no open
-    connection yet, one due to be closed, a transaction open, or any database error)."""
+    """The user's entries in one query on this thread's open PostgreSQL connection, without Django's
+    per-request health check (a failure here hands the request to the full path, whose health check then
+    reconnects). None: the full path answers (no open connection yet, one due to be closed, a transaction
+    open, or any database error)."""
     connection = connections[DEFAULT_DB_ALIAS]
     raw = connection.connection
     if (connection.vendor != "postgresql" or raw is None or connection.in_atomic_block or connection.errors_occurred
             or (connection.close_at is not None and time.monotonic() >= connection.close_at)):
         return None
-    sql = _entries_sql(connection)
+    sql = _entries_sql()
     if sql is None:
         return None
     try:
-        with psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, (user_id,), prepare=True)
+        with raw.cursor() as cursor:  # Django's client-side binding cursor: the id is quoted by psycopg
+            if not settings.CHECK_API_PREPARED_QUERY:
+                cursor.execute(sql, (user_id,))
+            else:
+                name = _prepared.get(raw)
+                if name is None:
+                    name = f"billing_check_entries_{next(_names)}"
+                    cursor.execute(f"PREPARE {name} AS {sql.replace('%s', '$1')}")
+                    _prepared[raw] = name
+                cursor.execute(f"EXECUTE {name}(%s)", (user_id,))
             rows = cursor.fetchall()
     except psycopg.Error:
+        _prepared.pop(raw, None)
         connection.errors_occurred = True  # the next request's start checks the connection, as after any error
         return None
     return entries_from_rows(rows)

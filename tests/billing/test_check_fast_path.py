@@ -265,3 +265,16 @@ def test_without_redis_a_broken_connection_is_left_to_the_full_path(client, app,
         assert connection.errors_occurred  # what makes the next request start check the connection
     finally:
         connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_prepared_statements_the_answer_is_the_same(client, app, settings):
+    """CHECK_API_PREPARED_QUERY=0, for a connection pooler in transaction mode."""
+    settings.REDIS_URL = ""
+    settings.CHECK_API_PREPARED_QUERY = False
+    subscription_in(Status.ON_GRACE, "np")
+    full = client.get("/api/subscriptions/check/np").json()
+    for _ in range(2):
+        _code, _headers, body = serve(app, "/api/subscriptions/check/np")
+        assert without_time(json.loads(body)) == without_time(full)
+    assert app.full.calls == 0
