@@ -278,3 +278,13 @@ def test_without_prepared_statements_the_answer_is_the_same(client, app, setting
         _code, _headers, body = serve(app, "/api/subscriptions/check/np")
         assert without_time(json.loads(body)) == without_time(full)
     assert app.full.calls == 0
+
+
+def test_an_unexpected_error_in_the_fast_path_never_costs_the_answer(client, app, redis_client, settings):
+    """Whatever goes wrong in the fast path, the full path answers (with its X-Request-ID)."""
+    SubscriptionFactory(subscriber=SubscriberFactory(external_id="odd"))
+    client.get("/api/subscriptions/check/odd")
+    settings.ALLOWED_HOSTS = None  # breaks the fast path's Host check with a TypeError
+    _code, headers, _body = serve(app, "/api/subscriptions/check/odd")
+    assert app.full.calls == 1
+    assert headers["X-Request-ID"]
