@@ -82,6 +82,15 @@ def authenticate_api_key(raw_key: str) -> Principal:
     return principal
 
 
+def cached_api_key_principal(raw_key: str) -> Principal | None:
+    """The service behind a raw key if this process's cache holds it as valid now, else None (unknown,
+    revoked, expired from the cache or never seen: authenticate_api_key then decides). No database."""
+    cached = _key_cache.get(ApiKey.hash(raw_key.strip()))
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return None
+
+
 # --- End-user JWTs ----------------------------------------------------------------------------
 
 def _jwt_key(algorithm: str) -> str:

@@ -17,12 +17,21 @@ def _current(subscriptions):
     return subscriptions.filter(replaced_by__isnull=True).order_by("-created_at", "-id")
 
 
-def entries_of(subscriptions) -> list[dict]:
-    """One query, grouped here."""
+def entries_query(subscriptions):
+    """The one query entries_of() runs (the check API's fast path runs it compiled, billing/api/check_wsgi.py)."""
+    return _current(subscriptions).values_list(*_ENTRY_COLUMNS)
+
+
+def entries_from_rows(rows) -> list[dict]:
     entries: dict[int, dict] = {}
-    for row in _current(subscriptions).values_list(*_ENTRY_COLUMNS):
+    for row in rows:
         _add_row(entries, row)
     return _sorted(entries)
+
+
+def entries_of(subscriptions) -> list[dict]:
+    """One query, grouped here."""
+    return entries_from_rows(entries_query(subscriptions))
 
 
 def entries_by_subscriber(subscriber_ids: list[int]) -> dict[int, list[dict]]:

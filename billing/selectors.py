@@ -40,8 +40,12 @@ def check_answer(external_id: str, *, entitlement: str | None = None, now: datet
     The subscription shown is the entitled one whose access lasts longest (open-ended first); with none
     entitled, the newest one, its status as it stands now (an entitled status past its end reads EXPIRED,
     before the sweep writes it). No subscription at all: status INACTIVE, the rest null."""
-    now = now or timezone.now()
-    entries = entries_for_user(str(external_id))
+    return answer_from_entries(str(external_id), entries_for_user(str(external_id)), entitlement=entitlement,
+                               now=now or timezone.now())
+
+
+def answer_from_entries(external_id: str, entries: list[dict], *, entitlement: str | None, now: datetime) -> dict:
+    """check_answer() from a user's entries (the check API's fast path reads them itself)."""
     if entitlement is not None:
         entries = [e for e in entries if entitlement in e["entitlements"]]
     entitled = []

@@ -108,6 +108,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 else:
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# The check API's no-Redis query as a server-side prepared statement per connection (billing/api/check_wsgi.py):
+# default on; off (0) behind a connection pooler in transaction mode (PgBouncer), which cannot keep one.
+CHECK_API_PREPARED_QUERY = env.bool("CHECK_API_PREPARED_QUERY", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -5,6 +5,10 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_wsgi_application()
 
+from billing.api.check_wsgi import CheckWSGIFastPath  # noqa: E402  (imports models: after setup)
 from config.startup import refuse_unsafe_settings  # noqa: E402  (needs the settings configured above)
 
 refuse_unsafe_settings()
+
+# The check API's cache hits are answered before Django builds a request (billing/api/check_wsgi.py).
+application = CheckWSGIFastPath(application)

@@ -41,6 +41,12 @@ def _reset_on_setting_change(setting, **kwargs):
         forget_refused_addresses()
 
 
+def refusing_any() -> bool:
+    """Whether this process refuses any address now (the check API's fast path then leaves callers
+    from outside the trusted networks to this middleware)."""
+    return bool(_refused)
+
+
 def _error_code(response) -> str | None:
     try:
         return json.loads(response.content)["error"]["code"]

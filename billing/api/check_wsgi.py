@@ -1,0 +1,205 @@
+"""The check API's cache hit, answered before Django builds a request (config/wsgi.py wraps the app).
+
+For GET /api/subscriptions/check/<user_id> without a query string, from a caller that may read the answer
+without any database work (a trusted network without credentials, an API key with the `check` scope that
+this process has in its key cache, or the user's own JWT), on an allowed Host, the answer is one raw
+Redis GET (redis_client.hot_get), the signed entry verified as the full path does
+(entitlement_cache.decode), the answer computed by the same function (selectors.answer_from_entries),
+and the same headers plus X-Request-ID. Anything else (a miss, Redis down, an unreadable entry, any
+refusal, an address the failed-authentication limit refuses, HEAD, `?entitlement=`, a non-ASCII id) goes
+to the full path unchanged, which answers, refuses, counts failures and logs exactly as before: this
+path only ever answers 200, so it needs no error handling of its own. Measured: docs/performance.md."""
+
+import itertools
+import json
+import logging
+import threading
+import time
+import weakref
+from time import perf_counter
+
+import psycopg
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.dispatch import receiver
+from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
+
+from accounts.authentication import AuthFailed, authenticate_jwt, cached_api_key_principal
+from accounts.networks import is_trusted_request
+from billing import entitlement_cache
+from billing.entries import entries_from_rows, entries_query
+from billing.models import Subscription
+from billing.redis_client import HotGetUnavailable, hot_get
+from billing.selectors import answer_from_entries
+from operations.metrics import CHECK_CACHE_HIT, CHECK_CACHE_MISS, check_record
+from operations.request_id import HEADER, request_id_from
+
+from . import auth_failures
+from .check import CHECK_PATH
+from .inputs import user_id_is_valid
+
+logger = logging.getLogger(__name__)
+
+_MAX_HOSTS = 256
+_hosts: dict[str, bool] = {}
+_hosts_lock = threading.Lock()
+
+
+class CheckWSGIFastPath:
+    """WSGI middleware: the cached check answer, or the wrapped application."""
+
+    def __init__(self, application):
+        self.application = application
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "GET" and not environ.get("QUERY_STRING"):
+            match = CHECK_PATH.match(environ.get("PATH_INFO", ""))
+            if match is not None:
+                started = perf_counter()
+                try:
+                    body = cached_answer(environ, match["user_id"])
+                except Exception:  # a bug here must not cost the answer (or its X-Request-ID): the full path
+                    logger.exception("check API fast path failed; answered by the full path")
+                    body = None
+                if body is not None:
+                    check_record(200, perf_counter() - started)
+                    start_response("200 OK", [
+                        ("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff"),
+                        ("Cache-Control", "no-store"), ("Content-Length", str(len(body))),
+                        (HEADER, request_id_from(environ))])
+                    return [body]
+        return self.application(environ, start_response)
+
+
+def cached_answer(environ, user_id: str) -> bytes | None:
+    """The 200 answer's body from the cache, or None: the full path answers."""
+    # A WSGI PATH_INFO is bytes spelled as latin-1: only ASCII ids read the same here as in Django.
+    if not user_id.isascii() or not user_id_is_valid(user_id):
+        return None
+    if not _host_allowed(environ) or not _may_read(environ, user_id):
+        return None
+    try:
+        raw = hot_get(entitlement_cache.key_for(user_id))
+    except HotGetUnavailable:  # Redis absent or down: one query (a miss goes to the full path, which fills)
+        entries = database_entries(user_id)
+        if entries is None:
+            return None
+        CHECK_CACHE_MISS.inc()
+        return _body(user_id, entries)
+    if raw is None:
+        return None
+    try:
+        entries = entitlement_cache.decode(user_id, raw.decode())
+    except (entitlement_cache.Unreadable, UnicodeDecodeError):  # the full path logs and drops it
+        return None
+    CHECK_CACHE_HIT.inc()
+    return _body(user_id, entries)
+
+
+def _body(user_id: str, entries: list[dict]) -> bytes:
+    return json.dumps(answer_from_entries(user_id, entries, entitlement=None, now=timezone.now())).encode()
+
+
+# The full path's query (billing/entries.py), compiled once: the ORM's ~150 µs of building and compiling it
+# per request is most of the no-Redis path's Python. Prepared once per connection (PREPARE, then EXECUTE):
+# planning its joins costs PostgreSQL more than running them (measured ~400 → ~50 µs per query). Django
+# leaves psycopg's automatic preparing off for connection poolers' sake, hence the explicit statement and
+# CHECK_API_PREPARED_QUERY (off behind a pooler in transaction mode, which cannot keep a prepared statement).
+_compiled: list[str] = []
+_PROBE = "\x00probe"  # never a user id (user_id_is_valid refuses control characters)
+_prepared: "weakref.WeakKeyDictionary[object, str]" = weakref.WeakKeyDictionary()  # connection → name
+_names = itertools.count(1)
+
+
+def _entries_sql() -> str | None:
+    if not _compiled:
+        queryset = entries_query(Subscription.objects.filter(subscriber__external_id=_PROBE))
+        sql, params = queryset.query.sql_with_params()
+        if params != (_PROBE,) or sql.count("%s") != 1 or "%%" in sql:  # its shape changed: do not guess
+            return None
+        _compiled.append(sql)
+    return _compiled[0]
+
+
+def database_entries(user_id: str) -> list[dict] | None:
+    """The user's entries in one query on this thread's open PostgreSQL connection, without Django's
+    per-request health check (a failure here hands the request to the full path, whose health check then
+    reconnects). None: the full path answers (no open connection yet, one due to be closed, a transaction
+    open, or any database error)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    raw = connection.connection
+    if (connection.vendor != "postgresql" or raw is None or connection.in_atomic_block or connection.errors_occurred
+            or (connection.close_at is not None and time.monotonic() >= connection.close_at)):
+        return None
+    sql = _entries_sql()
+    if sql is None:
+        return None
+    try:
+        with raw.cursor() as cursor:  # Django's client-side binding cursor: the id is quoted by psycopg
+            if not settings.CHECK_API_PREPARED_QUERY:
+                cursor.execute(sql, (user_id,))
+            else:
+                name = _prepared.get(raw)
+                if name is None:
+                    name = f"billing_check_entries_{next(_names)}"
+                    cursor.execute(f"PREPARE {name} AS {sql.replace('%s', '$1')}")
+                    _prepared[raw] = name
+                cursor.execute(f"EXECUTE {name}(%s)", (user_id,))
+            rows = cursor.fetchall()
+    except psycopg.Error:
+        _prepared.pop(raw, None)
+        connection.errors_occurred = True  # the next request's start checks the connection, as after any error
+        return None
+    return entries_from_rows(rows)
+
+
+def _may_read(environ, user_id: str) -> bool:
+    """True only when check.py's _refusal would let the caller through without a database query."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    trusted = is_trusted_request(environ)
+    if not header:
+        return trusted
+    if not trusted and auth_failures.refusing_any():  # the middleware may answer 429: let it judge
+        return False
+    scheme, _, credentials = header.strip().partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    if not credentials:
+        return False
+    if scheme == "api-key":
+        principal = cached_api_key_principal(credentials)
+        return principal is not None and principal.is_service and principal.has_scope("check")
+    if scheme == "bearer":
+        try:
+            principal = authenticate_jwt(credentials)
+        except AuthFailed:
+            return False
+        return not principal.is_service and principal.user_id == user_id
+    return False
+
+
+def _host_allowed(environ) -> bool:
+    """HttpRequest.get_host()'s verdict for the common case (a Host header, no X-Forwarded-Host to
+    honour); False (the full path judges) otherwise."""
+    host = environ.get("HTTP_HOST")
+    if not host or (settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ):
+        return False
+    verdict = _hosts.get(host)
+    if verdict is None:
+        allowed = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not allowed:
+            allowed = [".localhost", "127.0.0.1", "[::1]"]
+        domain, _port = split_domain_port(host)
+        verdict = bool(domain) and validate_host(domain, allowed)
+        with _hosts_lock:
+            if len(_hosts) >= _MAX_HOSTS:  # bounded: random Host headers cannot grow it
+                _hosts.clear()
+            _hosts[host] = verdict
+    return verdict
+
+
+@receiver(setting_changed)
+def _reset_on_setting_change(setting, **kwargs):
+    if setting in ("ALLOWED_HOSTS", "DEBUG", "USE_X_FORWARDED_HOST"):
+        _hosts.clear()
