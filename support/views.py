@@ -3,7 +3,6 @@
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -11,12 +10,6 @@ from django.views.decorators.http import require_POST
 from accounts.models import Subscriber
 
 from .notes import NOTE_MAX_LENGTH, note_add
-
-
-@staff_member_required
-def undo(request, entry_id: int):
-    """Undo a staff fix from its timeline entry (support/undo.py)."""
-    return HttpResponse("Undo is not built yet.", status=501)
 
 
 @staff_member_required
