@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
@@ -297,7 +298,7 @@ class store_lock:  # a context manager read as a phrase: `with store_lock(...) a
             return True
         try:
             return bool(self.client.set(self.key, self.token, nx=True, ex=int(self.seconds)))
-        except Exception:  # Redis failing: go on without the lock rather than never reconcile
+        except redis.RedisError:  # Redis failing: go on without the lock rather than never reconcile
             self.client = None
             return True
 
@@ -307,5 +308,5 @@ class store_lock:  # a context manager read as a phrase: `with store_lock(...) a
         try:
             if self.client.get(self.key) in (self.token, self.token.encode()):
                 self.client.delete(self.key)
-        except Exception:
+        except redis.RedisError:
             logger.warning("reconciliation lock %s not released; it expires by itself", self.key)
