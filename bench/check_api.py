@@ -28,7 +28,7 @@ from urllib.request import Request, urlopen
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
 import psycopg
 
-from bench.harness import admin_url, backend_pids, cpu_ticks, redis_pids
+from bench.harness import backend_pids, cpu_ticks, redis_pids, schema_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = ROOT / ".venv" / "bin" / "python"
@@ -47,16 +47,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_database() -> None:
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url(DB_URL), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(DB_URL) as conn:
-        exists = conn.execute("SELECT to_regclass('billing_subscription')").fetchone()[0]
-    if not exists:
-        print("building the schema from the models ...", flush=True)
-        subprocess.run([PY, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0",
-                        "--settings", "bench.settings_syncdb"], cwd=ROOT, env=server_env(), check=True)
+    schema_database(DB_URL, server_env(), fresh=False, table="billing_subscription")
 
 
 def seed(total: int) -> None:

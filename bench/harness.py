@@ -1,6 +1,8 @@
-"""What both benchmarks share: CPU accounting of the server, PostgreSQL and Redis processes."""
+"""What the benchmarks share: their database (schema built from the models), CPU accounting of the server,
+PostgreSQL and Redis processes."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -9,6 +11,30 @@ import psycopg
 def admin_url(db_url: str) -> str:
     """The same server's `postgres` database, to create or inspect the bench database."""
     return db_url.rsplit("/", 1)[0] + "/postgres"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def schema_database(db_url: str, env: dict, *, fresh: bool, table: str = "billing_subscription") -> bool:
+    """The bench database, its schema built from the models (bench/settings_syncdb.py: seconds, not the
+    migrations' minutes). `fresh`: dropped and made anew; otherwise made only when missing, and the schema
+    built only when `table` is missing (seeded rows are reused). Returns whether the schema was built."""
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url(db_url), autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if fresh or not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    if not fresh:
+        with psycopg.connect(db_url) as conn:
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+                return False
+    print("building the schema from the models ...", flush=True)
+    subprocess.run([str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable,
+                    "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0", "--settings",
+                    "bench.settings_syncdb"], cwd=ROOT, env=env, check=True)
+    return True
 
 
 def cpu_ticks(pids) -> int:

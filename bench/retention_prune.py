@@ -10,13 +10,12 @@ ago, the rest recent or dead) and as many published outbox rows (half of them ol
 state: what it costs to walk a table already pruned)."""
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
-from bench.harness import admin_url
+from bench.harness import schema_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = ROOT / ".venv" / "bin" / "python"
@@ -33,12 +32,7 @@ def env() -> dict:
 def create_database() -> None:
     import psycopg
 
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url(DB_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([PY, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0", "--settings",
-                    "bench.settings_syncdb"], cwd=ROOT, env=env(), check=True)
+    schema_database(DB_URL, env(), fresh=True)
     with psycopg.connect(DB_URL, autocommit=True) as conn:
         conn.execute(f"""
             INSERT INTO webhooks_webhookevent (provider, dedupe_key, event_type, status, body, headers, payload,
@@ -52,9 +46,9 @@ def create_database() -> None:
                    CASE WHEN g % 3 = 0 THEN now() ELSE now() - interval '60 days' END, 1, '', '', '', ''
             FROM generate_series(1, {EVENTS}) g""")
         conn.execute(f"""
-            INSERT INTO billing_outbox (event_id, payload, created_at, published_at, attempts, last_error)
+            INSERT INTO billing_outbox (event_id, payload, created_at, published_at, attempts, last_error, stream_id)
             SELECT gen_random_uuid(), '{{"userId": "1"}}',
-                   CASE WHEN g % 2 = 0 THEN now() ELSE now() - interval '60 days' END, now(), 1, ''
+                   CASE WHEN g % 2 = 0 THEN now() ELSE now() - interval '60 days' END, now(), 1, '', g || '-0'
             FROM generate_series(1, {EVENTS}) g""")
         conn.execute("ANALYZE")
 

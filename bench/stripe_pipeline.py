@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: bench/ is not a package root
 
-from bench.harness import admin_url, cpu_ticks  # noqa: E402
+from bench.harness import cpu_ticks, schema_database  # noqa: E402
 
 PY = ROOT / ".venv" / "bin" / "python"
 CELERY = ROOT / ".venv" / "bin" / "celery"
@@ -61,14 +61,7 @@ def env(fake_url: str = "", **extra) -> dict:
 
 
 def create_database() -> None:
-    import psycopg
-
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url(DB_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([PY, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0", "--settings",
-                    "bench.settings_syncdb"], cwd=ROOT, env=env(), check=True)
+    schema_database(DB_URL, env(), fresh=True)
 
 
 def setup_django(fake_url: str) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
-from bench.harness import admin_url, backend_pids, cpu_ticks, redis_pids
+from bench.harness import backend_pids, cpu_ticks, redis_pids, schema_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,12 +115,7 @@ def env(**extra) -> dict:
 def create_database() -> None:
     import psycopg
 
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url(DB_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([PY, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0", "--settings",
-                    "bench.settings_syncdb"], cwd=ROOT, env=env(BENCH_WEBHOOK_APP="0"), check=True)
+    schema_database(DB_URL, env(BENCH_WEBHOOK_APP="0"), fresh=True)
     with psycopg.connect(DB_URL, autocommit=True) as conn:
         conn.execute("CREATE TABLE bench_raw_event (id bigserial PRIMARY KEY, body bytea NOT NULL,"
                      " received_at timestamptz NOT NULL DEFAULT now())")
