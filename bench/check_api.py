@@ -1,18 +1,23 @@
-"""Benchmark of GET /api/subscriptions/check/<user_id> under gunicorn, beside a bare Django JSON view.
+"""Benchmark of GET /api/subscriptions/check/<user_id> beside a bare Django JSON view, under gunicorn (sync)
+and granian (WSGI), each with the same worker settings, in one run.
 
-    .venv/bin/python bench/check_api.py            # needs PostgreSQL, Redis and wrk (apt-get install wrk)
+    .venv/bin/python bench/check_api.py [--server gunicorn|granian|both]   # PostgreSQL, Redis, wrk
 
 Seeds a separate PostgreSQL database (BENCH_DATABASE_URL, default .../billing_bench; created, reused on
 later runs) with 10k, then 1M subscribers with one subscription each, serves the app and the bare view
-with the same gunicorn settings (sync workers), and measures with wrk: requests/s at 32 connections and
-p50/p99 latency at 8 connections. Callers are anonymous from 127.0.0.1 (a trusted network), as an
-internal service calls it; one row adds an API key. User ids are drawn at random from a hot set of
-10k users spread over the whole table, each requested once first (which fills its cache entry); one row
-runs with no Redis at all (every answer from PostgreSQL). CPU µs/request = utime+stime of the
-gunicorn workers, the bench database's PostgreSQL backends and redis-server (shared with anything else
-running on the machine) over the requests served.
+with each server, and measures with wrk: requests/s at 32 connections and p50/p99 latency at 8
+connections. The servers (matched: BENCH_WORKERS processes, default 2, one request at a time each):
+gunicorn `-k sync`; granian `--interface wsgi --blocking-threads 1 --runtime-threads 1 --http 1 --no-ws`.
+Each row is measured under both servers back to back (a load change on the shared machine hits both),
+and each server's rows are ratios to its own bare view. Callers are anonymous from 127.0.0.1 (a trusted
+network), as an internal service calls it; one row adds an API key. User ids are drawn at random from a
+hot set of 10k users spread over the whole table, each requested once first (which fills its cache
+entry); one row runs with no Redis at all (every answer from PostgreSQL). CPU µs/request =
+utime+stime of the server's processes (master and workers), the bench database's PostgreSQL backends
+and redis-server (shared with anything else running on the machine) over the requests served.
 """
 
+import argparse
 import os
 import random
 import re
@@ -33,6 +38,7 @@ from bench.harness import backend_pids, cpu_ticks, redis_pids, schema_database
 ROOT = Path(__file__).resolve().parent.parent
 PY = ROOT / ".venv" / "bin" / "python"
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+GRANIAN = ROOT / ".venv" / "bin" / "granian"
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/billing_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
@@ -105,11 +111,20 @@ def server_env(**extra) -> dict:
     return env
 
 
+def server_command(server: str, app: str) -> list:
+    """The same shape for both: WORKERS processes, each serving one request at a time (a sync worker;
+    granian's one blocking thread runs the WSGI app, its Rust runtime one thread doing the HTTP)."""
+    if server == "gunicorn":
+        return [GUNICORN, app, "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{PORT}", "--log-level", "warning",
+                "--timeout", "60"]
+    return [GRANIAN, app, "--interface", "wsgi", "--workers", str(WORKERS), "--blocking-threads", "1",
+            "--runtime-threads", "1", "--http", "1", "--no-ws", "--host", "127.0.0.1", "--port", str(PORT),
+            "--log-level", "warning"]
+
+
 class Server:
-    def __init__(self, app: str, **env):
-        self.proc = subprocess.Popen(
-            [GUNICORN, app, "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{PORT}", "--log-level", "warning",
-             "--timeout", "60"], cwd=ROOT, env=server_env(**env))
+    def __init__(self, server: str, app: str, **env):
+        self.proc = subprocess.Popen(server_command(server, app), cwd=ROOT, env=server_env(**env))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -117,16 +132,28 @@ class Server:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"{app} did not start") from None
+                    self.stop()
+                    raise RuntimeError(f"{server} {app} did not start") from None
                 time.sleep(0.3)
 
-    def workers(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+    def processes(self) -> list[int]:
+        """The server's process tree: its master (gunicorn's arbiter, granian's supervisor) and workers."""
+        found, queue = [], [self.proc.pid]
+        while queue:
+            pid = queue.pop()
+            found.append(pid)
+            out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+            queue.extend(int(p) for p in out.split())
+        return found
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -166,14 +193,14 @@ def wrk(script: str, connections: int) -> dict:
     return result
 
 
-def measure(label: str, app: str, ids: list[str], *, api_key: str | None = None, warm_all: bool = True,
-            **env) -> dict:
-    server = Server(app, **env)
+def measure(server_name: str, label: str, app: str, ids: list[str], *, api_key: str | None = None,
+            warm_all: bool = True, **env) -> dict:
+    server = Server(server_name, app, **env)
     try:
         script = lua_script(ids, api_key)
         # Every id once (fills the cache through the app's read path), or a few (connections, imports).
         warm(ids if warm_all else ids[:200], api_key)
-        pids = server.workers()
+        pids = server.processes()
         backends, redis = backend_pids(DB_URL), redis_pids()
         before = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
         throughput = wrk(script, 32)
@@ -182,10 +209,11 @@ def measure(label: str, app: str, ids: list[str], *, api_key: str | None = None,
     finally:
         server.stop()
     cpu = [(a - b) / TICKS * 1e6 / max(throughput["requests"], 1) for a, b in zip(after, before, strict=True)]
-    row = {"label": label, "rps": throughput["rps"], "p50": latency["p50"], "p99": latency["p99"],
-           "cpu_app": cpu[0], "cpu_db": cpu[1], "cpu_redis": cpu[2],
+    row = {"server": server_name, "label": label, "rps": throughput["rps"], "p50": latency["p50"],
+           "p99": latency["p99"], "cpu_app": cpu[0], "cpu_db": cpu[1], "cpu_redis": cpu[2],
            "errors": throughput["errors"] + latency["errors"]}
-    print(f"  {label}: {row['rps']:,.0f} req/s, p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms", flush=True)
+    print(f"  {server_name:8} {label}: {row['rps']:,.0f} req/s, p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms",
+          flush=True)
     return row
 
 
@@ -207,50 +235,72 @@ def create_key() -> str:
     return out.stdout.strip()
 
 
+def cpu(row: dict) -> float:
+    return row["cpu_app"] + row["cpu_db"] + row["cpu_redis"]
+
+
 def main() -> int:
-    if not GUNICORN.exists() or subprocess.run(["which", "wrk"], capture_output=True).returncode:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=("gunicorn", "granian", "both"), default="both")
+    servers = ("gunicorn", "granian") if (chosen := parser.parse_args().server) == "both" else (chosen,)
+    if (any(not (GUNICORN if s == "gunicorn" else GRANIAN).exists() for s in servers)
+            or subprocess.run(["which", "wrk"], capture_output=True).returncode):
         print("needs .venv (make install) and wrk (apt-get install -y wrk)", file=sys.stderr)
         return 2
-    # A SIGTERM (timeout, Ctrl-C from a wrapper) still stops the gunicorn we started.
+    # A SIGTERM (timeout, Ctrl-C from a wrapper) still stops the server we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     rng = random.Random(42)
     ensure_database()
-    rows = []
+    rows: dict[str, list[dict]] = {s: [] for s in servers}
+
+    def each(label: str, app: str, ids: list[str], **kwargs) -> None:
+        for server in servers:  # back to back: a load change during the run hits both servers' rows
+            rows[server].append(measure(server, label, app, ids, **kwargs))
+
     ids_10k = [str(i) for i in range(1, 10_001)]
-    bare = measure("bare Django JSON view", "bench.bare_wsgi:application", ids_10k)
-    rows.append(bare)
-
+    each("bare Django JSON view", "bench.bare_wsgi:application", ids_10k)
     seed(10_000)
-    rows.append(measure("check API, 10k subscriptions", "config.wsgi:application", ids_10k))
-
+    each("check API, 10k subscriptions", "config.wsgi:application", ids_10k)
     seed(1_000_000)
     hot = [str(rng.randint(1, 1_000_000)) for _ in range(HOT_SET)]
-    rows.append(measure("check API, 1M subscriptions", "config.wsgi:application", hot))
-    rows.append(measure("check API, 1M, with Api-Key", "config.wsgi:application", hot, api_key=create_key(),
-                        warm_all=False))
+    each("check API, 1M subscriptions", "config.wsgi:application", hot)
+    each("check API, 1M, with Api-Key", "config.wsgi:application", hot, api_key=create_key(), warm_all=False)
     everyone = [str(rng.randint(1, 1_000_000)) for _ in range(HOT_SET)]
-    rows.append(measure("check API, 1M, no Redis (DB only)", "config.wsgi:application", everyone, REDIS_URL="",
-                        warm_all=False))
+    each("check API, 1M, no Redis (DB only)", "config.wsgi:application", everyone, REDIS_URL="", warm_all=False)
 
-    print(f"\n{WORKERS} sync gunicorn workers, wrk {DURATION}s per figure; "
-          f"throughput at 32 connections, latency at 8 (run took {time.monotonic() - started:.0f} s)\n")
-    print(f"{'':36} {'req/s':>8} {'x bare':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req: app':>16} "
+    print(f"\n{WORKERS} worker processes per server, one request at a time each (gunicorn -k sync; granian "
+          f"--interface wsgi --blocking-threads 1 --runtime-threads 1); wrk {DURATION}s per figure; throughput "
+          f"at 32 connections, latency at 8 (run took {time.monotonic() - started:.0f} s)\n")
+    print(f"{'':36} {'server':9} {'req/s':>8} {'x bare':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req: app':>16} "
           f"{'+pg':>6} {'+redis':>7} {'errors':>7}")
-    for r in rows:
-        print(f"{r['label']:36} {r['rps']:8,.0f} {r['rps'] / bare['rps']:7.2f} {r['p50']:7.2f} {r['p99']:7.2f} "
-              f"{r['cpu_app']:16.0f} {r['cpu_db']:6.0f} {r['cpu_redis']:7.0f} {r['errors']:7d}")
-    ten_k, one_m, no_redis = rows[1], rows[2], rows[4]
-
-    def cpu(r):
-        return r["cpu_app"] + r["cpu_db"] + r["cpu_redis"]
+    for i in range(len(rows[servers[0]])):
+        for server in servers:
+            r, bare = rows[server][i], rows[server][0]
+            print(f"{r['label'] if server == servers[0] else '':36} {server:9} {r['rps']:8,.0f} "
+                  f"{r['rps'] / bare['rps']:7.2f} {r['p50']:7.2f} {r['p99']:7.2f} {r['cpu_app']:16.0f} "
+                  f"{r['cpu_db']:6.0f} {r['cpu_redis']:7.0f} {r['errors']:7d}")
 
     # issue 17's targets (docs/performance.md "Check API"): ratios to the bare view in this same run.
-    print(f"\ntargets: cached check >= 0.85 x bare: {ten_k['rps'] / bare['rps']:.2f} (10k), "
-          f"{one_m['rps'] / bare['rps']:.2f} (1M); CPU per request <= 1.15 x bare: "
-          f"{cpu(ten_k) / cpu(bare):.2f} (10k), {cpu(one_m) / cpu(bare):.2f} (1M);"
-          f" p99 < 10 ms at 8 connections: {max(ten_k['p99'], one_m['p99']):.1f} ms;"
-          f" no Redis >= 0.40 x bare: {no_redis['rps'] / bare['rps']:.2f}")
+    print()
+    for server in servers:
+        bare, ten_k, one_m, _key, no_redis = rows[server]
+        print(f"targets, {server}: cached check >= 0.85 x bare: {ten_k['rps'] / bare['rps']:.2f} (10k), "
+              f"{one_m['rps'] / bare['rps']:.2f} (1M); CPU per request <= 1.15 x bare: "
+              f"{cpu(ten_k) / cpu(bare):.2f} (10k), {cpu(one_m) / cpu(bare):.2f} (1M);"
+              f" p99 < 10 ms at 8 connections: {max(ten_k['p99'], one_m['p99']):.1f} ms;"
+              f" no Redis >= 0.40 x bare: {no_redis['rps'] / bare['rps']:.2f}")
+    if len(servers) == 2:
+        # The Procfile rule (issue 17): granian only if it serves more checks per CPU second, p99 met.
+        def per_cpu_second(server: str, index: int) -> float:
+            return 1e6 / cpu(rows[server][index])
+
+        print("granian vs gunicorn, checks per CPU second (server + PostgreSQL + Redis): " + ", ".join(
+            f"{rows['gunicorn'][i]['label'].removeprefix('check API, ')} "
+            f"{per_cpu_second('granian', i):,.0f} vs {per_cpu_second('gunicorn', i):,.0f}"
+            f" = {per_cpu_second('granian', i) / per_cpu_second('gunicorn', i):.2f}x" for i in (1, 2, 3, 4))
+            + f"; p99 at 8 connections, granian {max(r['p99'] for r in rows['granian'][1:4]):.1f} ms, "
+              f"gunicorn {max(r['p99'] for r in rows['gunicorn'][1:4]):.1f} ms")
     return 0
 
 
