@@ -3,6 +3,8 @@ full path answers, for every status and every kind of caller, and hands everythi
 to the full path (refusals, misses, Redis absent or down, forged entries), headers included."""
 
 import json
+import os
+import re
 import time
 from datetime import timedelta
 
@@ -19,10 +21,11 @@ from accounts.services import api_key_revoke
 from billing import entitlement_cache
 from billing.api.auth_failures import forget_refused_addresses
 from billing.api.check_wsgi import CheckWSGIFastPath, database_entries
-from billing.redis_client import get_redis
+from billing.redis_client import circuit_open, get_redis
 from billing.statuses import Status
 from tests.api_support import UNTRUSTED, api_key, bearer, configure_jwt, with_key
 from tests.factories import ProductFactory, SubscriberFactory, SubscriptionFactory
+from tests.fakes.outages import SilentPort
 
 pytestmark = pytest.mark.django_db
 
@@ -114,6 +117,15 @@ def test_the_fast_answer_equals_the_full_answer_for_every_status_and_caller(clie
     for name in ("Content-Type", "X-Content-Type-Options", "Cache-Control"):
         assert headers[name] == full[name]
     assert headers["X-Request-ID"] and headers["Content-Length"] == str(len(body))
+    # Asked again: the entry verified once is answered from the process's memo, the same answer in the
+    # same bytes (json.dumps' spelling), with a new as_of.
+    code, again_headers, again = serve(app, f"/api/subscriptions/check/{uid}", **auth)
+    assert (code, app.full.calls) == (200, 0)
+    assert without_time(json.loads(again)) == without_time(full.json())
+    assert json.loads(again)["as_of"] > json.loads(body)["as_of"]
+    assert again == json.dumps(json.loads(again)).encode()
+    assert again_headers["Content-Length"] == str(len(again))
+    assert again_headers["X-Request-ID"] != headers["X-Request-ID"]
 
 
 def test_several_subscriptions_and_a_lapsed_one_read_the_same(client, app):
@@ -132,9 +144,10 @@ def test_several_subscriptions_and_a_lapsed_one_read_the_same(client, app):
 
 def test_an_expiry_passing_is_seen_by_the_fast_path_without_a_write(client, app):
     SubscriptionFactory(subscriber=SubscriberFactory(external_id="soon"),
-                        expires_at=timezone.now() + timedelta(milliseconds=300))
+                        expires_at=timezone.now() + timedelta(milliseconds=500))
     assert client.get("/api/subscriptions/check/soon").json()["is_subscribed"] is True
-    time.sleep(0.4)
+    assert json.loads(serve(app, "/api/subscriptions/check/soon")[2])["is_subscribed"] is True  # remembered
+    time.sleep(0.6)
     _code, _headers, body = serve(app, "/api/subscriptions/check/soon")
     assert app.full.calls == 0
     assert json.loads(body)["is_subscribed"] is False and json.loads(body)["status"] == "EXPIRED"
@@ -288,3 +301,64 @@ def test_an_unexpected_error_in_the_fast_path_never_costs_the_answer(client, app
     _code, headers, _body = serve(app, "/api/subscriptions/check/odd")
     assert app.full.calls == 1
     assert headers["X-Request-ID"]
+
+
+def test_a_rewritten_entry_is_answered_anew_not_from_the_memo(client, app):
+    """A change written to the cache (a refund, a renewal) is the next answer, though the old entry's
+    answer is remembered."""
+    subscription = subscription_in(Status.ACTIVE, "changes")
+    client.get("/api/subscriptions/check/changes")
+    assert json.loads(serve(app, "/api/subscriptions/check/changes")[2])["is_subscribed"] is True
+    assert json.loads(serve(app, "/api/subscriptions/check/changes")[2])["is_subscribed"] is True
+    type(subscription).objects.filter(pk=subscription.pk).update(status=Status.REVOKED)
+    entitlement_cache.refresh_many([subscription.subscriber_id])  # what the writer does after commit
+    code, _headers, body = serve(app, "/api/subscriptions/check/changes")
+    assert (code, app.full.calls) == (200, 0)
+    assert json.loads(body)["is_subscribed"] is False and json.loads(body)["status"] == "REVOKED"
+
+
+def test_an_entry_past_its_age_limit_is_not_answered_from_the_memo(client, app, settings):
+    settings.CHECK_CACHE_TTL_SECONDS = 1
+    subscription_in(Status.ACTIVE, "aging")
+    client.get("/api/subscriptions/check/aging")
+    serve(app, "/api/subscriptions/check/aging")
+    assert app.full.calls == 0
+    time.sleep(2.1)  # the entry is now older than CHECK_CACHE_TTL_SECONDS (whole seconds: up to 2 s)
+    code, _headers, body = serve(app, "/api/subscriptions/check/aging")
+    assert (code, app.full.calls) == (200, 1)  # the full path judged it stale and read the database
+    assert json.loads(body)["is_subscribed"] is True
+
+
+def test_new_request_ids_are_32_hex_digits_and_never_repeat_across_worker_processes(client, app):
+    """Answers without a caller's id carry a fresh one, as the middleware's: 32 hex digits, unique
+    within a process and between forked workers (the fast path's are a per-process prefix + counter)."""
+    client.get("/api/subscriptions/check/1")
+    ids = [serve(app, "/api/subscriptions/check/1")[1]["X-Request-ID"] for _ in range(50)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == 50
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a worker forked from the same parent, as gunicorn's are
+        try:
+            os.write(write, serve(app, "/api/subscriptions/check/1")[1]["X-Request-ID"].encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    childs = os.read(read, 100).decode()
+    os.close(read)
+    mine = serve(app, "/api/subscriptions/check/1")[1]["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", childs) and childs[:16] != mine[:16]
+
+
+def test_a_hung_redis_costs_one_timeout_then_the_answer_comes_from_the_database(client, app, settings):
+    """A Redis that accepts the connection and never answers: the raw GET gives up at
+    REDIS_SOCKET_TIMEOUT_SECONDS, opens the breaker, and the answer is still the full path's."""
+    subscription_in(Status.ACTIVE, "hung")
+    full = client.get("/api/subscriptions/check/hung").json()
+    with SilentPort(answers_connect=True) as port:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        settings.REDIS_SOCKET_TIMEOUT_SECONDS = 0.2
+        code, headers, body = serve(app, "/api/subscriptions/check/hung")
+        assert code == 200 and headers["X-Request-ID"]
+        assert without_time(json.loads(body)) == without_time(full)
+        assert circuit_open(settings.REDIS_URL)
