@@ -1,7 +1,7 @@
 """Benchmark of GET /api/subscriptions/check/<user_id> beside a bare Django JSON view, under gunicorn (sync)
 and granian (WSGI), each with the same worker settings, in one run.
 
-    .venv/bin/python bench/check_api.py [--server gunicorn|granian|both]   # PostgreSQL, Redis, wrk
+    .venv/bin/python bench/check_api.py [--server gunicorn|granian|both] [--cpu-rounds N]   # PostgreSQL, Redis, wrk
 
 Seeds a separate PostgreSQL database (BENCH_DATABASE_URL, default .../billing_bench; created, reused on
 later runs) with 10k, then 1M subscribers with one subscription each, serves the app and the bare view
@@ -23,6 +23,7 @@ import os
 import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -240,10 +241,35 @@ def cpu(row: dict) -> float:
     return row["cpu_app"] + row["cpu_db"] + row["cpu_redis"]
 
 
+def cpu_rounds(servers, ids: list[str], rounds: int) -> int:
+    """CPU per request of the bare view, the bare view + one Redis GET and the cached check, measured
+    one after the other `rounds` times (a load change on a shared machine hits all three alike)."""
+    apps = (("bare view", "bench.bare_wsgi:application", {}),
+            ("bare view + one Redis GET", "bench.bare_wsgi:application", {"BARE_REDIS_GET": "1"}),
+            ("cached check", "config.wsgi:application", {}))
+    cpus: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for server in servers:
+            for label, app, env in apps:
+                row = measure(server, label, app, ids, warm_all=label == "cached check", **env)
+                cpus.setdefault((server, label), []).append(row["cpu_app"] + row["cpu_redis"])
+    print(f"\nmedians of {rounds} interleaved rounds, wrk {DURATION}s each; CPU µs per request, server + "
+          f"redis-server\n")
+    print(f"{'':10} {'bare view':>10} {'+ one GET':>10} {'check':>10} {'check/bare':>11}")
+    for server in servers:
+        bare, floor, check = (statistics.median(cpus[(server, label)]) for label, _app, _env in apps)
+        print(f"{server:10} {bare:10.0f} {floor:10.0f} {check:10.0f} {check / bare:11.2f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=("gunicorn", "granian", "both"), default="both")
-    servers = ("gunicorn", "granian") if (chosen := parser.parse_args().server) == "both" else (chosen,)
+    parser.add_argument("--cpu-rounds", type=int, default=0, metavar="N",
+                        help="instead of the table: N rounds of the bare view, the bare view + one Redis GET and "
+                             "the cached check, interleaved, per server; medians of CPU per request")
+    args = parser.parse_args()
+    servers = ("gunicorn", "granian") if args.server == "both" else (args.server,)
     if (any(not (GUNICORN if s == "gunicorn" else GRANIAN).exists() for s in servers)
             or subprocess.run(["which", "wrk"], capture_output=True).returncode):
         print("needs .venv (make install) and wrk (apt-get install -y wrk)", file=sys.stderr)
@@ -260,6 +286,9 @@ def main() -> int:
             rows[server].append(measure(server, label, app, ids, **kwargs))
 
     ids_10k = [str(i) for i in range(1, 10_001)]
+    if args.cpu_rounds:
+        seed(10_000)
+        return cpu_rounds(servers, ids_10k, args.cpu_rounds)
     each("bare Django JSON view", "bench.bare_wsgi:application", ids_10k)
     seed(10_000)
     # The floor of a cached check: the bare view plus the one Redis round trip it cannot avoid.
