@@ -42,6 +42,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -145,10 +146,13 @@ def signed(events: list[dict]) -> list[tuple[str, str]]:
 
 class Server:
     def __init__(self, db_url: str, fake_url: str):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", PORT)) == 0:  # someone else's server would be measured
+                raise RuntimeError(f"port {PORT} is in use: set BENCH_PORT")
         self.proc = subprocess.Popen(
             [GUNICORN, "config.wsgi", "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{PORT}",
              "--log-level", "warning", "--timeout", "60"], cwd=ROOT, env=env(db_url, fake_url))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine: the app's imports take a while
         while True:
             try:
                 urlopen(f"http://127.0.0.1:{PORT}/webhooks/stripe", timeout=2).read()
@@ -156,7 +160,8 @@ class Server:
                 if getattr(exc, "code", None) == 405:
                     break
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
+                    self.stop()  # never left behind holding the port
+                    raise RuntimeError(f"the server did not start on port {PORT} (in use?)") from None
                 time.sleep(0.3)
 
     def workers(self) -> list[int]:
@@ -164,8 +169,9 @@ class Server:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=40)
 
 
 @contextmanager
@@ -299,11 +305,13 @@ def compare_states(fake, events: list[dict]) -> dict:
         "provider_subscription_id", "status", "raw_snapshot__subscription__status")}
     peer = {row[0]: row[1:] for row in PeerSubscription.objects.using("peer").filter(id__in=ids).values_list(
         "id", "stripe_data__status", "stripe_data__cancel_at_period_end", "stripe_data__cancel_at")}
-    mismatches, tally = [], {}
+    mismatches, tally, off_stripe = [], {}, {"ours": 0, "dj-stripe": 0}
     for sub_id in ids:
         truth = fake.objects[sub_id]
         key = (truth["status"], bool(truth.get("cancel_at_period_end")))
         tally[key] = tally.get(key, 0) + 1
+        off_stripe["ours"] += ours.get(sub_id, (None, None))[1] != truth["status"]
+        off_stripe["dj-stripe"] += peer.get(sub_id, (None,))[0] != truth["status"]
         if sub_id not in ours or sub_id not in peer:
             mismatches.append((sub_id, "missing: " + ", ".join(
                 side for side, rows in (("ours", ours), ("dj-stripe", peer)) if sub_id not in rows)))
@@ -316,7 +324,9 @@ def compare_states(fake, events: list[dict]) -> dict:
             mismatches.append((sub_id, f"ours {our_status} (Stripe status {our_stripe_status}), dj-stripe "
                                        f"{peer_status} → {peer_unified}; Stripe: {truth['status']}"))
     print(f"  {len(ids)} subscriptions; Stripe's final states (status, cancel_at_period_end): "
-          + ", ".join(f"{s}{' +cancel' if c else ''} {n}" for (s, c), n in sorted(tally.items())), flush=True)
+          + ", ".join(f"{s}{' +cancel' if c else ''} {n}" for (s, c), n in sorted(tally.items()))
+          + f"; Stripe status held other than Stripe's own: ours {off_stripe['ours']}, "
+            f"dj-stripe {off_stripe['dj-stripe']}", flush=True)
     for sub_id, why in mismatches[:20]:
         print(f"  MISMATCH {sub_id}: {why}")
     return {"subscriptions": len(ids), "mismatches": len(mismatches)}
