@@ -251,12 +251,13 @@ def post_all(path: str, events: list[dict]) -> tuple[float, int]:
     raise RuntimeError(f"{len(todo)} events still refused after 5 rounds")
 
 
-def end_to_end_ours(events: list[dict], fake_url: str) -> dict:
+def end_to_end_ours(events: list[dict], fake) -> dict:
     reset_ours()
+    calls = len(fake.requests)
     posted_in, retried = post_all("/webhooks/stripe", events)
     fd, log_name = tempfile.mkstemp(suffix=".log", prefix="vsdj-worker-")
     os.close(fd)
-    worker = start_worker(env(DB_URL, fake_url, DJANGO_SETTINGS_MODULE="config.settings"), PROCFILE_QUEUES, log_name)
+    worker = start_worker(env(DB_URL, fake.url, DJANGO_SETTINGS_MODULE="config.settings"), PROCFILE_QUEUES, log_name)
     try:
         wait_ready(worker, log_name)
         started, ticks = time.monotonic(), cpu_ticks([worker.pid])
@@ -273,18 +274,21 @@ def end_to_end_ours(events: list[dict], fake_url: str) -> dict:
         os.unlink(log_name)
     seconds = posted_in + drained_in
     row = {"seconds": seconds, "rate": len(events) / seconds, "posted_in": posted_in, "drained_in": drained_in,
-           "retried": retried, "worker_cpu_us": cpu / len(events) * 1e6}
+           "retried": retried, "worker_cpu_us": cpu / len(events) * 1e6,
+           "calls": (len(fake.requests) - calls) / len(events)}
     print(f"  ours: {len(events)} events POSTed in {posted_in:.1f} s, drained by one worker in {drained_in:.1f} s: "
-          f"{row['rate']:.1f} events/s (worker CPU {row['worker_cpu_us']:,.0f} µs/event; sent again: {retried})",
-          flush=True)
+          f"{row['rate']:.1f} events/s (worker CPU {row['worker_cpu_us']:,.0f} µs/event; Stripe API calls "
+          f"{row['calls']:.2f}/event; sent again: {retried})", flush=True)
     return row
 
 
-def end_to_end_peer(events: list[dict]) -> dict:
+def end_to_end_peer(events: list[dict], fake) -> dict:
+    calls = len(fake.requests)
     seconds, retried = post_all(peer_path(), events)
-    row = {"seconds": seconds, "rate": len(events) / seconds, "retried": retried}
+    row = {"seconds": seconds, "rate": len(events) / seconds, "retried": retried,
+           "calls": (len(fake.requests) - calls) / len(events)}
     print(f"  dj-stripe: {len(events)} events POSTed and processed in {seconds:.1f} s: {row['rate']:.1f} events/s "
-          f"(sent again: {retried})", flush=True)
+          f"(Stripe API calls {row['calls']:.2f}/event; sent again: {retried})", flush=True)
     return row
 
 
@@ -363,9 +367,9 @@ def main() -> int:
             peer = acknowledge(PEER, server, peer_path(), PEER_DB_URL, pools)
         print("end to end ...", flush=True)
         with serving(DB_URL, fake.url):
-            ours_e2e = end_to_end_ours(e2e, fake.url)
+            ours_e2e = end_to_end_ours(e2e, fake)
         with serving(PEER_DB_URL, fake.url):
-            peer_e2e = end_to_end_peer(e2e)
+            peer_e2e = end_to_end_peer(e2e, fake)
         print("the same states ...", flush=True)
         states = compare_states(fake, e2e)
     finally:
@@ -383,7 +387,8 @@ def main() -> int:
               f"{r['cpu_db']:6,.0f} {r['cpu_redis']:7,.0f} {r['cpu']:8,.0f} {r['bad']:8d} {r['wrapped']:8d} "
               f"{e['rate']:13.1f}")
     print(f"(ours end to end: POST {ours_e2e['posted_in']:.1f} s + one worker's drain {ours_e2e['drained_in']:.1f} s, "
-          f"worker CPU {ours_e2e['worker_cpu_us']:,.0f} µs/event; dj-stripe processes in the request; "
+          f"worker CPU {ours_e2e['worker_cpu_us']:,.0f} µs/event; dj-stripe processes in the request; Stripe API "
+          f"calls per event: ours {ours_e2e['calls']:.2f}, dj-stripe {peer_e2e['calls']:.2f}; "
           f"events sent again after an error: ours {ours_e2e['retried']}, dj-stripe {peer_e2e['retried']})")
     print(f"same states: {states['subscriptions']} subscriptions, {states['mismatches']} mismatches")
     print(f"\ntargets: acknowledgement ≥ 10x dj-stripe's: {ours['rps'] / peer['rps']:.1f}x "
