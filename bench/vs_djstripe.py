@@ -111,7 +111,7 @@ def create_databases(fake_url: str) -> None:
 
     from tests.fakes.stripe import API_VERSION
 
-    # As `djstripe_create_webhook_endpoint`/the admin would make it, without asking Stripe: its secret signs
+    # The endpoint row as dj-stripe keeps it, made here without asking Stripe: its secret signs
     # the events; dj-stripe's default validation (verify_signature) checks them with it.
     WebhookEndpoint.objects.using("peer").create(
         id="we_bench_vsdj", livemode=False, api_version=API_VERSION, enabled_events=["*"], secret=WEBHOOK_SECRET,
