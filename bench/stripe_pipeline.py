@@ -21,7 +21,6 @@ Rows:
 
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: bench/ is not a package root
 
 from bench.harness import cpu_ticks, schema_database  # noqa: E402
+from bench.stripe_events import WEBHOOK_SECRET, pending, start_worker, stripe_env, wait_ready  # noqa: E402
+from bench.stripe_events import make_events as fake_events  # noqa: E402
 
-PY = ROOT / ".venv" / "bin" / "python"
-CELERY = ROOT / ".venv" / "bin" / "celery"
 DB_URL = os.environ.get("BENCH_DATABASE_URL",
                         "postgres://postgres:postgres@127.0.0.1:5432/billing_bench_stripepipe")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
@@ -42,8 +41,6 @@ TIMEOUT = int(os.environ.get("BENCH_TIMEOUT", "600"))
 RENEWALS = int(os.environ.get("BENCH_RENEWALS", "1"))
 FAKE_PORT = int(os.environ.get("BENCH_FAKE_PORT", "9150"))
 TICKS = os.sysconf("SC_CLK_TCK")
-SECRET_KEY = "sk_test_" + "bench" * 5  # the fake takes keys of Stripe's shape
-WEBHOOK_SECRET = "whsec_bench"
 
 
 def env(fake_url: str = "", **extra) -> dict:
@@ -52,9 +49,7 @@ def env(fake_url: str = "", **extra) -> dict:
     base.update({"DATABASE_URL": DB_URL, "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": REDIS_URL,
                  "SECRET_KEY": "bench-only", "DEBUG": "0", "LOG_LEVEL": "WARNING",
                  "DJANGO_SETTINGS_MODULE": "config.settings", "ALLOWED_HOSTS": "testserver,127.0.0.1",
-                 "CELERY_TASK_ALWAYS_EAGER": "0", "STRIPE_SECRET_KEY": SECRET_KEY,
-                 "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": fake_url,
-                 "STRIPE_ALLOW_TEST_MODE": "1", "STORE_BUDGET_STRIPE_PER_MINUTE": "1000000",
+                 "CELERY_TASK_ALWAYS_EAGER": "0", **stripe_env(fake_url),
                  "BILLING_EVENTS_STREAM": "bench:stripepipe", "PYTHONPATH": str(ROOT)})
     base.update(extra)
     return base
@@ -82,16 +77,7 @@ def reset() -> None:
 
 
 def make_events(fake, run: str) -> list[dict]:
-    price = fake.add_price(fake.add_product(f"Premium {run}"), unit_amount=999)
-    subs = []
-    for i in range(SUBSCRIPTIONS):
-        customer = fake.customer_create({"email": f"u{run}{i}@example.com"})
-        subs.append(fake.start_subscription(customer, price, payment_method="pm_card_visa",
-                                            metadata={"user_id": f"{run}-{i}"}))
-    for _ in range(RENEWALS):
-        for sub in subs:
-            fake.renew(sub["id"])
-    return fake.take_events()
+    return fake_events(fake, run, SUBSCRIPTIONS, RENEWALS)
 
 
 def post_events(events: list[dict]) -> int:
@@ -112,34 +98,10 @@ def post_events(events: list[dict]) -> int:
     return size // max(len(events), 1)
 
 
-def pending() -> int:
-    from webhooks.models import WebhookEvent
-
-    failed = WebhookEvent.objects.exclude(error="").values_list("error", flat=True).first()
-    if failed:
-        raise RuntimeError(f"an event failed: {failed}")
-    return WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED).count()
-
-
 def mirrored() -> int:
     from djstripe.models import Event
 
     return Event.objects.count()
-
-
-def start_worker(fake_url: str, queues: str, log_name: str) -> subprocess.Popen:
-    log = open(log_name, "wb")  # noqa: SIM115 (closed when the process ends)
-    return subprocess.Popen([CELERY, "-A", "config", "worker", "-P", "solo", "-c", "1", "-Q", queues,
-                             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-                            cwd=ROOT, env=env(fake_url), stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(worker: subprocess.Popen, log_name: str) -> None:
-    deadline = time.monotonic() + 60
-    while b"ready." not in Path(log_name).read_bytes():
-        if time.monotonic() > deadline or worker.poll() is not None:
-            raise RuntimeError("the worker did not start: " + Path(log_name).read_text()[-3000:])
-        time.sleep(0.05)
 
 
 def run_row(fake, label: str, queues: str, *, slow_beside: bool = False) -> dict:
@@ -149,8 +111,8 @@ def run_row(fake, label: str, queues: str, *, slow_beside: bool = False) -> dict
     # Events stored while no worker runs: the drain task waits in the queue for the worker.
     size = post_events(events)
     logs = [tempfile.mkstemp(suffix=".log", prefix="stripepipe-")[1] for _ in range(2)]
-    slow = start_worker(fake.url, "slow", logs[1]) if slow_beside else None
-    worker = start_worker(fake.url, queues, logs[0])
+    slow = start_worker(env(fake.url), "slow", logs[1]) if slow_beside else None
+    worker = start_worker(env(fake.url), queues, logs[0])
     try:
         wait_ready(worker, logs[0])
         if slow is not None:
