@@ -110,6 +110,9 @@ class FakeStripe:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Stripe's API: a client's session reuses its connection
+            disable_nagle_algorithm = True  # the body is written after the headers: no 40 ms wait for an ACK
+
             def log_message(self, *args):
                 pass
 
