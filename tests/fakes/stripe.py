@@ -277,6 +277,10 @@ class FakeStripe:
             return node
         head, rest = parts[0], parts[1:]
         value = node.get(head)
+        if value is None and head == "payments" and node.get("object") == "invoice":
+            # An includable field: Stripe sends an invoice's payments only when they are expanded.
+            value = copy.deepcopy(self.invoice_payment_list({"invoice": node["id"]}))
+            value["url"] = f"/v1/invoices/{node['id']}/payments"
         if isinstance(value, str) and value in self.objects:
             value = copy.deepcopy(self.objects[value])
         node[head] = self._expand(value, rest)

@@ -175,6 +175,21 @@ def subscription_get(subscription_id: str) -> dict:
 
 
 @store_api("stripe")
+def subscription_get_with_latest_invoice(subscription_id: str) -> tuple[dict, dict | None]:
+    """The subscription (as `subscription_get` gives it: `latest_invoice` an id) and its latest invoice
+    with the invoice's payments, in one request: `payments` is an invoice field Stripe includes only when
+    expanded, here through the subscription. The webhook path's read: the payment of the invoice an
+    invoice event is about usually comes with it (no list call)."""
+    sub = _get(_path("subscriptions", subscription_id), {"expand": [*SUBSCRIPTION_EXPAND, "latest_invoice.payments"]},
+               missing=f"Stripe has no subscription {subscription_id}")
+    latest = sub.get("latest_invoice")
+    if not isinstance(latest, dict):
+        return sub, None
+    sub["latest_invoice"] = latest.get("id")
+    return sub, latest
+
+
+@store_api("stripe")
 def subscription_update(subscription_id: str, params: dict) -> dict:
     return _call(lambda c: c.v1.subscriptions.update(subscription_id, {**params, "expand": SUBSCRIPTION_EXPAND}),
                  missing=f"Stripe has no subscription {subscription_id}")
@@ -224,6 +239,13 @@ def invoice_payments_list(*, invoice: str | None = None, payment_intent: str | N
 def charge_get(charge_id: str, *, expand: tuple[str, ...] = ()) -> dict:
     params = {"expand": list(expand)} if expand else None
     return _get(_path("charges", charge_id), params, missing=f"Stripe has no charge {charge_id}")
+
+
+@store_api("stripe")
+def payment_intent_get(payment_intent_id: str, *, expand: tuple[str, ...] = ()) -> dict:
+    params = {"expand": list(expand)} if expand else None
+    return _get(_path("payment_intents", payment_intent_id), params,
+                missing=f"Stripe has no payment intent {payment_intent_id}")
 
 
 @store_api("stripe")

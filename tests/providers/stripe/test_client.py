@@ -28,6 +28,20 @@ def test_subscription_get_is_plain_data_with_the_price_and_product_expanded(fake
     assert fake_stripe.requests[-1][:2] == ("GET", f"/v1/subscriptions/{subscription['id']}")
 
 
+def test_the_webhook_read_brings_the_latest_invoice_with_its_payments_in_the_same_request(
+        fake_stripe, subscription):
+    before = len(fake_stripe.requests)
+    sub, latest = client.subscription_get_with_latest_invoice(subscription["id"])
+    assert len(fake_stripe.requests) == before + 1
+    # The subscription as subscription_get gives it (the latest invoice an id), its invoice beside it.
+    assert sub == client.subscription_get(subscription["id"])
+    assert latest["id"] == sub["latest_invoice"] == subscription["latest_invoice"]
+    [payment] = latest["payments"]["data"]
+    assert payment["status"] == "paid" and payment["payment"]["payment_intent"].startswith("pi_")
+    # Stripe includes an invoice's payments only when they are expanded.
+    assert "payments" not in client.invoice_get(latest["id"])
+
+
 def test_a_subscription_stripe_does_not_have_is_subscription_not_found(fake_stripe):
     with pytest.raises(SubscriptionNotFound, match="Stripe has no subscription sub_nope") as raised:
         client.subscription_get("sub_nope")
