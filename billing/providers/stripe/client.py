@@ -58,6 +58,14 @@ class _HttpClient(stripe.RequestsClient):
         return super()._request_internal(*args, **kwargs)
 
 
+def _proxies_for(base: str) -> dict | None:
+    """The proxies the environment sets for the API base (none when NO_PROXY names its host), as requests
+    reads them: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY."""
+    proxies = {scheme: url for scheme, url in requests.utils.get_environ_proxies(base).items()
+               if scheme in ("http", "https", "all")}
+    return proxies or None
+
+
 def api_base() -> str:
     return (settings.STRIPE_API_BASE or DEFAULT_API_BASE).rstrip("/")
 
@@ -74,8 +82,7 @@ def get_client() -> stripe.StripeClient:
             client = stripe.StripeClient(
                 key, stripe_version=API_VERSION, max_network_retries=MAX_NETWORK_RETRIES,
                 base_addresses={"api": base, "files": base, "connect": base, "meter_events": base},
-                http_client=_HttpClient(timeout=TIMEOUT_SECONDS,
-                                        proxy=requests.utils.get_environ_proxies(base) or None))
+                http_client=_HttpClient(timeout=TIMEOUT_SECONDS, proxy=_proxies_for(base)))
             _clients[(key, base)] = client
     return client
 

@@ -64,6 +64,17 @@ def test_stripe_unreachable_is_store_unavailable(fake_stripe, settings):
         client.invoice_get("in_1")
 
 
+def test_the_proxy_settings_of_the_environment_are_honoured(fake_stripe, subscription, settings, monkeypatch):
+    """Read once, when the client for a key and base is made (not on every call), as requests reads them."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")  # a proxy that does not answer
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "proxied" * 4
+    with pytest.raises(StoreUnavailable, match="Stripe did not answer"):
+        client.subscription_get(subscription["id"])
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the API base's host goes direct
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "direct" * 5
+    assert client.subscription_get(subscription["id"])["id"] == subscription["id"]
+
+
 def test_a_declined_card_is_payment_declined_with_stripes_codes(fake_stripe):
     customer = fake_stripe.customer_create({})
     with pytest.raises(PaymentDeclined) as raised:
