@@ -117,7 +117,7 @@ def run_row(fake, label: str, queues: str, *, slow_beside: bool = False) -> dict
         wait_ready(worker, logs[0])
         if slow is not None:
             wait_ready(slow, logs[1])
-        started, ticks = time.monotonic(), cpu_ticks([worker.pid])
+        started, ticks, calls = time.monotonic(), cpu_ticks([worker.pid]), len(fake.requests)
         deadline = started + TIMEOUT
         while pending():
             if time.monotonic() > deadline:
@@ -126,6 +126,7 @@ def run_row(fake, label: str, queues: str, *, slow_beside: bool = False) -> dict
             time.sleep(0.02)
         seconds = time.monotonic() - started
         cpu = (cpu_ticks([worker.pid]) - ticks) / TICKS
+        calls = len(fake.requests) - calls  # the pipeline's Stripe API calls (and the mirror's, when it runs)
         # The mirror: until dj-stripe holds every event, or nothing more is mirrored for 3 s (its tasks
         # are on a queue no worker of this row consumes).
         mirror_seconds, count, last_change = None, None, time.monotonic()
@@ -148,9 +149,10 @@ def run_row(fake, label: str, queues: str, *, slow_beside: bool = False) -> dict
     row = {"label": label, "events": len(events), "size": size, "seconds": seconds,
            "rate": len(events) / seconds, "cpu_us": cpu / len(events) * 1e6, "mirror_seconds": mirror_seconds,
            "cpu_total_us": cpu_total / len(events) * 1e6,
-           "mirrored": mirrored() - mirrored_before}
+           "mirrored": mirrored() - mirrored_before, "calls": calls / len(events)}
     print(f"  {label}: {row['events']} events (~{size} bytes) in {seconds:.1f} s = {row['rate']:.1f} events/s, "
-          f"worker CPU {row['cpu_us']:,.0f} µs/event, dj-stripe holds {row['mirrored']}"
+          f"worker CPU {row['cpu_us']:,.0f} µs/event, {row['calls']:.2f} Stripe API calls/event, "
+          f"dj-stripe holds {row['mirrored']}"
           + (f" (all mirrored after {mirror_seconds:.1f} s)" if mirror_seconds else ""), flush=True)
     return row
 
@@ -175,11 +177,13 @@ def main() -> int:
         fake.stop()
     print(f"\none worker process (-P solo), {SUBSCRIPTIONS} subscriptions x (start + {RENEWALS} renewal) per row, "
           f"each event re-read from the Stripe API fake (run took {time.monotonic() - began:.0f} s)\n")
-    print(f"{'':44} {'events':>7} {'events/s':>9} {'CPU µs/event':>13} {'mirrored':>9} {'all mirrored':>13} "
+    print(f"{'':44} {'events':>7} {'events/s':>9} {'CPU µs/event':>13} {'API calls/event':>16} {'mirrored':>9} "
+          f"{'all mirrored':>13} "
           f"{'worker CPU µs/event incl. mirror':>33}")
     for r in rows:
         done = f"{r['events'] / r['mirror_seconds']:.1f}/s" if r["mirror_seconds"] else "-"
-        print(f"{r['label']:44} {r['events']:7d} {r['rate']:9.1f} {r['cpu_us']:13,.0f} {r['mirrored']:9d} {done:>13} "
+        print(f"{r['label']:44} {r['events']:7d} {r['rate']:9.1f} {r['cpu_us']:13,.0f} {r['calls']:16.2f} "
+              f"{r['mirrored']:9d} {done:>13} "
               f"{r['cpu_total_us']:33,.0f}")
     print("(events/s: until every event is processed; all mirrored: events / time until dj-stripe holds every "
           "event; the pipeline worker's CPU includes the mirror only when it runs the mirror's tasks)")

@@ -163,7 +163,9 @@ class InboundEvent:
 # Events claimed together (a drain group, webhooks/processing.py) were all received before the claim, so
 # a store read made while parsing any of them is as fresh as one made for each: a subscription several
 # of them name is read once per group (Stripe: customer.subscription.created, invoice.paid and
-# invoice.payment_succeeded of one payment arrive together). Outside a group, every read is made.
+# invoice.payment_succeeded of one payment arrive together). Reads of our own state are shared the same
+# way: the group's snapshots are applied only after every event of it is parsed, so what its parse
+# reads from the database is the same for each event. Outside a group, every read is made.
 _group_reads: ContextVar[dict | None] = ContextVar("group_reads", default=None)
 
 

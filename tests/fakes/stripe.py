@@ -110,6 +110,9 @@ class FakeStripe:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Stripe's API: a client's session reuses its connection
+            disable_nagle_algorithm = True  # the body is written after the headers: no 40 ms wait for an ACK
+
             def log_message(self, *args):
                 pass
 
@@ -274,6 +277,10 @@ class FakeStripe:
             return node
         head, rest = parts[0], parts[1:]
         value = node.get(head)
+        if value is None and head == "payments" and node.get("object") == "invoice":
+            # An includable field: Stripe sends an invoice's payments only when they are expanded.
+            value = copy.deepcopy(self.invoice_payment_list({"invoice": node["id"]}))
+            value["url"] = f"/v1/invoices/{node['id']}/payments"
         if isinstance(value, str) and value in self.objects:
             value = copy.deepcopy(self.objects[value])
         node[head] = self._expand(value, rest)

@@ -11,6 +11,7 @@ The handlers come first; the class, at the end, routes event types to them throu
 import logging
 from datetime import datetime
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -58,9 +59,13 @@ def invoice_changed(event: InboundEvent) -> ParseResult:
     subscription_id = mapping.invoice_subscription_id(invoice)
     if not subscription_id:
         return ParseResult(ignored_reason="the invoice is not for a subscription")
+    created = _created(event)
+    current = _current(subscription_id, fallback=None, created=created)
     paid = event.event_type in PAYMENT_EVENTS
-    transactions = (mapping.invoice_transaction(invoice, _charge_of_paid_invoice(invoice)),) if paid else ()
-    return _from_subscription(subscription_id, fallback=None, created=_created(event), transactions=transactions)
+    transactions = (mapping.invoice_transaction(invoice, _charge_of_paid_invoice(invoice, current.latest_invoice)),) \
+        if paid else ()
+    return _from_subscription(subscription_id, fallback=None, created=created, transactions=transactions,
+                              current=current)
 
 
 def checkout_session_completed(event: InboundEvent) -> ParseResult:
@@ -85,7 +90,7 @@ def charge_refunded(event: InboundEvent) -> ParseResult:
         return ParseResult(ignored_reason="the charge is not for a subscription invoice")
     transactions = mapping.refund_transactions(charge, _refunds_of_charge(charge), invoice_id=invoice_id)
     full = mapping.charge_fully_refunded(charge)
-    sub, _ = _current(subscription_id, fallback=None, created=created)
+    sub = _current(subscription_id, fallback=None, created=created).sub
     if sub is None:
         stored = _stored_or_wait(subscription_id)
         if stored is None:
@@ -118,7 +123,7 @@ def charge_dispute_created(event: InboundEvent) -> ParseResult:
         return ParseResult(ignored_reason="the disputed charge is not for a subscription invoice")
     transactions = (mapping.dispute_transaction(dispute, invoice_id=invoice_id),)
     note = f"charge {charge_id} disputed ({dispute.get('reason')}): access revoked"
-    sub, _ = _current(subscription_id, fallback=None, created=created)
+    sub = _current(subscription_id, fallback=None, created=created).sub
     if sub is None:
         stored = _stored_or_wait(subscription_id)
         if stored is None:
@@ -191,24 +196,35 @@ def _products_after_apply(subscription: dict, _results) -> None:
 
 # --- The subscription an event is about --------------------------------------------------------
 
-def _current(subscription_id: str, *, fallback: dict | None, created: datetime) -> tuple[dict | None, datetime]:
+class _Current(NamedTuple):
+    sub: dict | None  # None: Stripe's copy cannot be read and the event carries none
+    observed: datetime
+    latest_invoice: dict | None = None  # read with the subscription: its latest invoice, with its payments
+
+
+def _current(subscription_id: str, *, fallback: dict | None, created: datetime) -> _Current:
     """The subscription as Stripe has it now (observed now), else the event's copy (observed at the event)."""
     if settings.STRIPE_SECRET_KEY:
         try:
             # Once per drain group (several events of one subscription arrive together), as of the read.
             return read_once_in_group(("stripe", "subscription", subscription_id),
-                                      lambda: (client.subscription_get(subscription_id), timezone.now()))
+                                      partial(_read_subscription, subscription_id))
         except SubscriptionNotFound:
             pass
     if isinstance(fallback, dict) and fallback.get("object") == "subscription":
-        return fallback, created
-    return None, created
+        return _Current(fallback, created)
+    return _Current(None, created)
+
+
+def _read_subscription(subscription_id: str) -> _Current:
+    sub, latest_invoice = client.subscription_get_with_latest_invoice(subscription_id)
+    return _Current(sub, timezone.now(), latest_invoice)
 
 
 def _from_subscription(subscription_id: str, *, fallback: dict | None, created: datetime,
                        user_id: str | None = None, customer_id: str | None = None,
-                       transactions=()) -> ParseResult:
-    sub, observed = _current(subscription_id, fallback=fallback, created=created)
+                       transactions=(), current: _Current | None = None) -> ParseResult:
+    sub, observed, _ = current or _current(subscription_id, fallback=fallback, created=created)
     if sub is not None:
         snapshot = services.subscription_state(sub, observed, user_id=user_id, transactions=transactions)
         return ParseResult(snapshots=[snapshot], after_apply=[partial(_products_after_apply, sub)])
@@ -276,18 +292,39 @@ def _subscription_of_invoice(invoice_id: str) -> str | None:
         return None
 
 
-def _charge_of_paid_invoice(invoice: dict) -> dict | None:
+def _charge_of_paid_invoice(invoice: dict, latest_invoice: dict | None) -> dict | None:
     """The charge that paid an invoice, with its balance transaction (Stripe's fee and net), read once:
-    a redelivered invoice already in the ledger is not read again. Two calls (an expansion is at most
+    a redelivered invoice already in the ledger is not read again. When the invoice is the subscription's
+    latest, its payment came with the subscription's read (`latest_invoice`): one call, the payment
+    intent with its charge and the charge's balance transaction. Otherwise two (an expansion is at most
     four levels deep): the invoice's payment with its payment intent, then the charge."""
-    if not settings.STRIPE_SECRET_KEY or not invoice.get("id") or selectors.invoice_recorded(invoice["id"]):
+    if not settings.STRIPE_SECRET_KEY or not invoice.get("id"):
         return None
+    if not latest_invoice or latest_invoice.get("id") != invoice["id"]:
+        latest_invoice = None
     # invoice.paid and invoice.payment_succeeded of one payment usually share a drain group: read once.
-    return read_once_in_group(("stripe", "paid-invoice-charge", invoice["id"]), partial(_read_charge_of, invoice))
+    return read_once_in_group(("stripe", "paid-invoice-charge", invoice["id"]),
+                              partial(_read_charge_of, invoice, latest_invoice))
 
 
-def _read_charge_of(invoice: dict) -> dict | None:
+def _read_charge_of(invoice: dict, latest_invoice: dict | None) -> dict | None:
+    if selectors.invoice_recorded(invoice["id"]):
+        return None
     charge_id = mapping.obj_id(invoice.get("charge"))  # API versions before 2025-03-31
+    payment = mapping.invoice_paid_payment(latest_invoice) if not charge_id and latest_invoice else None
+    listed = (latest_invoice or {}).get("payments")
+    if not charge_id and not payment and isinstance(listed, dict) and not listed.get("data") \
+            and not listed.get("has_more"):
+        return None  # Stripe holds no payment for it (a zero-amount invoice): what the list would say
+    if payment and payment.get("payment_intent"):
+        try:
+            intent = client.payment_intent_get(mapping.obj_id(payment["payment_intent"]),
+                                               expand=("latest_charge.balance_transaction",))
+        except SubscriptionNotFound:
+            return None
+        charge = intent.get("latest_charge")
+        return charge if isinstance(charge, dict) else None
+    charge_id = charge_id or (mapping.obj_id(payment.get("charge")) if payment else None)
     if not charge_id:
         payments = client.invoice_payments_list(invoice=invoice["id"], expand=("data.payment.payment_intent",))
         data = payments.get("data") or []

@@ -180,6 +180,14 @@ def invoice_subscription_id(invoice: dict) -> str | None:
     return obj_id(details.get("subscription")) or obj_id(invoice.get("subscription"))
 
 
+def invoice_paid_payment(invoice: dict) -> dict | None:
+    """The `payment` (its type, and the payment intent or charge) that paid an invoice whose `payments`
+    were expanded: the paid one, else the newest (Stripe lists them newest first)."""
+    payments = (invoice.get("payments") or {}).get("data") or []
+    paid = next((p for p in payments if p.get("status") == "paid"), payments[0] if payments else None)
+    return (paid or {}).get("payment") or None
+
+
 def _invoice_line(invoice: dict) -> dict:
     """The subscription's line of an invoice (the service period and the price it pays for)."""
     lines = (invoice.get("lines") or {}).get("data") or []

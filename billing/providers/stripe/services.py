@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from hashlib import sha256
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from accounts.services import subscriber_get_or_create, subscriber_set_identity
 from billing import money
 from billing.apply import ApplyResult, apply_snapshot
 from billing.models import Product, Subscription
-from billing.providers.base import InvalidPurchase, PaymentDeclined
+from billing.providers.base import InvalidPurchase, PaymentDeclined, read_once_in_group
 from billing.providers.common import SubscriptionNotFound
 from billing.providers.staff_changes import (
     FIX_PERMISSION,
@@ -55,7 +56,9 @@ def subscription_state(sub: dict, observed_at: datetime, *, user_id: str | None 
     stays in force until a newer invoice (a new payment) replaces the one it was for."""
     extra_raw = dict(extra_raw or {})
     if status is None:
-        revoked_for = selectors.revoked_for_invoice(sub["id"])
+        # Our own state, which a drain group's parse does not change: read once per group.
+        revoked_for = read_once_in_group(("stripe", "revoked-for", sub["id"]),
+                                         partial(selectors.revoked_for_invoice, sub["id"]))
         if revoked_for and revoked_for == mapping.obj_id(sub.get("latest_invoice")):
             status = Status.REVOKED
             extra_raw[selectors.REVOKED_FOR_INVOICE] = revoked_for

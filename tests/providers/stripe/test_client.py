@@ -28,6 +28,20 @@ def test_subscription_get_is_plain_data_with_the_price_and_product_expanded(fake
     assert fake_stripe.requests[-1][:2] == ("GET", f"/v1/subscriptions/{subscription['id']}")
 
 
+def test_the_webhook_read_brings_the_latest_invoice_with_its_payments_in_the_same_request(
+        fake_stripe, subscription):
+    before = len(fake_stripe.requests)
+    sub, latest = client.subscription_get_with_latest_invoice(subscription["id"])
+    assert len(fake_stripe.requests) == before + 1
+    # The subscription as subscription_get gives it (the latest invoice an id), its invoice beside it.
+    assert sub == client.subscription_get(subscription["id"])
+    assert latest["id"] == sub["latest_invoice"] == subscription["latest_invoice"]
+    [payment] = latest["payments"]["data"]
+    assert payment["status"] == "paid" and payment["payment"]["payment_intent"].startswith("pi_")
+    # Stripe includes an invoice's payments only when they are expanded.
+    assert "payments" not in client.invoice_get(latest["id"])
+
+
 def test_a_subscription_stripe_does_not_have_is_subscription_not_found(fake_stripe):
     with pytest.raises(SubscriptionNotFound, match="Stripe has no subscription sub_nope") as raised:
         client.subscription_get("sub_nope")
@@ -48,6 +62,17 @@ def test_stripe_unreachable_is_store_unavailable(fake_stripe, settings):
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"  # nothing listens there
     with pytest.raises(StoreUnavailable, match="Stripe did not answer"):
         client.invoice_get("in_1")
+
+
+def test_the_proxy_settings_of_the_environment_are_honoured(fake_stripe, subscription, settings, monkeypatch):
+    """Read once, when the client for a key and base is made (not on every call), as requests reads them."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")  # a proxy that does not answer
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "proxied" * 4
+    with pytest.raises(StoreUnavailable, match="Stripe did not answer"):
+        client.subscription_get(subscription["id"])
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the API base's host goes direct
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "direct" * 5
+    assert client.subscription_get(subscription["id"])["id"] == subscription["id"]
 
 
 def test_a_declined_card_is_payment_declined_with_stripes_codes(fake_stripe):

@@ -49,7 +49,33 @@ def test_a_redelivered_invoice_is_not_read_from_stripe_again(fake_stripe, monthl
     fake_stripe.requests.clear()
     deliver_events(redelivered(events, "invoice.paid"))
     assert fake_stripe.requests  # the subscription itself is re-read, as for every event
-    assert not [path for _, path, _ in fake_stripe.requests if path.startswith(("/v1/charges", "/v1/invoice_payments"))]
+    assert not [path for _, path, _ in fake_stripe.requests
+                if path.startswith(("/v1/charges", "/v1/invoice_payments", "/v1/payment_intents"))]
+
+
+def test_the_fee_is_the_same_whether_the_invoice_is_the_latest_or_an_older_one(fake_stripe, monthly):
+    """The latest invoice's payment comes with the subscription's read (one call for the charge); an older
+    invoice's is listed (two calls): the same fee and net either way."""
+    sub = subscribe(fake_stripe, monthly)
+    first_invoice = fake_stripe.objects[sub["id"]]["latest_invoice"]
+    fake_stripe.renew(sub["id"])
+    renewal_invoice = fake_stripe.objects[sub["id"]]["latest_invoice"]
+    deliver_events(fake_stripe.take_events())  # read after the renewal: the first invoice is not the latest
+
+    paid = {t.order_id: t for t in Transaction.objects.filter(provider="stripe")}
+    assert (paid[first_invoice].kind, paid[renewal_invoice].kind) == ("purchase", "renewal")
+    for invoice_id in (first_invoice, renewal_invoice):
+        charge = next(c for c in fake_stripe.objects.values()
+                      if c.get("object") == "charge" and c["payment_intent"] in _intents_of(fake_stripe, invoice_id))
+        assert paid[invoice_id].charge_id == charge["id"]
+        assert (paid[invoice_id].fee_minor, paid[invoice_id].net_minor) == (59, 940)
+    read = [path for _, path, _ in fake_stripe.requests]
+    assert read.count("/v1/invoice_payments") == 1  # only the older invoice's payment is listed
+
+
+def _intents_of(fake, invoice_id: str) -> set[str]:
+    return {p["payment"]["payment_intent"] for p in fake.objects.values()
+            if p.get("object") == "invoice_payment" and p["invoice"] == invoice_id}
 
 
 def test_refund_and_dispute_refer_to_the_invoice_and_carry_stripes_fees(fake_stripe, monthly):
