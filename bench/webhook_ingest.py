@@ -101,9 +101,9 @@ def _build_application():
     global urlpatterns
     urlpatterns = [path("bench/baseline", baseline), path("", include("config.urls"))]
 
-    from django.core.wsgi import get_wsgi_application
+    from config.wsgi import application  # as the Procfile serves it (its fast paths included)
 
-    return get_wsgi_application()
+    return application
 
 
 urlpatterns: list = []
