@@ -2,6 +2,7 @@
 as gunicorn serves it), in-process, under cProfile; CPU µs per request measured without the profiler.
 
     .venv/bin/python bench/webhook_profile.py [hooktest|stripe|apple|google|xsolla ...] [--requests N]
+    .venv/bin/python bench/webhook_profile.py --drain N     # the worker's drain of N test-adapter events
 
 Uses bench/webhook_ingest.py's database, Redis and store bodies (BENCH_DATABASE_URL, BENCH_REDIS_URL); builds
 the database when it is missing. Prints per store: CPU µs/request, then the top of the profile by own time
@@ -43,6 +44,7 @@ def main() -> int:
     parser.add_argument("stores", nargs="*", default=["hooktest", "stripe", "apple", "google", "xsolla"])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--drain", type=int, default=0, help="profile processing N stored test-adapter events")
     args = parser.parse_args()
 
     from bench.webhook_stores import Stores
@@ -54,6 +56,9 @@ def main() -> int:
     try:
         from config.wsgi import application
 
+        if args.drain:
+            drain_profile(application, args.drain, args.top)
+            return 0
         for store in args.stores:
             requests = bench.hooktest_requests if store == "hooktest" else stores.requests(store)
             run = uuid.uuid4().hex[:8]
@@ -72,13 +77,41 @@ def main() -> int:
                 wsgi_call(application, path, headers, body)
             profile.disable()
             print(f"\n=== {store}: {cpu:,.0f} µs CPU per request (in-process, without the profiler) ===")
-            for order in ("tottime", "cumulative"):
-                out = io.StringIO()
-                pstats.Stats(profile, stream=out).strip_dirs().sort_stats(order).print_stats(args.top)
-                print(out.getvalue().split("\n", 6)[-1].rstrip())
+            print_top(profile, args.top)
     finally:
         stores.stop()
     return 0
+
+
+def print_top(profile: cProfile.Profile, top: int) -> None:
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).strip_dirs().sort_stats(order).print_stats(top)
+        print(out.getvalue().split("\n", 6)[-1].rstrip())
+
+
+def drain_profile(application, count: int, top: int) -> None:
+    """Store `count` new test-adapter events (no worker runs), then drain them here as the worker's task
+    does, timed (wall and CPU) and then again under cProfile."""
+    from webhooks import processing
+
+    bench.reset_queue()
+    for label in ("timed", "profiled"):
+        run = uuid.uuid4().hex[:8]
+        for headers, body in bench.hooktest_requests(run, count):
+            assert wsgi_call(application, "/webhooks/hooktest", headers, body).startswith("2")
+        bench.redis_client().delete("webhooks:drain-scheduled")
+        profile = cProfile.Profile() if label == "profiled" else None
+        wall, cpu = time.monotonic(), time.process_time()
+        if profile:
+            profile.enable()
+        done, _ = processing.events_drain()
+        if profile:
+            profile.disable()
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        print(f"\n=== drain ({label}): {done} events in {wall:.2f} s: {done / wall:,.0f} events/s, "
+              f"{cpu / max(done, 1) * 1e6:,.0f} µs CPU per event ===")
+    print_top(profile, top)
 
 
 if __name__ == "__main__":
