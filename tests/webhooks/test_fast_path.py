@@ -191,3 +191,21 @@ def test_plain_http_under_ssl_redirect_reaches_django(settings):
     assert full.calls == 1 and answer["status"].startswith("301")
     https = call(fast, event_body("evt_https"), **{"wsgi.url_scheme": "https"})
     assert full.calls == 1 and https["status"].startswith("200")
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_stores_dialect_is_the_same(fast, full, settings, signed):
+    """Xsolla's: 204 without a body for a stored notification, 400 INVALID_SIGNATURE in its error shape."""
+    from billing.providers.xsolla.auth import authorization_header
+
+    settings.XSOLLA_WEBHOOK_SECRET = "fast-path-secret"
+    body = json.dumps({"notification_type": "update_subscription", "user": {"id": "42"},
+                       "subscription": {"plan_id": "p1", "subscription_id": "77", "product_id": "Demo",
+                                        "date_next_charge": "2026-12-22T19:25:25+04:00"}}).encode()
+    authorization = authorization_header(body, "fast-path-secret" if signed else "another-secret")
+    fast_answer, full_answer, fast_rows, full_rows = both(fast, full, body, path="/webhooks/xsolla", signature=None,
+                                                          HTTP_AUTHORIZATION=authorization)
+
+    same_answer(fast_answer, full_answer)
+    assert fast_answer["status"].startswith("204" if signed else "400")
+    assert fast_rows == full_rows and len(fast_rows) == (1 if signed else 0)
