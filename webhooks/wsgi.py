@@ -16,6 +16,7 @@ Django checks the database connection (SELECT 1) at the first query of every req
 connection is used as is (one round trip fewer per webhook). If it turns out broken (the answer is a 5xx
 and the connection saw an error), it is closed and the request is answered by the full path with the
 body already read, whose check reconnects: the store never sees a 503 the full path would not give.
+An exception (a bug) is logged and the request answered by the full path the same way.
 Correctness: tests/webhooks/test_fast_path.py (same answer, same stored row as the full path)."""
 
 import io
@@ -69,12 +70,17 @@ class WebhookWSGIFastPath:
             except ValueError:
                 content_length = 0  # as Django's request: nothing read (delivery_answer refuses the header)
             body = _Recorded(LimitedStream(environ["wsgi.input"], content_length))
-            answer = ingest.delivery_answer(
-                provider, method="POST", content_length=environ.get("CONTENT_LENGTH"), read=body.read,
-                headers=HttpHeaders(environ), query=QueryDict(get_bytes_from_wsgi(environ, "QUERY_STRING", "")),
-                remote_addr=environ.get("REMOTE_ADDR"))
+            try:
+                answer = ingest.delivery_answer(
+                    provider, method="POST", content_length=environ.get("CONTENT_LENGTH"), read=body.read,
+                    headers=HttpHeaders(environ), query=QueryDict(get_bytes_from_wsgi(environ, "QUERY_STRING", "")),
+                    remote_addr=environ.get("REMOTE_ADDR"))
+            except Exception:  # a bug must not cost the answer: the full path (storing again is a duplicate)
+                logger.exception("webhook fast path failed; answered by the full path")
+                return self._full_path(environ, start_response, body.data)
             if answer.status >= 500 and connection.errors_occurred:
                 # A connection that broke since the last request: the full path checks, reconnects, answers.
+                logger.warning("webhook fast path: the database connection broke; answered by the full path")
                 connection.close()
                 return self._full_path(environ, start_response, body.data)
             response = views._render(answer)
@@ -89,7 +95,6 @@ class WebhookWSGIFastPath:
             signals.request_finished.send(sender=self.__class__)
 
     def _full_path(self, environ, start_response, body: bytes):
-        logger.warning("webhook fast path: the database connection broke; answered by the full path")
         return self.application({**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))},
                                 start_response)
 

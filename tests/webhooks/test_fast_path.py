@@ -209,3 +209,19 @@ def test_a_stores_dialect_is_the_same(fast, full, settings, signed):
     same_answer(fast_answer, full_answer)
     assert fast_answer["status"].startswith("204" if signed else "400")
     assert fast_rows == full_rows and len(fast_rows) == (1 if signed else 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_broken_since_the_last_request_costs_the_store_nothing(fast, full):
+    """The fast path skips Django's per-request connection check; a connection that broke in between is
+    closed and the webhook answered (and stored) by the full path, which reconnects."""
+    from django.db import connection
+
+    assert call(fast, event_body("evt_before"))["status"].startswith("200")
+    connection.connection.close()  # the server went away under an idle connection
+
+    answer = call(fast, event_body("evt_after"))
+
+    assert answer["status"].startswith("200") and full.calls == 1
+    assert json.loads(answer["body"]) == {"status": "received"}
+    assert WebhookEvent.objects.filter(dedupe_key="evt_after").count() == 1
