@@ -7,8 +7,10 @@ application = get_wsgi_application()
 
 from billing.api.check_wsgi import CheckWSGIFastPath  # noqa: E402  (imports models: after setup)
 from config.startup import refuse_unsafe_settings  # noqa: E402  (needs the settings configured above)
+from webhooks.wsgi import WebhookWSGIFastPath  # noqa: E402  (imports models: after setup)
 
 refuse_unsafe_settings()
 
-# The check API's cache hits are answered before Django builds a request (billing/api/check_wsgi.py).
-application = CheckWSGIFastPath(application)
+# The check API's cache hits are answered before Django builds a request (billing/api/check_wsgi.py), and
+# so are the stores' webhooks (webhooks/wsgi.py: POST only; the check fast path stays first, untouched).
+application = CheckWSGIFastPath(WebhookWSGIFastPath(application))

@@ -107,8 +107,11 @@ def event_process(event_id: int) -> str:
 # savepoint. If anything in it fails, the savepoint is rolled back and the group's events are processed
 # one by one, each in its own savepoint, so a failure touches only its own event. One commit (a disk
 # flush) and one round of after-commit work (stream, cache) for the group. A group is bounded so the
-# subscription rows it locks are released quickly.
-DRAIN_GROUP_SIZE = 25
+# subscription rows it locks are released quickly: they are locked only while the group's snapshots are
+# written (the store re-reads of parsing come before), ~0.1 s for 100 events. 100 rather than 25: the
+# group's fixed cost (claim, commit, relay, cache refresh: ~19 queries) is then paid once per 100 events
+# (in-process drain of test-adapter events: 380 → 618 events/s, 819 → 575 µs CPU per event).
+DRAIN_GROUP_SIZE = 100
 
 
 def events_drain(*, max_events: int | None = None, max_seconds: float | None = None) -> tuple[int, bool]:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
+import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,12 +35,14 @@ from appstoreserverlibrary.signed_data_verifier import (
     SignedDataVerifier,
     VerificationException,
     VerificationStatus,
+    _ChainVerifier,
 )
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_public_key
 from django.conf import settings
 from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
+from jwt.algorithms import get_default_algorithms
 
 from billing.providers.base import (
     NotConfigured,
@@ -143,13 +148,141 @@ def sha256_fingerprint(der: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
+# --- Verifying once per JWS, a chain once per certificate chain --------------------------------
+#
+# The library decodes each JWS three times with pyjwt before it verifies it (claims, header, then the
+# verified decode), and pyjwt checks every character of a segment in Python: for a notification (its
+# payload holds the signed transaction and renewal) that was half the CPU of its webhook. And without
+# online checks it verifies the certificate chain (OpenSSL, three certificates parsed) for every JWS,
+# although App Store notifications are all signed by the same few leaf certificates.
+
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+_ES256 = get_default_algorithms()["ES256"]
+# The claims pyjwt's decode validates (times, audience, issuer, subject, id): with none of them in a
+# JWS, its decode is the signature check and the JSON of the claims.
+_REGISTERED_CLAIMS = frozenset({"exp", "nbf", "iat", "aud", "iss", "sub", "jti"})
+
+
+def _segment(segment: bytes) -> bytes | None:
+    """A JWS segment decoded when pyjwt would accept it as is (unpadded, canonical base64url); None
+    for anything else (the caller then leaves the verdict to pyjwt)."""
+    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
+        return None
+    decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+        return None
+    return decoded
+
+
+def jws_parts(jws) -> tuple[dict, dict] | None:
+    """(header, claims) of a JWS, unverified, when it is an ordinary compact JWS with JSON objects in
+    both; None when it is not (pyjwt then decides, with its own error)."""
+    if not isinstance(jws, str) or not jws.isascii():
+        return None
+    parts = jws.encode().split(b".")
+    if len(parts) != 3 or any(_segment(part) is None for part in parts[2:]):
+        return None
+    raw_header, raw_claims = _segment(parts[0]), _segment(parts[1])
+    if raw_header is None or raw_claims is None:
+        return None
+    try:
+        header, claims = json.loads(raw_header), json.loads(raw_claims)
+    except (ValueError, RecursionError):
+        return None
+    if (not isinstance(header, dict) or not isinstance(claims, dict) or not isinstance(header.get("kid", ""), str)
+            or "crit" in header or "b64" in header):  # pyjwt's own header rules for those
+        return None
+    return header, claims
+
+
+class _Verifier(SignedDataVerifier):
+    """The library's verifier, its `_decode_signed_object` doing the same steps with one pyjwt decode
+    (the verified one) instead of three; anything unusual goes to the library's own code."""
+
+    def __init__(self, root_certificates: list[bytes], enable_online_checks: bool, *args, **kwargs):
+        super().__init__(root_certificates, enable_online_checks, *args, **kwargs)
+        self._chain_verifier = _CachingChainVerifier(root_certificates)
+
+    def _decode_signed_object(self, signed_obj: str) -> dict:
+        parts = jws_parts(signed_obj)
+        if parts is None or self._environment in (AppleEnvironment.XCODE, AppleEnvironment.LOCAL_TESTING):
+            return super()._decode_signed_object(signed_obj)
+        header, claims = parts
+        try:  # as the library (3.1.2): its checks, its effective date, its errors
+            x5c = header.get("x5c")
+            if x5c is None or len(x5c) == 0:
+                raise ValueError("x5c claim was empty")
+            if header.get("alg") != "ES256":
+                raise ValueError("Algorithm was not ES256")
+            signed_date = claims.get("signedDate") if claims.get("signedDate") is not None else claims.get(
+                "receiptCreationDate")
+            effective_date = (time.time() if self._enable_online_checks or signed_date is None
+                              else int(signed_date) // 1000)
+            key = self._chain_verifier.verify_chain(x5c, self._enable_online_checks, effective_date)
+            if _REGISTERED_CLAIMS.isdisjoint(claims):
+                # What jwt.decode does here (App Store claims hold none of the claims it validates): the
+                # ES256 signature over the signing input, by pyjwt's own algorithm, without decoding the
+                # segments a fourth time.
+                signing_input, _, signature = signed_obj.encode().rpartition(b".")
+                if not _ES256.verify(signing_input, _ES256.prepare_key(key), _segment(signature)):
+                    raise jwt.InvalidSignatureError("Signature verification failed")
+                return claims
+            return jwt.decode(signed_obj, key, algorithms=["ES256"])
+        except VerificationException:
+            raise
+        except Exception as exc:
+            raise VerificationException(VerificationStatus.VERIFICATION_FAILURE) from exc
+
+
+class _CachingChainVerifier(_ChainVerifier):
+    """Without online checks, a chain that verified is remembered (its leaf's public key, loaded) with the
+    dates at which all of its certificates and the configured roots are valid: the same chain at a date
+    inside them verifies the same, at any other date OpenSSL judges again. With online checks, the
+    library's own cache (OCSP answers for 15 minutes)."""
+
+    MAX_CHAINS = 32  # Apple signs with a few leaf certificates at a time
+
+    def __init__(self, root_certificates: list[bytes], enable_strict_checks: bool = True):
+        super().__init__(root_certificates, enable_strict_checks)
+        self._lock = threading.Lock()
+        self._chains: dict[tuple[str, ...], tuple[object, float, float]] = {}
+        self._roots_valid = _validity([x509.load_der_x509_certificate(der) for der in root_certificates])
+
+    def verify_chain(self, certificates, perform_online_checks: bool, effective_date):
+        if perform_online_checks:
+            return super().verify_chain(certificates, perform_online_checks, effective_date)
+        key = tuple(certificates) if isinstance(certificates, list) else None
+        cached = self._chains.get(key) if key else None
+        if cached is not None and cached[1] <= effective_date <= cached[2]:
+            return cached[0]
+        pem = super().verify_chain(certificates, perform_online_checks, effective_date)
+        if key:
+            start, end = _validity([x509.load_der_x509_certificate(base64.b64decode(c)) for c in certificates[:2]],
+                                   self._roots_valid)
+            if start <= end:
+                with self._lock:
+                    if len(self._chains) >= self.MAX_CHAINS:
+                        self._chains.clear()
+                    self._chains[key] = (load_pem_public_key(pem.encode()), start, end)
+        return pem
+
+
+def _validity(certificates, within: tuple[float, float] = (float("-inf"), float("inf"))) -> tuple[float, float]:
+    """The dates (POSIX seconds) at which every certificate is valid, inside `within`."""
+    start, end = within
+    for cert in certificates:
+        start = max(start, cert.not_valid_before_utc.timestamp())
+        end = min(end, cert.not_valid_after_utc.timestamp())
+    return start, end
+
+
 @lru_cache(maxsize=16)
 def _verifier(apple_environment: str, roots: tuple[str, ...], bundle_id: str, app_apple_id: int | None,
               online_checks: bool) -> SignedDataVerifier:
-    # Cached: a verifier with online checks caches the keys it verified by OCSP for 15 minutes.
+    # Cached: its chain verifier remembers the chains it verified (with online checks: for 15 minutes).
     env = {**SIGNED_ENVIRONMENTS, **UNSIGNED_ENVIRONMENTS}[apple_environment]
-    return SignedDataVerifier(load_root_certificates(roots), online_checks, env, bundle_id,
-                              app_apple_id if env == AppleEnvironment.PRODUCTION else None)
+    return _Verifier(load_root_certificates(roots), online_checks, env, bundle_id,
+                     app_apple_id if env == AppleEnvironment.PRODUCTION else None)
 
 
 def verifier_for(apple_environment: str | None) -> SignedDataVerifier:
@@ -183,6 +316,9 @@ def peek(jws: str, *, what: str) -> dict:
     """The claims of a JWS WITHOUT verifying it: only to choose the verifier, or after verification."""
     if not isinstance(jws, str) or not jws:
         raise NotTrusted(f"The {what} is missing or not a string.", code="malformed")
+    parts = jws_parts(jws)
+    if parts is not None:
+        return parts[1]
     try:
         claims = jwt.decode(jws, options={"verify_signature": False})
     except jwt.PyJWTError as exc:

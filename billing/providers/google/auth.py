@@ -116,9 +116,15 @@ class CertificateCache:
             self._entries[url] = _Cached(response.content, now + max_age, now)
             return response.content
 
+    def cached(self, url: str) -> bytes | None:
+        """The certificates held for `url` while they are fresh; None otherwise (nothing is fetched)."""
+        entry = self._entries.get(url)
+        return entry.data if entry is not None and entry.expires > time.monotonic() else None
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+        _verified_tokens.clear()
 
 
 certificates = CertificateCache()
@@ -141,12 +147,40 @@ def _key_ids(url: str) -> set[str]:
     return set(data)
 
 
+# Pub/Sub signs one token per push endpoint and sends it with every push until it nears expiry (an hour):
+# a token verified against the certificates held now is remembered with them, and while those very
+# certificates are still the ones held, a push carrying it costs only the time check google-auth makes
+# (iat/exp with the same skew) instead of parsing a certificate and an RSA verification. New certificates
+# (refetched, rotated, cleared) mean verifying again. The x509 form (the default URL) only: a JWK Set
+# is verified by pyjwt, with its own time rules.
+_verified_tokens: dict[tuple[str, str, str], tuple[Mapping, bytes]] = {}
+_MAX_VERIFIED_TOKENS = 256
+
+
 def _verify_oidc(token: str) -> Mapping:
     url = settings.GOOGLE_PUBSUB_CERTS_URL
     audience = settings.GOOGLE_PUBSUB_AUDIENCE
     if not audience:  # never verify without an audience: google-auth would accept any
         raise Rejected("Push authentication is not configured (GOOGLE_PUBSUB_AUDIENCE).", status=401,
                        code="unauthenticated")
+    key = (token, audience, url)
+    known = _verified_tokens.get(key)
+    if known is not None and certificates.cached(url) is known[1]:
+        try:
+            google_jwt._verify_iat_and_exp(known[0], CLOCK_SKEW_SECONDS)  # what verify_token checks of time
+        except (ValueError, google_exceptions.GoogleAuthError) as exc:
+            raise Rejected(f"The push token is not valid: {exc}", status=401, code="invalid_token") from exc
+        return _claims_checked(known[0])
+    claims = _token_verified(token, url, audience)
+    held = certificates.cached(url)
+    if held is not None and b'"keys"' not in held:
+        if len(_verified_tokens) >= _MAX_VERIFIED_TOKENS:  # bounded: tokens expire within the hour anyway
+            _verified_tokens.clear()
+        _verified_tokens[key] = (claims, held)
+    return _claims_checked(claims)
+
+
+def _token_verified(token: str, url: str, audience: str) -> Mapping:
     try:
         kid = google_jwt.decode_header(token).get("kid")  # header only; nothing trusted yet
     except Exception as exc:
@@ -164,6 +198,11 @@ def _verify_oidc(token: str) -> Mapping:
         # wrong signature / unknown key, expired, wrong audience: google-auth (or pyjwt, for a JWK Set)
         # says which
         raise Rejected(f"The push token is not valid: {exc}", status=401, code="invalid_token") from exc
+    return claims
+
+
+def _claims_checked(claims: Mapping) -> Mapping:
+    """What google-auth does not check of a verified token: the issuer, the push service account."""
     if claims.get("iss") not in GOOGLE_ISSUERS:
         raise Rejected(f"The push token's issuer {claims.get('iss')!r} is not Google.", status=401,
                        code="invalid_token")
