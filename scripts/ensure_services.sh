@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer on 127.0.0.1: start them if they are down, install them from
-# Debian's packages if they are absent. Idempotent; run by `make test` and CI.
+# Debian's packages if they are absent; and that Chromium and ChromeDriver (the browser tests,
+# tests/browser/) are installed. Idempotent; run by `make test` and CI.
 set -euo pipefail
 
 SUDO=""
@@ -46,3 +47,10 @@ if ! redis_up; then
 fi
 redis_up || { echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
 echo "PostgreSQL and Redis are up"
+
+# The browser tests drive Debian's Chromium through its ChromeDriver (tests/browser/base.py).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "Chromium or ChromeDriver is not installed: installing them from Debian's packages"
+  apt_install chromium chromium-driver
+fi
+echo "Chromium $(chromium --version 2>/dev/null | awk '{print $2}') and its driver are installed"
