@@ -125,6 +125,11 @@ class Subscription(models.Model):
             # Google purchases awaiting acknowledgement, soonest deadline first (a few among millions).
             models.Index(fields=["acknowledgement_due_at", "id"], name="subscription_ack_pending",
                          condition=models.Q(acknowledged_at__isnull=True, acknowledgement_due_at__isnull=False)),
+            # The daily double-payment sweep: users with two paying subscriptions, counted from this index alone
+            # (billing/double_payments.py sweep: its filter is this condition), not from the whole table.
+            models.Index(fields=["subscriber", "id"], name="subscription_paying_by_user",
+                         condition=models.Q(status__in=["ACTIVE", "CANCELED", "ON_GRACE"], replaced_by__isnull=True,
+                                            subscriber__isnull=False) & ~models.Q(provider="manual")),
         ]
 
     def __str__(self):

@@ -47,6 +47,14 @@ class Migration(migrations.Migration):
                                fields=['acknowledgement_due_at', 'id'], name='subscription_ack_pending'),
         ),
         AddIndexConcurrentlyOnPostgres(
+            model_name='subscription',
+            index=models.Index(condition=models.Q(('replaced_by__isnull', True),
+                                                  ('status__in', ['ACTIVE', 'CANCELED', 'ON_GRACE']),
+                                                  ('subscriber__isnull', False),
+                                                  models.Q(('provider', 'manual'), _negated=True)),
+                               fields=['subscriber', 'id'], name='subscription_paying_by_user'),
+        ),
+        AddIndexConcurrentlyOnPostgres(
             model_name='transaction',
             index=models.Index(fields=['recorded_at'], name='transaction_by_recorded'),
         ),
