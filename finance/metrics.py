@@ -66,16 +66,16 @@ class _Day:
         changed = {row["subscription_id"] for row in entering}
         payments = list(self._ledger())
         wanted = changed | {t.subscription_id for t in payments}
+        at_end: dict[int, SubscriptionState] = {}
         # Stocks and churn by time passing come from the states that are on hold or entitled by status: the
         # others (ended, paused, never started: most rows after a few years) count in neither, so they are
         # not read. The day's changed and paid subscriptions are read whatever their status.
-        for state in subscriptions_as_of(self.end, statuses=_COUNTED_STATUSES):
+        for state in subscriptions_as_of(self.end, statuses=_COUNTED_STATUSES, including=wanted):
             self._stocks(state)
-            if state.subscription_id not in wanted and state.is_entitled(self.start) and not state.is_entitled(
-                    self.end):
+            if state.subscription_id in wanted:
+                at_end[state.subscription_id] = state
+            elif state.is_entitled(self.start) and not state.is_entitled(self.end):
                 self.add(_key(state), "churned")  # access ended by time passing, no history row today
-        at_end: dict[int, SubscriptionState] = {
-            state.subscription_id: state for state in subscriptions_as_of(self.end, subscription_ids=sorted(wanted))}
         self._flows(changed, entering, at_end)
         for t in payments:
             self._money(t, at_end.get(t.subscription_id))

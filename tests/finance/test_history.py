@@ -117,4 +117,8 @@ def test_states_of_some_statuses_are_the_newest_states_of_those_statuses_only():
             assert some == [s for s in every if s.status in wanted]
     assert [s.provider_subscription_id for s in subscriptions_as_of(at("2026-10-10"), statuses=wanted)] == [
         "sub_1", "g_1"]
+    sub_2 = Subscription.objects.get(provider_subscription_id="sub_2").pk
+    with_sub_2 = list(subscriptions_as_of(at("2026-10-10"), statuses=wanted, including=[sub_2]))
+    assert [(s.provider_subscription_id, s.status) for s in with_sub_2] == [
+        ("sub_1", Status.ACTIVE), ("sub_2", Status.EXPIRED), ("g_1", Status.ON_HOLD)]
     assert list(subscriptions_as_of(at("2026-10-10"), statuses={Status.EXPIRED}, subscription_ids=[])) == []
