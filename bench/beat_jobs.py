@@ -174,7 +174,23 @@ def measure(runs: int) -> None:
 # --- the parent: prepare, measure each size in a child, print ----------------------------------------
 
 def seq_scans(plans: list[str]) -> list[str]:
-    return sorted({m for plan in plans for m in re.findall(r"Seq Scan on (\w+)", plan) if m in BIG_TABLES})
+    """The big tables a plan scans sequentially, with the rows it read there (kept and filtered out, all
+    workers); a scan that stops at a LIMIT after a few rows (an exists() probe) reads a page and is shown so."""
+    found = {}
+    for plan in plans:
+        lines = plan.splitlines()
+        for i, line in enumerate(lines):
+            match = re.search(r"Seq Scan on (\w+) .*actual time=\S+ rows=(\d+) loops=(\d+)", line)
+            if not match or match.group(1) not in BIG_TABLES:
+                continue
+            loops = int(match.group(3))
+            read = int(match.group(2)) * loops
+            for following in lines[i + 1:i + 4]:
+                if removed := re.search(r"Rows Removed by Filter: (\d+)", following):
+                    read += int(removed.group(1)) * loops
+            found[match.group(1)] = max(found.get(match.group(1), 0), read)
+    return sorted(f"{table} ({read:,} rows read{', a LIMIT probe' if read < 1000 else ''})"
+                  for table, read in found.items())
 
 
 def main() -> None:
