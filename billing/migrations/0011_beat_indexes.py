@@ -4,20 +4,9 @@
 
 import django.db.models.functions.comparison
 from django.conf import settings
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
-
-class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        return migrations.AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        return migrations.AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+from billing.migration_ops import AddIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):
@@ -53,6 +42,11 @@ class Migration(migrations.Migration):
                                                   ('subscriber__isnull', False),
                                                   models.Q(('provider', 'manual'), _negated=True)),
                                fields=['subscriber', 'id'], name='subscription_paying_by_user'),
+        ),
+        AddIndexConcurrentlyOnPostgres(
+            model_name='outbox',
+            index=models.Index(condition=models.Q(('published_at__isnull', False)), fields=['created_at'],
+                               name='outbox_published_by_time'),
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='transaction',
