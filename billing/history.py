@@ -103,7 +103,8 @@ def _newest_of_statuses(newest: QuerySet, statuses: list[str], including: list[i
     """PostgreSQL: the newest rows (DISTINCT ON, history columns only) filtered by status, then joined to the
     subscription and its user: the joins and the conversion to Python are paid for the states kept only
     (a filter on `id IN (DISTINCT ON …)` instead re-reads each row by its key, in every parallel worker).
-    MATERIALIZED: the pass over the history is made once, not once per parallel worker of the joins."""
+    MATERIALIZED: the pass over the history is made once, not once per parallel worker of the joins. The
+    ids `including` are matched through a hashed subplan (`= ANY(array)` compares each row with every id)."""
     own = [c for c in _COLUMNS if c != "subscriber__external_id" and not c.startswith("subscription__")]
     try:
         inner, params = newest.values(*own, "subscriber_id").query.sql_with_params()
@@ -118,7 +119,7 @@ def _newest_of_statuses(newest: QuerySet, statuses: list[str], including: list[i
         JOIN billing_subscription s ON s.id = h.subscription_id
         LEFT JOIN accounts_subscriber owner ON owner.id = h.subscriber_id
         LEFT JOIN accounts_subscriber holder ON holder.id = s.subscriber_id
-        WHERE h.new_status = ANY(%s) OR h.subscription_id = ANY(%s)
+        WHERE h.new_status = ANY(%s) OR h.subscription_id IN (SELECT unnest(%s::bigint[]))
         ORDER BY h.subscription_id"""  # noqa: S608
     names = [*own, "subscriber__external_id", "subscription__provider", "subscription__provider_subscription_id",
              "subscription__subscriber__external_id", "subscription__product_id", "subscription__store_product_id",
