@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
@@ -62,10 +63,13 @@ def history_rows_as_of(moment: datetime) -> QuerySet:
 
 def subscriptions_as_of(moment: datetime, *, provider: str | None = None, environment: str | None = None,
                         subscription_ids: Iterable[int] | QuerySet | None = None,
+                        statuses: Iterable[str] | None = None, including: Iterable[int] = (),
                         chunk_size: int = 2000) -> Iterator[SubscriptionState]:
     """The state of every subscription that had one at `moment`, in subscription id order. Filters:
     `provider`; `environment` (the state's; for rows without a known state, the subscription's); `subscription_ids`
-    (ids or a queryset of subscriptions)."""
+    (ids or a queryset of subscriptions); `statuses` (the state's status: e.g. finance's stocks skip the
+    millions ended for years without reading them into Python), and with it `including` (subscription ids
+    whose state is wanted whatever its status)."""
     rows = history_rows_as_of(moment)
     if provider:
         rows = rows.filter(subscription__provider=provider)
@@ -83,8 +87,48 @@ def subscriptions_as_of(moment: datetime, *, provider: str | None = None, enviro
                 | Q(state_known=False, subscription__environment=environment))
         newest = StatusChange.objects.filter(same, id__in=newest.values("id")).order_by("subscription_id")
     labels = _product_labels()
+    if statuses is not None and connection.vendor == "postgresql" and not environment:
+        yield from _newest_of_statuses(newest, sorted(statuses), sorted(set(including)), labels, chunk_size)
+        return
+    if statuses is not None:
+        # After choosing the newest row too: a subscription ended since has an older row of that status.
+        kept = Q(new_status__in=sorted(statuses)) | Q(subscription_id__in=sorted(set(including)))
+        newest = StatusChange.objects.filter(kept, id__in=newest.values("id")).order_by("subscription_id")
     for values in newest.values_list(*_COLUMNS).iterator(chunk_size=chunk_size):
         yield _state_of_values(dict(zip(_COLUMNS, values, strict=True)), labels)
+
+
+def _newest_of_statuses(newest: QuerySet, statuses: list[str], including: list[int], labels: dict[int, str],
+                        chunk_size: int) -> Iterator[SubscriptionState]:
+    """PostgreSQL: the newest rows (DISTINCT ON, history columns only) filtered by status, then joined to the
+    subscription and its user: the joins and the conversion to Python are paid for the states kept only
+    (a filter on `id IN (DISTINCT ON …)` instead re-reads each row by its key, in every parallel worker).
+    MATERIALIZED: the pass over the history is made once, not once per parallel worker of the joins. The
+    ids `including` are matched through a hashed subplan (`= ANY(array)` compares each row with every id)."""
+    own = [c for c in _COLUMNS if c != "subscriber__external_id" and not c.startswith("subscription__")]
+    try:
+        inner, params = newest.values(*own, "subscriber_id").query.sql_with_params()
+    except EmptyResultSet:  # e.g. no subscription ids given
+        return
+    # Built from the ORM's own SQL (its values passed as parameters) and this module's column names only.
+    sql = f"""
+        WITH h AS MATERIALIZED ({inner})
+        SELECT h.{', h.'.join(own)}, owner.external_id, s.provider, s.provider_subscription_id, holder.external_id,
+               s.product_id, s.store_product_id, s.environment
+        FROM h
+        JOIN billing_subscription s ON s.id = h.subscription_id
+        LEFT JOIN accounts_subscriber owner ON owner.id = h.subscriber_id
+        LEFT JOIN accounts_subscriber holder ON holder.id = s.subscriber_id
+        WHERE h.new_status = ANY(%s) OR h.subscription_id IN (SELECT unnest(%s::bigint[]))
+        ORDER BY h.subscription_id"""  # noqa: S608
+    names = [*own, "subscriber__external_id", "subscription__provider", "subscription__provider_subscription_id",
+             "subscription__subscriber__external_id", "subscription__product_id", "subscription__store_product_id",
+             "subscription__environment"]
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, (*params, statuses, including))
+        while chunk := cursor.fetchmany(chunk_size):
+            for values in chunk:
+                yield _state_of_values(dict(zip(names, values, strict=True)), labels)
 
 
 # What a state is built from: plain values, not model instances (a sixth of the time, measured on 100k

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import Subscriber
@@ -117,6 +118,18 @@ class Subscription(models.Model):
             # stay out of it: years of them must not be scanned by every batch).
             models.Index(fields=["provider", "last_verified_at", "id"], name="subscription_live_by_verified",
                          condition=~models.Q(status__in=["EXPIRED", "REVOKED"])),
+            # The expiry sweep: entitled subscriptions by their access end (the later of expiry and grace), so
+            # that it reads the lapsed ones only, not every live one (billing/sweeps.py lapsed_subscriptions).
+            models.Index(Greatest("expires_at", "grace_until"), name="subscription_entitled_by_end",
+                         condition=models.Q(status__in=["ACTIVE", "CANCELED", "ON_GRACE", "TRIAL"])),
+            # Google purchases awaiting acknowledgement, soonest deadline first (a few among millions).
+            models.Index(fields=["acknowledgement_due_at", "id"], name="subscription_ack_pending",
+                         condition=models.Q(acknowledged_at__isnull=True, acknowledgement_due_at__isnull=False)),
+            # The daily double-payment sweep: users with two paying subscriptions, counted from this index alone
+            # (billing/double_payments.py sweep: its filter is this condition), not from the whole table.
+            models.Index(fields=["subscriber", "id"], name="subscription_paying_by_user",
+                         condition=models.Q(status__in=["ACTIVE", "CANCELED", "ON_GRACE"], replaced_by__isnull=True,
+                                            subscriber__isnull=False) & ~models.Q(provider="manual")),
         ]
 
     def __str__(self):
@@ -172,7 +185,9 @@ class StatusChange(models.Model):
         ordering = ["-recorded_at", "-id"]
         indexes = [models.Index(fields=["-recorded_at"], name="statuschange_by_time"),
                    # "as of": a subscription's newest row (finance's rebuilds, billing/history.py)
-                   models.Index(fields=["subscription", "-id"], name="statuschange_by_sub_newest")]
+                   models.Index(fields=["subscription", "-id"], name="statuschange_by_sub_newest"),
+                   # finance's day: the rows that start to count in it (known after its start, or true after it)
+                   models.Index(fields=["occurred_at"], name="statuschange_by_occurred")]
 
     def __str__(self):
         flag = " (ignored)" if self.ignored else ""
@@ -221,6 +236,8 @@ class Transaction(models.Model):
         constraints = [models.UniqueConstraint(fields=["provider", "provider_transaction_id"],
                                                name="transaction_unique_per_provider")]
         indexes = [models.Index(fields=["occurred_at"], name="transaction_by_time"),
+                   # finance's day: the ledger rows recorded in it (a late refund), beside those that occurred in it
+                   models.Index(fields=["recorded_at"], name="transaction_by_recorded"),
                    models.Index(fields=["provider_transaction_id"], name="transaction_by_store_id"),
                    models.Index(fields=["order_id"], name="transaction_by_order_id",
                                 condition=~models.Q(order_id=""))]
@@ -246,7 +263,10 @@ class Outbox(models.Model):
         ordering = ["id"]
         verbose_name_plural = "outbox"
         indexes = [models.Index(fields=["id"], name="outbox_unpublished",
-                                condition=models.Q(published_at__isnull=True))]
+                                condition=models.Q(published_at__isnull=True)),
+                   # Retention: the published rows past RETENTION_OUTBOX_DAYS, without reading the rest.
+                   models.Index(fields=["created_at"], name="outbox_published_by_time",
+                                condition=models.Q(published_at__isnull=False))]
 
     def __str__(self):
         return str(self.event_id)

@@ -5,8 +5,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from . import store_budgets
@@ -16,7 +17,7 @@ from .providers import registry
 from .providers.base import NotConfigured, NotSupported, ProviderAdapter, ProviderError, TransientError
 from .providers.common import store_adapters
 from .snapshots import Cause, CauseKind, Provider, Snapshot
-from .statuses import ENTITLED_STATUSES, Status, grants_access, lapsed_status
+from .statuses import ENTITLED_STATUSES, STATUS_CHOICES, Status, grants_access, lapsed_status
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,12 @@ def lapsed_subscriptions(now=None):
     now = now or timezone.now()
     past_end = (Q(expires_at__lt=now) & (Q(grace_until__isnull=True) | Q(grace_until__lt=now))) | Q(
         expires_at__isnull=True, grace_until__lt=now)
-    return Subscription.objects.filter(past_end, status__in=list(ENTITLED_STATUSES))
+    lapsed = Subscription.objects.filter(past_end, status__in=sorted(ENTITLED_STATUSES))
+    if connection.vendor == "postgresql":
+        # The same condition as PostgreSQL's GREATEST (it passes over NULLs): what the partial index
+        # subscription_entitled_by_end holds, so only the lapsed rows are read, not every live one.
+        lapsed = lapsed.alias(access_end=Greatest("expires_at", "grace_until")).filter(access_end__lt=now)
+    return lapsed
 
 
 def subscriptions_expire_lapsed(*, limit: int = EXPIRE_BATCH) -> int:
@@ -139,5 +145,31 @@ def subscriptions_repoll(*, limit: int = REPOLL_BATCH) -> ResyncReport:
     providers = repollable_providers()
     if not providers:
         return ResyncReport()
-    due = subscriptions_due_for_repoll().filter(provider__in=providers)[:limit]
-    return subscriptions_resync(list(due), cause_ref="repoll")
+    return subscriptions_resync(subscriptions_repoll_batch(providers, limit=limit), cause_ref="repoll")
+
+
+def subscriptions_repoll_batch(providers: list[str], *, limit: int = REPOLL_BATCH, now=None) -> list[Subscription]:
+    """The re-poll's next batch: the first `limit` due subscriptions of these stores, in the order of
+    subscriptions_due_for_repoll. That one query (an OR over millions of rows, ordered) would read every
+    live subscription to keep the first 200; instead each part of it is read in order along an index, at
+    most `limit` rows each, and the parts merged: per store, the never-confirmed live ones (by id) and the
+    live ones not confirmed lately (by confirmation), both along subscription_live_by_verified; then those
+    around their expiry (a window of the (status, expires_at) index). Every part is a subset of the due
+    query (its filter added to it) and together they cover it, so the first `limit` are the same rows."""
+    now = now or timezone.now()
+    due = subscriptions_due_for_repoll(now)
+    live = ~Q(status__in=[Status.EXPIRED, Status.REVOKED])  # the partial index's condition
+    parts = []
+    for provider in sorted(set(providers) - {Provider.MANUAL}):
+        mine = due.filter(live, provider=provider)
+        parts.append(mine.filter(last_verified_at__isnull=True).order_by("id")[:limit])
+        stale = mine.filter(last_verified_at__lt=now - REPOLL_STALE_AFTER)
+        parts.append(stale.order_by("last_verified_at", "id")[:limit])
+    # Around the expiry: every status but REVOKED, spelled as a list so the (status, expires_at) index serves it.
+    not_revoked = [value for value, _ in STATUS_CHOICES if value != Status.REVOKED]
+    window = due.filter(provider__in=providers, status__in=not_revoked, expires_at__gte=now - REPOLL_EXPIRY_BEHIND,
+                        expires_at__lte=now + REPOLL_EXPIRY_AHEAD)
+    parts.append(window[:limit])
+    rows = {sub.pk: sub for part in parts for sub in part}
+    ordered = sorted(rows.values(), key=lambda s: (s.last_verified_at is not None, s.last_verified_at or now, s.pk))
+    return ordered[:limit]

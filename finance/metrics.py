@@ -26,6 +26,8 @@ from .mrr import monthly_amount, round_minor
 Key = tuple[str, str, str, str]  # (provider, store_product_id, environment, currency)
 
 _PAYMENTS = (TransactionKind.PURCHASE, TransactionKind.RENEWAL)
+# The statuses a day's stocks count (on hold, or entitled until the state's end): no other state counts.
+_COUNTED_STATUSES = ENTITLED_STATUSES | {Status.ON_HOLD}
 _COUNTERS = ("entitled", "in_trial", "in_grace", "on_hold", "new", "reactivated", "churned", "trial_starts",
              "trial_conversions", "payments", "gross_revenue_minor", "refunds", "refunds_minor")
 
@@ -65,7 +67,10 @@ class _Day:
         payments = list(self._ledger())
         wanted = changed | {t.subscription_id for t in payments}
         at_end: dict[int, SubscriptionState] = {}
-        for state in subscriptions_as_of(self.end):
+        # Stocks and churn by time passing come from the states that are on hold or entitled by status: the
+        # others (ended, paused, never started: most rows after a few years) count in neither, so they are
+        # not read. The day's changed and paid subscriptions are read whatever their status.
+        for state in subscriptions_as_of(self.end, statuses=_COUNTED_STATUSES, including=wanted):
             self._stocks(state)
             if state.subscription_id in wanted:
                 at_end[state.subscription_id] = state

@@ -53,6 +53,10 @@ class WebhookEvent(models.Model):
             models.Index(fields=["provider", "-received_at"], name="webhook_event_by_provider"),
             # the admin index's last-day counts and the date hierarchy
             models.Index(fields=["received_at"], name="webhook_event_by_time"),
+            # Retention: events processed (or ignored) before the cutoff, without reading the rest
+            # (those never stamped processed are found by the (status, received_at) index).
+            models.Index(fields=["processed_at"], name="webhook_event_done_by_time",
+                         condition=models.Q(status__in=["ignored", "processed"])),
         ]
 
     def __str__(self):

@@ -150,6 +150,46 @@ def test_what_is_due_for_a_repoll():
     assert order[2:] == ["confirmed_long_ago", "expired_unconfirmed_since", "expiring_soon"]
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 8, 50])
+def test_the_repoll_batch_is_the_first_of_what_is_due_in_the_same_order(limit):
+    # The batch is read in parts along indexes (sweeps.subscriptions_repoll_batch): the same rows, in the same
+    # order, as the first `limit` of the one due query.
+    make("never_a", verified_ago=None)
+    make("never_b", provider="apple")
+    make("long_ago", verified_ago=timedelta(hours=30))
+    make("longer_ago", provider="apple", verified_ago=timedelta(hours=50))
+    make("expiring_soon", expires_in=timedelta(minutes=10), verified_ago=timedelta(hours=1))
+    make("ended_in_the_window", status=Status.EXPIRED, expires_in=-timedelta(days=1), verified_ago=timedelta(days=2))
+    make("ended_never_confirmed", status=Status.EXPIRED, expires_in=-timedelta(hours=3))
+    make("on_hold_stale", status=Status.ON_HOLD, verified_ago=timedelta(hours=40))
+    make("fresh", verified_ago=timedelta(hours=1))
+    make("long_dead", status=Status.EXPIRED, expires_in=-timedelta(days=30), verified_ago=timedelta(days=29))
+    make("revoked", status=Status.REVOKED, expires_in=timedelta(minutes=5))
+    make("staff_grant", provider="manual")
+    make("superseded", replaced_by=make("newer", verified_ago=timedelta(hours=26)))
+    make("other_store", provider="google", verified_ago=timedelta(hours=60))
+    stores = ["stripe", "apple", "manual"]
+    expected = list(subscriptions_due_for_repoll().filter(provider__in=stores)[:limit])
+    assert sweeps.subscriptions_repoll_batch(stores, limit=limit) == expected
+    assert len(expected) == min(limit, 9)
+
+
+@pytest.mark.parametrize(("status", "expires_in", "grace_in", "lapsed"), [
+    (Status.ACTIVE, -timedelta(hours=1), None, True),
+    (Status.ON_GRACE, -timedelta(days=3), -timedelta(hours=1), True),
+    (Status.ON_GRACE, -timedelta(days=3), timedelta(hours=1), False),
+    (Status.ON_GRACE, None, -timedelta(hours=1), True),
+    (Status.ON_GRACE, None, timedelta(hours=1), False),
+    (Status.CANCELED, timedelta(hours=1), -timedelta(hours=1), False),  # grace over, expiry ahead
+    (Status.TRIAL, None, None, False),  # no end known
+    (Status.PAUSED, -timedelta(hours=1), None, False),
+])
+def test_what_the_expiry_sweep_takes(status, expires_in, grace_in, lapsed):
+    sub = SubscriptionFactory(status=status, expires_at=NOW + expires_in if expires_in is not None else None,
+                              grace_until=NOW + grace_in if grace_in is not None else None)
+    assert list(sweeps.lapsed_subscriptions(NOW)) == ([sub] if lapsed else [])
+
+
 def test_repoll_applies_what_the_store_says_and_retries_failures_next_time(store):
     renewed = store.subscribe("1", expires_at=NOW + timedelta(minutes=5), last_verified_at=NOW - timedelta(hours=1))
     canceled = store.subscribe("2", last_verified_at=None)

@@ -98,3 +98,27 @@ def test_the_data_migration_fills_each_subscriptions_newest_row_from_its_current
     assert (then.status, then.state_known, then.expires_at, then.amount_minor) == (Status.TRIAL, False, None, None)
     assert then.store_product_id == "price_monthly"  # the subscription's: products rarely change
     assert state(at("2026-10-09") + timedelta(days=1)).state_known
+
+
+def test_states_of_some_statuses_are_the_newest_states_of_those_statuses_only():
+    # finance's stocks read only these (billing/history.py: on PostgreSQL, one query that filters after
+    # choosing each subscription's newest row): the same states as filtering the full answer.
+    apply_at(at("2026-10-01"), Status.TRIAL, sub_id="sub_1", expires_at=at("2026-10-08"), **MONTHLY)
+    apply_at(at("2026-10-08"), Status.ACTIVE, sub_id="sub_1", expires_at=at("2026-11-08"), **MONTHLY)
+    apply_at(at("2026-10-01"), Status.ACTIVE, sub_id="sub_2", expires_at=at("2026-11-01"), **MONTHLY)
+    apply_at(at("2026-10-03"), Status.EXPIRED, sub_id="sub_2", **MONTHLY)  # was ACTIVE: an older row of that status
+    apply_at(at("2026-10-01"), Status.ON_HOLD, sub_id="g_1", provider="google", **MONTHLY)
+    apply_at(at("2026-10-05"), Status.REVOKED, sub_id="sub_3", recorded=at("2026-10-09"), **MONTHLY)
+    wanted = {Status.ACTIVE, Status.TRIAL, Status.ON_HOLD}
+    for moment in (at("2026-10-02"), at("2026-10-04"), at("2026-10-10")):
+        for provider in (None, "stripe"):
+            every = list(subscriptions_as_of(moment, provider=provider))
+            some = list(subscriptions_as_of(moment, provider=provider, statuses=wanted))
+            assert some == [s for s in every if s.status in wanted]
+    assert [s.provider_subscription_id for s in subscriptions_as_of(at("2026-10-10"), statuses=wanted)] == [
+        "sub_1", "g_1"]
+    sub_2 = Subscription.objects.get(provider_subscription_id="sub_2").pk
+    with_sub_2 = list(subscriptions_as_of(at("2026-10-10"), statuses=wanted, including=[sub_2]))
+    assert [(s.provider_subscription_id, s.status) for s in with_sub_2] == [
+        ("sub_1", Status.ACTIVE), ("sub_2", Status.EXPIRED), ("g_1", Status.ON_HOLD)]
+    assert list(subscriptions_as_of(at("2026-10-10"), statuses={Status.EXPIRED}, subscription_ids=[])) == []
