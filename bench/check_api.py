@@ -35,7 +35,7 @@ from urllib.request import Request, urlopen
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
 import psycopg
 
-from bench.harness import backend_pids, cpu_ticks, redis_pids, schema_database
+from bench.harness import backend_pids, cpu_ticks, ensure_wrk, redis_pids, schema_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = ROOT / ".venv" / "bin" / "python"
@@ -271,8 +271,8 @@ def main() -> int:
     args = parser.parse_args()
     servers = ("gunicorn", "granian") if args.server == "both" else (args.server,)
     if (any(not (GUNICORN if s == "gunicorn" else GRANIAN).exists() for s in servers)
-            or subprocess.run(["which", "wrk"], capture_output=True).returncode):
-        print("needs .venv (make install) and wrk (apt-get install -y wrk)", file=sys.stderr)
+            or not ensure_wrk()):
+        print("needs .venv (make install) and wrk (apt-get install -y wrk failed)", file=sys.stderr)
         return 2
     # A SIGTERM (timeout, Ctrl-C from a wrapper) still stops the server we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -1,6 +1,7 @@
 """What the benchmarks share: their database (schema built from the models), CPU accounting of the server,
 PostgreSQL and Redis processes."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,19 @@ def backend_pids(db_url: str) -> list[int]:
 def redis_pids() -> list[int]:
     out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def ensure_wrk() -> bool:
+    """wrk on the PATH, installed from Debian's packages when absent (as scripts/ensure_services.sh does
+    for PostgreSQL and Redis), so a bench runs from one command on a fresh machine."""
+    import shutil
+
+    if shutil.which("wrk"):
+        return True
+    print("wrk is not installed: installing it from Debian's packages", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], env=env, check=False)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False,
+                   stdout=subprocess.DEVNULL)
+    return shutil.which("wrk") is not None

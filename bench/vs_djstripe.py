@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: bench/ is not a package root
 
 from bench import wrk  # noqa: E402
-from bench.harness import backend_pids, cpu_ticks, redis_pids, schema_database  # noqa: E402
+from bench.harness import backend_pids, cpu_ticks, ensure_wrk, redis_pids, schema_database  # noqa: E402
 from bench.stripe_events import (  # noqa: E402
     PROCFILE_QUEUES,
     WEBHOOK_SECRET,
@@ -339,8 +339,8 @@ def compare_states(fake, events: list[dict]) -> dict:
 # --- the run ---------------------------------------------------------------------------------------
 
 def main() -> int:
-    if not GUNICORN.exists() or subprocess.run(["which", "wrk"], capture_output=True).returncode:
-        print("needs .venv (make install) and wrk (apt-get install -y wrk)", file=sys.stderr)
+    if not GUNICORN.exists() or not ensure_wrk():
+        print("needs .venv (make install) and wrk (apt-get install -y wrk failed)", file=sys.stderr)
         return 2
     from tests.fakes.stripe import FakeStripe
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
-from bench.harness import backend_pids, cpu_ticks, redis_pids, schema_database
+from bench.harness import backend_pids, cpu_ticks, ensure_wrk, redis_pids, schema_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -382,8 +382,8 @@ def end_to_end(server: Server, *, drain_only: bool = False) -> dict:
 
 
 def main() -> int:
-    if not GUNICORN.exists() or subprocess.run(["which", "wrk"], capture_output=True).returncode:
-        print("needs .venv (make install) and wrk (apt-get install -y wrk)", file=sys.stderr)
+    if not GUNICORN.exists() or not ensure_wrk():
+        print("needs .venv (make install) and wrk (apt-get install -y wrk failed)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     began = time.monotonic()
