@@ -1,13 +1,15 @@
 """Benchmark of webhook ingestion (POST /webhooks/<provider>) beside a bare baseline, and the end-to-end
 rate from POST to the status change on the stream with one worker process.
 
-    .venv/bin/python bench/webhook_ingest.py      # needs PostgreSQL, Redis and wrk (apt-get install -y wrk)
+    .venv/bin/python bench/webhook_ingest.py      # needs PostgreSQL and Redis; wrk is installed when absent
 
 Builds a separate database (BENCH_DATABASE_URL, default .../billing_bench_hooks; dropped and created
 each run) from the models. One gunicorn app (this module, sync workers) serves both endpoints, so the
 baseline and the pipeline run with the same middleware and server settings in the same run:
 
-- baseline: `POST /bench/baseline` verifies an HMAC-SHA256 of the body and INSERTs the body (autocommit);
+- baseline: `POST /bench/baseline` verifies an HMAC-SHA256 of the body and INSERTs the body (autocommit),
+  with the test adapter's bodies, and again with a store's own bodies when they are over 1.5x as large
+  (Stripe's, Apple's), so a store is also compared with HMAC + INSERT of bodies of its size;
 - the test adapter, `POST /webhooks/hooktest` (tests/webhooks/adapter.py: HMAC + JSON, bodies of ~650
   bytes): the floor of the answer path, the INSERT … ON CONFLICT of the event, and the enqueue (SET NX of
   the drain flag; a drain task is published only when none is scheduled). No worker runs during this phase;
