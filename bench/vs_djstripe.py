@@ -135,13 +135,13 @@ def reset_ours() -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
-def signed(events: list[dict]) -> list[tuple[str, str]]:
-    """(Stripe-Signature, body) per event, signed now: both sides refuse signatures older than 5 minutes,
+def signed(events: list[dict]) -> list[tuple[dict, str]]:
+    """({Stripe-Signature}, body) per event, signed now: both sides refuse signatures older than 5 minutes,
     and the acknowledgement runs of both take less."""
     from tests.fakes.stripe import sign
 
     bodies = [json.dumps(e) for e in events]
-    return [(sign(b.encode(), WEBHOOK_SECRET), b) for b in bodies]
+    return [({"Stripe-Signature": sign(b.encode(), WEBHOOK_SECRET)}, b) for b in bodies]
 
 
 class Server:
@@ -189,12 +189,12 @@ def acknowledge(label: str, server: Server, path: str, db_url: str, pools: dict)
     url = f"http://127.0.0.1:{PORT}"
     files = {name: wrk.write_bodies(signed(events)) for name, events in pools.items()}
     try:
-        wrk.post(url, path, "Stripe-Signature", files["warm"], CONNECTIONS, 2)  # connections, imports, caches
+        wrk.post(url, path, files["warm"], CONNECTIONS, 2)  # connections, imports, caches
         pids, backends, redis = server.workers(), backend_pids(db_url), redis_pids()
         before = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
-        throughput = wrk.post(url, path, "Stripe-Signature", files["throughput"], 32, DURATION)
+        throughput = wrk.post(url, path, files["throughput"], 32, DURATION)
         after = cpu_ticks(pids), cpu_ticks(backends), cpu_ticks(redis)
-        latency = wrk.post(url, path, "Stripe-Signature", files["latency"], CONNECTIONS, DURATION)
+        latency = wrk.post(url, path, files["latency"], CONNECTIONS, DURATION)
     finally:
         for name in files.values():
             os.unlink(name)

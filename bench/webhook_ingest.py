@@ -34,7 +34,6 @@ timed from the first POST until N entries are on the (bench's own) stream.
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -46,6 +45,10 @@ from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench/ is not a package root
 from bench.harness import backend_pids, cpu_ticks, ensure_wrk, redis_pids, schema_database
+from bench.wrk import command as wrk_command
+from bench.wrk import post as wrk_post
+from bench.wrk import result as wrk_result
+from bench.wrk import write_bodies as wrk_bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,14 +192,7 @@ def baseline_requests(requests):
 
 
 def write_bodies(run: str, count: int, requests=hooktest_requests) -> str:
-    """One request a line for the wrk script: `name\x02value[\x01name\x02value…]<TAB>body` (compact JSON
-    bodies hold no raw tab or newline)."""
-    fd, name = tempfile.mkstemp(suffix=".bodies", prefix=f"webhook-{run}-")
-    with os.fdopen(fd, "wb") as f:
-        for headers, body in requests(run, count):
-            assert b"\t" not in body and b"\n" not in body
-            f.write("\x01".join(f"{k}\x02{v}" for k, v in headers.items()).encode() + b"\t" + body + b"\n")
-    return name
+    return wrk_bodies(requests(run, count))
 
 
 def mean_body_bytes(path: str) -> float:
@@ -204,70 +200,8 @@ def mean_body_bytes(path: str) -> float:
     return sum(sizes) / max(len(sizes), 1)
 
 
-LUA = """
-local bodies_file, path, stop_at_end = "%(file)s", "%(path)s", %(stop)s
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads)
-  table.insert(threads, thread)
-end
-function init(args)
-  lines, n, wrapped, answered = {}, 0, 0, 0
-  local i = 0
-  for line in io.lines(bodies_file) do
-    if i %% %(threads)d == tid then
-      local tab = line:find("\\t")
-      local headers = {["Content-Type"] = "application/json"}
-      for pair in line:sub(1, tab - 1):gmatch("[^\\1]+") do
-        local sep = pair:find("\\2")
-        headers[pair:sub(1, sep - 1)] = pair:sub(sep + 1)
-      end
-      lines[#lines + 1] = {headers, line:sub(tab + 1)}
-    end
-    i = i + 1
-  end
-end
-function request()
-  n = n + 1
-  if n > #lines then n = 1; wrapped = wrapped + 1 end
-  local e = lines[n]
-  return wrk.format("POST", path, e[1], e[2])
-end
-function response(status, headers, body)
-  answered = answered + 1
-  if stop_at_end and answered >= #lines then wrk.thread:stop() end
-end
-function done(summary, latency, requests)
-  local wrapped_total = 0
-  for _, t in ipairs(threads) do wrapped_total = wrapped_total + t:get("wrapped") end
-  io.write(string.format('RESULT {"requests": %%d, "seconds": %%f, "non2xx": %%d, "errors": %%d, '
-    .. '"p50": %%f, "p99": %%f, "wrapped": %%d}\\n', summary.requests, summary.duration / 1e6,
-    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(99) / 1000, wrapped_total))
-end
-"""
-
-
-def _wrk_command(path: str, bodies: str, connections: int, seconds: int, stop: bool, threads: int = 2):
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA % {"file": bodies, "path": path, "stop": "true" if stop else "false", "threads": threads})
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", f.name,
-           f"http://127.0.0.1:{PORT}"]
-    return cmd, f.name
-
-
-def _wrk_result(out: str) -> dict:
-    result = json.loads(re.search(r"^RESULT (.*)$", out, re.M).group(1))
-    result["rps"] = result["requests"] / result["seconds"]
-    return result
-
-
 def wrk(path: str, bodies: str, connections: int, *, seconds: int = DURATION, stop: bool = False) -> dict:
-    cmd, script = _wrk_command(path, bodies, connections, seconds, stop)
-    try:
-        return _wrk_result(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    finally:
-        os.unlink(script)
+    return wrk_post(f"http://127.0.0.1:{PORT}", path, bodies, connections, seconds, stop=stop)
 
 
 # --- processes and CPU --------------------------------------------------------------------------
@@ -346,7 +280,7 @@ def _post_all(bodies: str) -> dict:
     import psycopg
 
     # wrk runs for a fixed time whatever its script says: stop it once every event is stored.
-    cmd, script = _wrk_command("/webhooks/hooktest", bodies, 8, 300, True)
+    cmd, script = wrk_command(f"http://127.0.0.1:{PORT}", "/webhooks/hooktest", bodies, 8, 300, stop=True)
     started = time.monotonic()
     posting = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     with psycopg.connect(DB_URL, autocommit=True) as conn:
@@ -356,7 +290,7 @@ def _post_all(bodies: str) -> dict:
             time.sleep(0.02)
     posted_in = time.monotonic() - started
     posting.send_signal(signal.SIGINT)
-    ingest = _wrk_result(posting.communicate(timeout=30)[0])
+    ingest = wrk_result(posting.communicate(timeout=30)[0])
     os.unlink(script)
     return {"posted_in": posted_in, "non2xx": ingest["non2xx"], "cut_off": ingest["errors"]}
 
