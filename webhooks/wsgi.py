@@ -31,7 +31,7 @@ from django.http import QueryDict
 from django.http.request import HttpHeaders
 from django.utils.log import log_response
 
-from billing.api.check_wsgi import _host_allowed
+from billing.api.check_wsgi import host_allowed
 from operations.log_context import bind, clear
 from operations.request_id import HEADER, request_id_from
 
@@ -52,7 +52,7 @@ class WebhookWSGIFastPath:
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") == "POST":
             match = WEBHOOK_PATH.fullmatch(environ.get("PATH_INFO", ""))
-            if match is not None and _host_allowed(environ) and not _redirected_to_https(environ):
+            if match is not None and host_allowed(environ) and not _redirected_to_https(environ):
                 return self._answer(environ, start_response, match["provider"])
         return self.application(environ, start_response)
 

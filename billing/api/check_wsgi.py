@@ -108,7 +108,7 @@ def cached_answer(environ, user_id: str) -> bytes | None:
     # A WSGI PATH_INFO is bytes spelled as latin-1: only ASCII ids read the same here as in Django.
     if not user_id.isascii() or not user_id_is_valid(user_id):
         return None
-    if not _host_allowed(environ) or not _may_read(environ, user_id):
+    if not host_allowed(environ) or not _may_read(environ, user_id):
         return None
     try:
         raw = hot_get(entitlement_cache.key_for(user_id))
@@ -269,9 +269,9 @@ def _may_read(environ, user_id: str) -> bool:
     return False
 
 
-def _host_allowed(environ) -> bool:
+def host_allowed(environ) -> bool:
     """HttpRequest.get_host()'s verdict for the common case (a Host header, no X-Forwarded-Host to
-    honour); False (the full path judges) otherwise."""
+    honour); False (the full path judges) otherwise. Both WSGI fast paths ask it (webhooks/wsgi.py too)."""
     host = environ.get("HTTP_HOST")
     if not host or (settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ):
         return False
