@@ -175,11 +175,11 @@ def _remember_answer(user_id: str, raw: bytes, entries: list[dict]) -> bytes:
     """The answer now, and its JSON around `as_of` remembered until it could change."""
     now = timezone.now()
     answer = answer_from_entries(user_id, entries, entitlement=None, now=now)
-    body = json.dumps(answer).encode()
     head = _signed_head(raw)
     parts = json.dumps(answer | {"as_of": _AS_OF}).encode().split(b'"%s"' % _AS_OF.encode())
     if head is None or len(parts) != 2:
-        return body
+        return json.dumps(answer).encode()
+    body = b"%s%s%s" % (parts[0], json.dumps(answer["as_of"]).encode(), parts[1])  # = json.dumps(answer)
     good_until = int(head.split(b":")[1]) + settings.CHECK_CACHE_TTL_SECONDS  # decode's age limit
     for entry in entries:  # the next moment an entitlement ends changes the answer
         if grants_access(entry["status"]):

@@ -114,6 +114,7 @@ def test_the_fast_answer_equals_the_full_answer_for_every_status_and_caller(clie
     assert code == 200
     assert without_time(json.loads(body)) == without_time(full.json())
     assert json.loads(body)["as_of"] > full.json()["as_of"]  # computed now, not cached
+    assert body == json.dumps(json.loads(body)).encode()  # json.dumps' spelling, as the full path's
     for name in ("Content-Type", "X-Content-Type-Options", "Cache-Control"):
         assert headers[name] == full[name]
     assert headers["X-Request-ID"] and headers["Content-Length"] == str(len(body))
