@@ -29,4 +29,4 @@ RUN mkdir -p var \
 
 USER billing
 EXPOSE 8088
-CMD ["gunicorn", "-c", "python:config.gunicorn", "config.wsgi"]
+CMD ["python", "-m", "config.web"]

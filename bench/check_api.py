@@ -7,7 +7,8 @@ Seeds a separate PostgreSQL database (BENCH_DATABASE_URL, default .../billing_be
 later runs) with 10k, then 1M subscribers with one subscription each, serves the app and the bare view
 with each server, and measures with wrk: requests/s at 32 connections and p50/p99 latency at 8
 connections. The servers (matched: BENCH_WORKERS processes, default 2, one request at a time each):
-gunicorn `-k sync`; granian `--interface wsgi --blocking-threads 1 --runtime-threads 1 --http 1 --no-ws`.
+gunicorn `-k sync`; granian `--interface wsgi --blocking-threads 1 --runtime-threads 1 --http 1 --no-ws`
+(the Procfile's `web`, config/web.py), serving the check through config/granian_wsgi.py's guard as `web` does.
 Each row is measured under both servers back to back (a load change on the shared machine hits both),
 and each server's rows are ratios to its own bare view. Callers are anonymous from 127.0.0.1 (a trusted
 network), as an internal service calls it; one row adds an API key. User ids are drawn at random from a
@@ -119,6 +120,8 @@ def server_command(server: str, app: str) -> list:
     if server == "gunicorn":
         return [GUNICORN, app, "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{PORT}", "--log-level", "warning",
                 "--timeout", "60"]
+    if app == "config.wsgi:application":  # granian serves the app through its guard, as `web` does (config/web.py)
+        app = "config.granian_wsgi:application"
     return [GRANIAN, app, "--interface", "wsgi", "--workers", str(WORKERS), "--blocking-threads", "1",
             "--runtime-threads", "1", "--http", "1", "--no-ws", "--host", "127.0.0.1", "--port", str(PORT),
             "--log-level", "warning"]

@@ -33,11 +33,12 @@ def compose() -> dict:
 
 
 def known_settings() -> set[str]:
-    """Every name the service reads: config/settings.py, config/gunicorn.py and .env.example."""
+    """Every name the service reads: config/settings.py, the web server's modules and .env.example."""
     names = set(re.findall(r'env\.\w+\(\s*"(\w+)"', SETTINGS_TEXT))
     names |= set(re.findall(r'_rate_setting\("(\w+)"', SETTINGS_TEXT))
     names |= SECRET_SETTINGS | {f"{name}_FILE" for name in SECRET_SETTINGS}
-    names |= set(re.findall(r"""env\.\w+\(['"](\w+)['"]""", (ROOT / "config" / "gunicorn.py").read_text()))
+    for module in ("gunicorn.py", "web.py", "granian_wsgi.py"):
+        names |= set(re.findall(r"""env\.\w+\(['"](\w+)['"]""", (ROOT / "config" / module).read_text()))
     names |= set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     return names
 
@@ -50,7 +51,7 @@ def procfile() -> dict[str, str]:
 def test_the_compose_file_has_the_guides_services(compose):
     services = compose["services"]
     assert {"billing", "worker", "beat", "postgres", "redis", "release"} <= set(services)
-    assert services["billing"]["command"] == "gunicorn -c python:config.gunicorn config.wsgi"
+    assert services["billing"]["command"] == "python -m config.web"
     assert services["billing"]["environment"]["ALLOWED_HOSTS"] == "billing"  # http://billing:8088
     for name in ("billing", "worker", "beat"):  # after the migrations, never beside them
         assert services[name]["depends_on"]["release"] == {"condition": "service_completed_successfully"}
@@ -126,13 +127,13 @@ def dockerfile() -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
 
-def test_the_dockerfile_is_a_slim_non_root_gunicorn_image():
+def test_the_dockerfile_is_a_slim_non_root_image_serving_the_web_process():
     instructions = dockerfile()
     assert instructions[0] == ("FROM", "python:3.11-slim")
     users = [arg for op, arg in instructions if op == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert ("EXPOSE", "8088") in instructions
-    assert instructions[-1] == ("CMD", '["gunicorn", "-c", "python:config.gunicorn", "config.wsgi"]')
+    assert instructions[-1] == ("CMD", '["python", "-m", "config.web"]')
     runs = " ".join(arg for op, arg in instructions if op == "RUN")
     assert "pip install -r requirements/base.txt" in runs and "collectstatic --noinput" in runs
 
@@ -145,7 +146,8 @@ def test_every_file_the_dockerfile_copies_exists_and_reaches_the_build():
         assert (ROOT / source).exists(), source
         assert source == "." or not excluded(source, patterns), f"{source} is excluded by .dockerignore"
     # What the image needs at run time is in the context.
-    for needed in ("manage.py", "config/gunicorn.py", "billing/providers/apple_roots", "templates"):
+    for needed in ("manage.py", "config/web.py", "config/granian_wsgi.py", "config/gunicorn.py",
+                   "billing/providers/apple_roots", "templates"):
         assert not excluded(needed, patterns), needed
 
 

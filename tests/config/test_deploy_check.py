@@ -63,6 +63,14 @@ def test_gunicorn_refuses_to_start_with_billing_testing():
     assert "BILLING_TESTING=1 with DEBUG off: refusing to start" in result.stderr
 
 
+def test_the_web_command_refuses_to_start_with_billing_testing():
+    # It ends (status 1) instead of granian respawning a worker that cannot start, again and again.
+    env = {**documented_env(), "BILLING_TESTING": "1", "PORT": str(closed_port()), "WEB_CONCURRENCY": "1"}
+    result = run([sys.executable, "-m", "config.web"], env, timeout=60)
+    assert result.returncode == 1
+    assert "BILLING_TESTING=1 with DEBUG off: refusing to start" in result.stderr
+
+
 def test_a_celery_worker_refuses_to_start_with_billing_testing():
     env = {**documented_env(), "BILLING_TESTING": "1", "CELERY_BROKER_URL": "memory://"}
     result = run([str(BIN / "celery"), "-A", "config", "worker", "-c", "1", "-P", "solo"], env, timeout=60)
