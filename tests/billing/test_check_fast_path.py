@@ -269,6 +269,26 @@ def test_without_redis_the_fast_paths_one_query_answers_as_the_full_path(client,
 
 
 @pytest.mark.django_db(transaction=True)
+def test_without_redis_several_subscriptions_and_entitlements_read_as_the_full_path(client, app, settings):
+    """The one query's rows are read from libpq's text (check_wsgi._row): several rows per subscription
+    (one per entitlement), none, a NULL grace and verification time, microseconds, non-ASCII text."""
+    settings.REDIS_URL = ""
+    user = SubscriberFactory(external_id="rows")
+    now = timezone.now().replace(microsecond=123456)
+    SubscriptionFactory(subscriber=user, status=Status.ON_GRACE, expires_at=now - timedelta(hours=1),
+                        grace_until=now + timedelta(days=2), product=ProductFactory(
+                            store_product_id="abo.prämie", entitlements=["pro", "ad_free", "cloud"]))
+    SubscriptionFactory(subscriber=user, status=Status.ACTIVE, expires_at=now + timedelta(days=30),
+                        last_verified_at=None, product=ProductFactory(entitlements=[]))
+    SubscriptionFactory(subscriber=user, status=Status.EXPIRED, expires_at=now - timedelta(days=40))
+    full = client.get("/api/subscriptions/check/rows").json()
+    code, _headers, body = serve(app, "/api/subscriptions/check/rows")
+    assert code == 200 and app.full.calls == 0
+    assert without_time(json.loads(body)) == without_time(full)
+    assert full["entitlements"] == ["ad_free", "cloud", "pro"] and full["is_subscribed"] is True
+
+
+@pytest.mark.django_db(transaction=True)
 def test_without_redis_a_broken_connection_is_left_to_the_full_path(client, app, settings):
     settings.REDIS_URL = ""
     SubscriptionFactory(subscriber=SubscriberFactory(external_id="b"))
