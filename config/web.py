@@ -25,6 +25,7 @@ def command() -> list[str]:
             "--interface", "wsgi", "--host", env.str("WEB_HOST", default="0.0.0.0"),  # noqa: S104 (a container's port)
             "--port", str(env.int("PORT", default=8088)), "--workers", str(env.int("WEB_CONCURRENCY", default=3)),
             "--blocking-threads", "1", "--runtime-threads", "1", "--http", "1", "--no-ws",
+            "--http1-buffer-size", "65536",  # request line and headers: a 64 KiB read buffer, else 431 (or 414)
             "--respawn-failed-workers",  # a worker ended at WEB_TIMEOUT (or crashed) is replaced
             "--workers-kill-timeout", "30",  # a stop or reload waits this long for running requests
             "--log-level", env.str("LOG_LEVEL", default="INFO").lower()]

@@ -3,7 +3,7 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+application = django_application = get_wsgi_application()
 
 from billing.api.check_wsgi import CheckWSGIFastPath  # noqa: E402  (imports models: after setup)
 from config.startup import refuse_unsafe_settings  # noqa: E402  (needs the settings configured above)
@@ -11,6 +11,12 @@ from webhooks.wsgi import WebhookWSGIFastPath  # noqa: E402  (imports models: af
 
 refuse_unsafe_settings()
 
-# The check API's cache hits are answered before Django builds a request (billing/api/check_wsgi.py), and
-# so are the stores' webhooks (webhooks/wsgi.py: POST only; the check fast path stays first, untouched).
-application = CheckWSGIFastPath(WebhookWSGIFastPath(application))
+
+
+def with_fast_paths(app):
+    """The check API's cache hits are answered before Django builds a request (billing/api/check_wsgi.py),
+    and so are the stores' webhooks (webhooks/wsgi.py: POST only; the check fast path stays first)."""
+    return CheckWSGIFastPath(WebhookWSGIFastPath(app))
+
+
+application = with_fast_paths(django_application)

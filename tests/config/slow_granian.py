@@ -6,8 +6,8 @@ import json
 import os
 import time
 
-from config.granian_wsgi import WEB_TIMEOUT, ServerGuard
-from config.wsgi import application as billing_application
+from config.granian_wsgi import WEB_TIMEOUT, ServerGuard, WithoutProcessEnvironment
+from config.wsgi import django_application, with_fast_paths
 
 
 def inner(environ, start_response):
@@ -19,8 +19,9 @@ def inner(environ, start_response):
                            "header": environ.get("HTTP_X_PROBE")}).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
-    return billing_application(environ, start_response)
+    return django_application(environ, start_response)
 
 
-application = ServerGuard(inner, timeout=WEB_TIMEOUT, trusted_proxies=os.environ.get("TRUSTED_PROXIES", "").split(","),
-                          process_env=os.environ)
+# As config/granian_wsgi.py builds it, with the test's paths in front of Django.
+application = ServerGuard(with_fast_paths(WithoutProcessEnvironment(inner, os.environ)), timeout=WEB_TIMEOUT,
+                          trusted_proxies=os.environ.get("TRUSTED_PROXIES", "").split(","))
