@@ -42,59 +42,63 @@ def _row(row: MetricDay) -> dict:
 
 
 def _events(rng: random.Random, subscriptions: int) -> list[tuple]:
-    """(recorded, occurred, status, sub_id, fields) of varied lives: trials, conversions, renewals, plan
-    changes, cancellations, grace, on hold, expiries, refunds, lapses by time passing (no event: the
-    access simply ends); some recorded days after they happened."""
-    events = []
-    for n in range(subscriptions):
-        sub_id, txn = f"sub_{n}", 0
-        provider = rng.choice(("stripe", "apple"))
-        environment = rng.choice(("production", "production", "sandbox"))
-        plan = rng.choice(PLANS)
-        period = timedelta(days=rng.choice((1, 2, 3)))
-        moment = at(FIRST.isoformat(), 0) + timedelta(minutes=rng.randrange(0, 60 * 24 * 8))
-
-        def emit(status, *, expires_at, grace_until=None, money=None):
-            nonlocal txn
-            product, price, currency, unit = plan
-            fields = {"provider": provider, "environment": environment, "store_product_id": product,
-                      "amount_minor": price, "currency": currency, "period_unit": unit, "period_value": 1,
-                      "expires_at": expires_at, "grace_until": grace_until}
-            if money is not None:
-                txn += 1
-                fields["transactions"] = (payment(f"{sub_id}_{txn}", moment, price, currency, money),)
-            late = rng.random() < 0.2
-            recorded = moment + timedelta(hours=rng.randrange(20, 80)) if late else moment
-            events.append((recorded, moment, status, sub_id, fields))
-
-        if rng.random() < 0.4:
-            emit(Status.TRIAL, expires_at=moment + timedelta(days=2), money=TransactionKind.PURCHASE)
-            if rng.random() < 0.6:  # converts, near the trial's end
-                moment += timedelta(hours=rng.randrange(30, 47))
-                emit(Status.ACTIVE, expires_at=moment + period, money=TransactionKind.RENEWAL)
-        else:
-            emit(Status.ACTIVE, expires_at=moment + period, money=TransactionKind.PURCHASE)
-        expires = moment + period
-        for _ in range(rng.randrange(0, 6)):
-            action = rng.choice(("renew", "renew", "switch", "cancel", "grace", "hold", "expire", "refund", "lapse"))
-            if action == "lapse":
-                break  # nothing more: the access ends by time passing
-            moment += timedelta(hours=rng.randrange(2, 50))
-            if action in ("renew", "switch"):
-                plan = rng.choice(PLANS) if action == "switch" else plan
-                expires = moment + period
-                emit(Status.ACTIVE, expires_at=expires, money=TransactionKind.RENEWAL)
-            elif action == "cancel":
-                emit(Status.CANCELED, expires_at=expires)
-            elif action == "grace":
-                emit(Status.ON_GRACE, expires_at=moment, grace_until=moment + timedelta(hours=rng.randrange(6, 40)))
-            elif action == "hold":
-                emit(Status.ON_HOLD, expires_at=moment)
-            elif action == "expire":
-                emit(Status.EXPIRED, expires_at=moment)
-            else:
-                emit(Status.REVOKED, expires_at=moment, money=TransactionKind.REFUND)
+    """(recorded, occurred, status, sub_id, fields) of varied lives, in the order we record them."""
+    events = [event for n in range(subscriptions) for event in _life(rng, f"sub_{n}")]
     return sorted(events, key=lambda e: (e[0], e[3]))
+
+
+def _life(rng: random.Random, sub_id: str) -> list[tuple]:
+    """One subscription's events: a trial (converting or not) or a purchase, then renewals, plan changes,
+    cancellations, grace, on hold, expiries, refunds, or a lapse by time passing (no event: the access
+    simply ends); a fifth of them recorded a day or more after they happened."""
+    events, txn = [], 0
+    provider = rng.choice(("stripe", "apple"))
+    environment = rng.choice(("production", "production", "sandbox"))
+    plan = rng.choice(PLANS)
+    period = timedelta(days=rng.choice((1, 2, 3)))
+    moment = at(FIRST.isoformat(), 0) + timedelta(minutes=rng.randrange(0, 60 * 24 * 8))
+
+    def emit(status, *, expires_at, grace_until=None, money=None):
+        nonlocal txn
+        product, price, currency, unit = plan
+        fields = {"provider": provider, "environment": environment, "store_product_id": product,
+                  "amount_minor": price, "currency": currency, "period_unit": unit, "period_value": 1,
+                  "expires_at": expires_at, "grace_until": grace_until}
+        if money is not None:
+            txn += 1
+            fields["transactions"] = (payment(f"{sub_id}_{txn}", moment, price, currency, money),)
+        late = rng.random() < 0.2
+        recorded = moment + timedelta(hours=rng.randrange(20, 80)) if late else moment
+        events.append((recorded, moment, status, sub_id, fields))
+
+    if rng.random() < 0.4:
+        emit(Status.TRIAL, expires_at=moment + timedelta(days=2), money=TransactionKind.PURCHASE)
+        if rng.random() < 0.6:  # converts, near the trial's end
+            moment += timedelta(hours=rng.randrange(30, 47))
+            emit(Status.ACTIVE, expires_at=moment + period, money=TransactionKind.RENEWAL)
+    else:
+        emit(Status.ACTIVE, expires_at=moment + period, money=TransactionKind.PURCHASE)
+    expires = moment + period
+    for _ in range(rng.randrange(0, 6)):
+        action = rng.choice(("renew", "renew", "switch", "cancel", "grace", "hold", "expire", "refund", "lapse"))
+        if action == "lapse":
+            break
+        moment += timedelta(hours=rng.randrange(2, 50))
+        if action in ("renew", "switch"):
+            plan = rng.choice(PLANS) if action == "switch" else plan
+            expires = moment + period
+            emit(Status.ACTIVE, expires_at=expires, money=TransactionKind.RENEWAL)
+        elif action == "cancel":
+            emit(Status.CANCELED, expires_at=expires)
+        elif action == "grace":
+            emit(Status.ON_GRACE, expires_at=moment, grace_until=moment + timedelta(hours=rng.randrange(6, 40)))
+        elif action == "hold":
+            emit(Status.ON_HOLD, expires_at=moment)
+        elif action == "expire":
+            emit(Status.EXPIRED, expires_at=moment)
+        else:
+            emit(Status.REVOKED, expires_at=moment, money=TransactionKind.REFUND)
+    return events
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
