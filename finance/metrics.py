@@ -12,7 +12,7 @@ subscriptions that can differ counted at its start, plus what they count at its 
 differ: those with a history row starting to count during the day, and those whose state in force at the
 start has its access end during the day (found through the index statuschange_entitled_by_end). So a day
 costs its own activity, not the number of subscriptions. Without a carry of the day before that can be
-trusted (`_carry_of`), the day's stocks are read from every counted subscription, as of its end. Both ways
+trusted (`metrics_carry`), the day's stocks are read from every counted subscription, as of its end. Both ways
 share the flows."""
 
 from collections import defaultdict
@@ -260,7 +260,7 @@ def _history_max_id() -> int:
     return StatusChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
-def _carry_of(day: date) -> MetricCarry | None:
+def metrics_carry(day: date) -> MetricCarry | None:
     """The day's carry if it can be trusted: computed by this version, and no history row written since
     counts at the day's end. Rows are normally recorded when written (after the day, so they count later),
     but a row can be written with a past `recorded_at` (a backfill, an import, a test placing events in
@@ -282,7 +282,7 @@ def metrics_rebuild_day(day: date, *, full: bool = False) -> int:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x6D657472, day.toordinal()])
         history_max_id = _history_max_id()  # before reading: a row written meanwhile makes the carry stale
         computing = _Day(day)
-        rows = computing.compute(None if full else _carry_of(day - timedelta(days=1)))
+        rows = computing.compute(None if full else metrics_carry(day - timedelta(days=1)))
         MetricDay.objects.filter(day=day).delete()
         MetricDay.objects.bulk_create(rows)
         MetricCarry.objects.update_or_create(day=day, defaults={
