@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, Lookup, OuterRef, Q, QuerySet, Subquery
 
 from .models import Product, StatusChange
 from .statuses import Status, access_ends_at, is_entitled
@@ -56,6 +56,25 @@ class SubscriptionState:
         return is_entitled(self.status, self.expires_at, self.grace_until, moment)
 
 
+class _AnyOf(Lookup):
+    """`field = ANY(%s)`: the ids as one array parameter (used as an expression, not registered)."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs} = ANY(%s)", (*lhs_params, self.rhs)
+
+
+def ids_in(field: str, ids: Iterable[int] | QuerySet) -> Q | Lookup:
+    """`field IN ids`; on PostgreSQL a list of ids is one array parameter (`= ANY(%s)`) instead of one
+    placeholder per id, which the driver parses one by one (seconds for a day's tens of thousands)."""
+    if connection.vendor != "postgresql" or isinstance(ids, QuerySet):
+        return Q(**{f"{field}__in": ids})
+    return _AnyOf(F(field), sorted(set(ids)))
+
+
 def history_rows_as_of(moment: datetime) -> QuerySet:
     """The history rows that count as of `moment` (true and known by then; applied ones only)."""
     return StatusChange.objects.filter(recorded_at__lte=moment, occurred_at__lte=moment, ignored=False)
@@ -74,7 +93,7 @@ def subscriptions_as_of(moment: datetime, *, provider: str | None = None, enviro
     if provider:
         rows = rows.filter(subscription__provider=provider)
     if subscription_ids is not None:
-        rows = rows.filter(subscription_id__in=subscription_ids)
+        rows = rows.filter(ids_in("subscription_id", subscription_ids))
     if connection.vendor == "postgresql":
         # One pass over the index (subscription, -id): the newest row of each subscription.
         newest = rows.order_by("subscription_id", "-id").distinct("subscription_id")

@@ -16,6 +16,7 @@ trusted (`metrics_carry`), the day's stocks are read from every counted subscrip
 share the flows."""
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
@@ -24,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Greatest
 
-from billing.history import SubscriptionState, history_rows_as_of, rows_entering, subscriptions_as_of
+from billing.history import SubscriptionState, history_rows_as_of, ids_in, rows_entering, subscriptions_as_of
 from billing.models import Product, StatusChange, Subscription, Transaction
 from billing.snapshots import TransactionKind
 from billing.statuses import ENTITLED_STATUSES, Status
@@ -42,7 +43,9 @@ _COUNTERS = ("entitled", "in_trial", "in_grace", "on_hold", "new", "reactivated"
              "trial_conversions", "payments", "gross_revenue_minor", "refunds", "refunds_minor")
 # What a carry holds; another version (the stocks computed differently) is not used: the day is computed fully.
 CARRY_VERSION = 1
-_BATCH = 2000  # subscription ids per "as of" query
+_BATCH = 2000  # subscription ids per query
+_LEDGER_COLUMNS = ("subscription_id", "provider", "store_product_id", "environment", "currency", "amount_minor", "kind",
+                   "subscription__store_product_id")
 
 
 @dataclass
@@ -80,7 +83,7 @@ class _Day:
         entering = self._entering()
         changed = {row["subscription_id"] for row in entering}
         payments = list(self._ledger())
-        wanted = changed | {t.subscription_id for t in payments}
+        wanted = changed | {t["subscription_id"] for t in payments}
         before = _states_as_of(self.start, changed)
         lapsing = self._lapsing(changed)  # no row today: their state at the end is the one at the start
         at_end = {**_states_as_of(self.end, wanted - lapsing.keys()),
@@ -103,7 +106,7 @@ class _Day:
                 self.add(_key(state), "churned")  # access ended by time passing, no history row today
         self._flows(changed, entering, before, at_end)
         for t in payments:
-            self._money(t, at_end.get(t.subscription_id))
+            self._money(t, at_end.get(t["subscription_id"]))
         return self._rows()
 
     def _lapsing(self, changed: set[int]) -> dict[int, SubscriptionState]:
@@ -146,8 +149,8 @@ class _Day:
         """The ledger rows that started to count during the day (true and known by its end, not both
         by the day before's end)."""
         return (Transaction.objects.filter(recorded_at__lte=self.end, occurred_at__lte=self.end)
-                .exclude(recorded_at__lte=self.start, occurred_at__lte=self.start)
-                .select_related("subscription").order_by("id"))
+                .exclude(recorded_at__lte=self.start, occurred_at__lte=self.start).order_by("id")
+                .values(*_LEDGER_COLUMNS).iterator(chunk_size=_BATCH))  # plain values: no model, few dates
 
     def _stocks(self, state: SubscriptionState, moment: datetime, *, sign: int = 1) -> None:
         """What the state counts in the stocks at `moment` (sign -1: taken off)."""
@@ -169,13 +172,15 @@ class _Day:
                at_end: dict[int, SubscriptionState]) -> None:
         """New, reactivated and churned (end of the day before → end of the day) of the subscriptions with a
         row today; trial starts and conversions (each history row of the day, in the order applied)."""
-        entitled_earlier = set(history_rows_as_of(self.start).filter(
-            subscription_id__in=list(changed), new_status__in=list(ENTITLED_STATUSES))
-            .values_list("subscription_id", flat=True).distinct())
-        replacing = set(Subscription.objects.filter(replaced_by_id__in=list(changed))
-                        .values_list("replaced_by_id", flat=True))
-        superseded = set(Subscription.objects.filter(pk__in=list(changed), replaced_by__isnull=False)
-                         .values_list("pk", flat=True))
+        entitled_earlier, replacing, superseded = set(), set(), set()
+        for ids in _batches(changed):
+            entitled_earlier.update(history_rows_as_of(self.start).filter(
+                ids_in("subscription_id", ids), new_status__in=sorted(ENTITLED_STATUSES))
+                .values_list("subscription_id", flat=True).distinct())
+            replacing.update(Subscription.objects.filter(ids_in("replaced_by_id", ids))
+                             .values_list("replaced_by_id", flat=True))
+            superseded.update(Subscription.objects.filter(ids_in("id", ids), replaced_by__isnull=False)
+                              .values_list("pk", flat=True))
         for sub_id in changed:
             old, new = before.get(sub_id), at_end.get(sub_id)
             was = old is not None and old.is_entitled(self.start)
@@ -208,21 +213,22 @@ class _Day:
         return (row["subscription__provider"], row["subscription__store_product_id"],
                 row["subscription__environment"], "")
 
-    def _money(self, t: Transaction, state: SubscriptionState | None) -> None:
+    def _money(self, t: dict, state: SubscriptionState | None) -> None:
         """Payments and refunds, in the ledger row's own currency and environment; its product is the
         one it names, else the subscription's as of the day's end."""
-        store_product_id = t.store_product_id or (state.store_product_id if state is not None
-                                                  else t.subscription.store_product_id)
-        key = (t.provider, store_product_id, t.environment, t.currency)
-        amount = t.amount_minor or 0
-        if t.kind in _PAYMENTS:
+        store_product_id = t["store_product_id"] or (state.store_product_id if state is not None
+                                                     else t["subscription__store_product_id"])
+        key = (t["provider"], store_product_id, t["environment"], t["currency"])
+        amount = t["amount_minor"] or 0
+        kind = t["kind"]
+        if kind in _PAYMENTS:
             if amount > 0:  # a free trial's zero "purchase" is not a payment
                 self.add(key, "payments")
                 self.add(key, "gross_revenue_minor", amount)
-        elif t.kind in TransactionKind.OUTGOING:
+        elif kind in TransactionKind.OUTGOING:
             self.add(key, "refunds")
             self.add(key, "refunds_minor", amount)
-        elif t.kind == TransactionKind.REFUND_REVERSED:
+        elif kind == TransactionKind.REFUND_REVERSED:
             self.add(key, "refunds_minor", -amount)  # money back in: net refunds
 
     def _rows(self) -> list[MetricDay]:
@@ -242,13 +248,17 @@ class _Day:
         return rows
 
 
-def _states_as_of(moment: datetime, subscription_ids: set[int]) -> dict[int, SubscriptionState]:
-    """These subscriptions' states at `moment` (those that had one), read in batches of ids."""
-    ids, states = sorted(subscription_ids), {}
+def _batches(subscription_ids: set[int]) -> Iterator[list[int]]:
+    """The ids in order, _BATCH at a time: bounded queries (a day's activity can be tens of thousands)."""
+    ids = sorted(subscription_ids)
     for i in range(0, len(ids), _BATCH):
-        for state in subscriptions_as_of(moment, subscription_ids=ids[i:i + _BATCH]):
-            states[state.subscription_id] = state
-    return states
+        yield ids[i:i + _BATCH]
+
+
+def _states_as_of(moment: datetime, subscription_ids: set[int]) -> dict[int, SubscriptionState]:
+    """These subscriptions' states at `moment` (those that had one)."""
+    return {state.subscription_id: state for ids in _batches(subscription_ids)
+            for state in subscriptions_as_of(moment, subscription_ids=ids)}
 
 
 def metrics_compute(day: date) -> list[MetricDay]:
