@@ -117,6 +117,13 @@ def subscriptions_as_of(moment: datetime, *, provider: str | None = None, enviro
         yield _state_of_values(dict(zip(_COLUMNS, values, strict=True)), labels)
 
 
+def states_of_rows(rows: QuerySet, chunk_size: int = 2000) -> Iterator[SubscriptionState]:
+    """The state each of these (applied) history rows set, in the rows' order (finance's day: its rows)."""
+    labels = _product_labels()
+    for values in rows.values_list(*_COLUMNS).iterator(chunk_size=chunk_size):
+        yield _state_of_values(dict(zip(_COLUMNS, values, strict=True)), labels)
+
+
 def _newest_of_statuses(newest: QuerySet, statuses: list[str], including: list[int], labels: dict[int, str],
                         chunk_size: int) -> Iterator[SubscriptionState]:
     """PostgreSQL: the newest rows (DISTINCT ON, history columns only) filtered by status, then joined to the

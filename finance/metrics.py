@@ -25,7 +25,14 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Greatest
 
-from billing.history import SubscriptionState, history_rows_as_of, ids_in, rows_entering, subscriptions_as_of
+from billing.history import (
+    SubscriptionState,
+    history_rows_as_of,
+    ids_in,
+    rows_entering,
+    states_of_rows,
+    subscriptions_as_of,
+)
 from billing.models import Product, StatusChange, Subscription, Transaction
 from billing.snapshots import TransactionKind
 from billing.statuses import ENTITLED_STATUSES, Status
@@ -81,13 +88,20 @@ class _Day:
         """The day's rows; its stocks from `carry` (the day before's, trusted) if given, else from every
         counted subscription as of the day's end."""
         entering = self._entering()
-        changed = {row["subscription_id"] for row in entering}
+        changed = {row.subscription_id for row in entering}
         payments = list(self._ledger())
         wanted = changed | {t["subscription_id"] for t in payments}
         before = _states_as_of(self.start, changed)
         lapsing = self._lapsing(changed)  # no row today: their state at the end is the one at the start
-        at_end = {**_states_as_of(self.end, wanted - lapsing.keys()),
-                  **{sub_id: state for sub_id, state in lapsing.items() if sub_id in wanted}}
+        # A subscription's state at the end is its newest row counting then: the one in force at the start
+        # or its newest row of the day, whichever is newer (by id, as applied). Only the subscriptions paid
+        # today without a row of the day are read again.
+        at_end = {row.subscription_id: row for row in entering}  # in id order: the newest is kept
+        for sub_id, state in before.items():
+            if state.history_id > at_end[sub_id].history_id:
+                at_end[sub_id] = state
+        at_end.update({sub_id: state for sub_id, state in lapsing.items() if sub_id in wanted})
+        at_end.update(_states_as_of(self.end, wanted - at_end.keys()))
         if carry is None:
             # The others (ended, paused, never started: most rows after a few years) count in no stock, so
             # they are not read.
@@ -140,10 +154,10 @@ class _Day:
                 figures.counts[name] += value
             figures.mrr += Fraction(mrr)
 
-    def _entering(self) -> list[dict]:
-        return list(rows_entering(self.start, self.end).order_by("subscription_id", "id").values(
-            "id", "subscription_id", "new_status", "state_known", "subscription__provider", "store_product_id",
-            "environment", "currency", "subscription__store_product_id", "subscription__environment"))
+    def _entering(self) -> list[SubscriptionState]:
+        """The history rows that started to count during the day, each as the state it set, in the order
+        applied (by subscription, then id)."""
+        return list(states_of_rows(rows_entering(self.start, self.end).order_by("subscription_id", "id")))
 
     def _ledger(self):
         """The ledger rows that started to count during the day (true and known by its end, not both
@@ -168,7 +182,7 @@ class _Day:
             provider=state.provider, status=state.status, amount_minor=state.amount_minor,
             period_unit=state.period_unit, period_value=state.period_value)
 
-    def _flows(self, changed: set[int], entering: list[dict], before: dict[int, SubscriptionState],
+    def _flows(self, changed: set[int], entering: list[SubscriptionState], before: dict[int, SubscriptionState],
                at_end: dict[int, SubscriptionState]) -> None:
         """New, reactivated and churned (end of the day before → end of the day) of the subscriptions with a
         row today; trial starts and conversions (each history row of the day, in the order applied)."""
@@ -194,24 +208,16 @@ class _Day:
                 self.add(_key(old), "churned")
         last_status = {sub_id: (s.status, s.history_id) for sub_id, s in before.items()}
         for row in entering:
-            status, last_id = last_status.get(row["subscription_id"], ("", None))
-            if last_id is not None and row["id"] < last_id:
+            status, last_id = last_status.get(row.subscription_id, ("", None))
+            if last_id is not None and row.history_id < last_id:
                 continue  # older than the state in force: it does not change it
-            key = self._row_key(row, at_end.get(row["subscription_id"]))
-            if row["new_status"] == Status.TRIAL and status != Status.TRIAL:
+            # A row without a known state: counted in the group of the subscription's state at the end.
+            key = _key(row) if row.state_known else _key(at_end.get(row.subscription_id, row))
+            if row.status == Status.TRIAL and status != Status.TRIAL:
                 self.add(key, "trial_starts")
-            elif status == Status.TRIAL and row["new_status"] == Status.ACTIVE:
+            elif status == Status.TRIAL and row.status == Status.ACTIVE:
                 self.add(key, "trial_conversions")
-            last_status[row["subscription_id"]] = (row["new_status"], row["id"])
-
-    @staticmethod
-    def _row_key(row: dict, end_state: SubscriptionState | None) -> Key:
-        if row["state_known"]:
-            return row["subscription__provider"], row["store_product_id"], row["environment"], row["currency"]
-        if end_state is not None:
-            return _key(end_state)
-        return (row["subscription__provider"], row["subscription__store_product_id"],
-                row["subscription__environment"], "")
+            last_status[row.subscription_id] = (row.status, row.history_id)
 
     def _money(self, t: dict, state: SubscriptionState | None) -> None:
         """Payments and refunds, in the ledger row's own currency and environment; its product is the
