@@ -71,6 +71,14 @@ def _key(state: SubscriptionState) -> Key:
     return state.provider, state.store_product_id, state.environment, state.currency
 
 
+def _counted_as(state: SubscriptionState | None, moment: datetime) -> tuple | None:
+    """What the state's counting in the stocks at `moment` depends on (equal: it counts the same)."""
+    if state is None:
+        return None
+    return (_key(state), state.status, state.is_entitled(moment), state.amount_minor, state.period_unit,
+            state.period_value)
+
+
 class _Day:
     def __init__(self, day: date):
         self.day = day
@@ -111,6 +119,8 @@ class _Day:
             self._carried(carry)
             for sub_id in changed | lapsing.keys():
                 old, new = before.get(sub_id, lapsing.get(sub_id)), at_end.get(sub_id, lapsing.get(sub_id))
+                if _counted_as(old, self.start) == _counted_as(new, self.end):
+                    continue  # e.g. a renewal: it counts the same at both ends
                 if old is not None:
                     self._stocks(old, self.start, sign=-1)
                 if new is not None:
@@ -157,7 +167,8 @@ class _Day:
     def _entering(self) -> list[SubscriptionState]:
         """The history rows that started to count during the day, each as the state it set, in the order
         applied (by subscription, then id)."""
-        return list(states_of_rows(rows_entering(self.start, self.end).order_by("subscription_id", "id")))
+        return list(states_of_rows(rows_entering(self.start, self.end).order_by("subscription_id", "id"),
+                                   users=False))
 
     def _ledger(self):
         """The ledger rows that started to count during the day (true and known by its end, not both
@@ -264,7 +275,7 @@ def _batches(subscription_ids: set[int]) -> Iterator[list[int]]:
 def _states_as_of(moment: datetime, subscription_ids: set[int]) -> dict[int, SubscriptionState]:
     """These subscriptions' states at `moment` (those that had one)."""
     return {state.subscription_id: state for ids in _batches(subscription_ids)
-            for state in subscriptions_as_of(moment, subscription_ids=ids)}
+            for state in subscriptions_as_of(moment, subscription_ids=ids, users=False)}
 
 
 def metrics_compute(day: date) -> list[MetricDay]:
