@@ -201,7 +201,28 @@ def measure(runs: int) -> None:
         plans = _explain(connection, captured)
         results[name] = {"ms": statistics.median(times) * 1000, "runs": len(times), "touched": touched,
                          "queries": len(captured), "plans": plans}
+    results[ACTIVITY] = _metrics_activity()
     print(json.dumps(results))
+
+
+ACTIVITY = "metrics day's activity"  # not a job: what the carried metrics day reads grows with this
+
+
+def _metrics_activity() -> dict:
+    """Yesterday's history and ledger rows starting to count: the carried metrics day's work."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.history import rows_entering
+    from billing.models import Transaction
+    from finance.metrics import day_end
+
+    day = timezone.now().date() - timedelta(days=1)
+    start, end = day_end(day - timedelta(days=1)), day_end(day)
+    ledger = (Transaction.objects.filter(recorded_at__lte=end, occurred_at__lte=end)
+              .exclude(recorded_at__lte=start, occurred_at__lte=start))
+    return {"history": rows_entering(start, end).count(), "ledger": ledger.count()}
 
 
 # --- the parent: prepare, measure each size in a child, print ----------------------------------------
@@ -243,6 +264,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--measure", "--runs", str(args.runs)], env=env(db_url),
                              cwd=ROOT, check=True, capture_output=True, text=True)
         results[label] = json.loads(out.stdout.strip().splitlines()[-1])
+    activity = {label: results[label].pop(ACTIVITY) for label in labels}
     jobs = list(results[labels[0]])
     PLANS.parent.mkdir(parents=True, exist_ok=True)
     with PLANS.open("w") as f:
@@ -268,6 +290,12 @@ def main() -> None:
                 flagged.setdefault(job, set()).update(f"{t} @ {label}" for t in scans)
     print("\ntarget (issue 17): bounded work per run, so the time stays flat from 100k to 10M (ratio ~1x); "
           "the metrics day carried costs the day's activity; cold, it reads every counted subscription's state")
+    for label in labels:
+        rows = activity[label]["history"] + activity[label]["ledger"]
+        carried = results[label]["metrics day (finance, carried: steady)"]["ms"]
+        print(f"metrics day @ {label}: yesterday's activity {activity[label]['history']:,} history rows + "
+              f"{activity[label]['ledger']:,} ledger rows; carried: {carried * 1000 / max(rows, 1):.1f} ms "
+              "per 1,000 of them")
     print(f"query plans: {PLANS}")
     if flagged:
         for job, where in flagged.items():
