@@ -23,7 +23,7 @@ from fractions import Fraction
 
 from django.db import connection, transaction
 from django.db.models import Q
-from django.db.models.functions import Greatest
+from django.db.models.functions import Coalesce, Greatest
 
 from billing.history import (
     SubscriptionState,
@@ -140,7 +140,7 @@ class _Day:
         access end does), then judged by the state actually in force at the start."""
         candidates = set(history_rows_as_of(self.start)
                          .filter(new_status__in=sorted(ENTITLED_STATUSES))
-                         .alias(access_end=Greatest("expires_at", "grace_until"))
+                         .alias(access_end=_access_end())
                          .filter(access_end__gt=self.start, access_end__lte=self.end)
                          .values_list("subscription_id", flat=True).distinct())
         states = _states_as_of(self.start, candidates - changed)
@@ -263,6 +263,14 @@ class _Day:
                                   environment=environment, currency=currency, mrr_minor=mrr,
                                   product_id=products.get((provider, store_product_id)), **figures.counts))
         return rows
+
+
+def _access_end():
+    """A history row's access end in SQL: the later of expiry and grace end, either may be NULL. PostgreSQL's
+    GREATEST passes over NULLs (and is the index's expression); SQLite's MAX returns NULL if any is."""
+    if connection.vendor == "postgresql":
+        return Greatest("expires_at", "grace_until")
+    return Greatest(Coalesce("expires_at", "grace_until"), Coalesce("grace_until", "expires_at"))
 
 
 def _batches(subscription_ids: set[int]) -> Iterator[list[int]]:
