@@ -126,8 +126,10 @@ class _Day:
                 if new is not None:
                     self._stocks(new, self.end)
         for sub_id, state in lapsing.items():
-            if sub_id not in wanted:  # (a subscription paid today is judged by its rows, as it always was)
-                self.add(_key(state), "churned")  # access ended by time passing, no history row today
+            # Access ended by time passing, no history row today. One with a ledger row today is not counted
+            # (as it never was: past days rebuild the same).
+            if sub_id not in wanted:
+                self.add(_key(state), "churned")
         self._flows(changed, entering, before, at_end)
         for t in payments:
             self._money(t, at_end.get(t["subscription_id"]))
@@ -142,7 +144,7 @@ class _Day:
                          .filter(new_status__in=sorted(ENTITLED_STATUSES))
                          .alias(access_end=_access_end())
                          .filter(access_end__gt=self.start, access_end__lte=self.end)
-                         .values_list("subscription_id", flat=True).distinct())
+                         .order_by().values_list("subscription_id", flat=True).distinct())
         states = _states_as_of(self.start, candidates - changed)
         return {sub_id: state for sub_id, state in states.items()
                 if state.is_entitled(self.start) and not state.is_entitled(self.end)}
@@ -201,7 +203,7 @@ class _Day:
         for ids in _batches(changed):
             entitled_earlier.update(history_rows_as_of(self.start).filter(
                 ids_in("subscription_id", ids), new_status__in=sorted(ENTITLED_STATUSES))
-                .values_list("subscription_id", flat=True).distinct())
+                .order_by().values_list("subscription_id", flat=True).distinct())
             replacing.update(Subscription.objects.filter(ids_in("replaced_by_id", ids))
                              .values_list("replaced_by_id", flat=True))
             superseded.update(Subscription.objects.filter(ids_in("id", ids), replaced_by__isnull=False)
