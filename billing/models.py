@@ -187,7 +187,10 @@ class StatusChange(models.Model):
                    # "as of": a subscription's newest row (finance's rebuilds, billing/history.py)
                    models.Index(fields=["subscription", "-id"], name="statuschange_by_sub_newest"),
                    # finance's day: the rows that start to count in it (known after its start, or true after it)
-                   models.Index(fields=["occurred_at"], name="statuschange_by_occurred")]
+                   models.Index(fields=["occurred_at"], name="statuschange_by_occurred"),
+                   # finance's day: the states whose access ends in it by time passing (finance/metrics.py)
+                   models.Index(Greatest("expires_at", "grace_until"), name="statuschange_entitled_by_end",
+                                condition=models.Q(new_status__in=["ACTIVE", "CANCELED", "ON_GRACE", "TRIAL"]))]
 
     def __str__(self):
         flag = " (ignored)" if self.ignored else ""

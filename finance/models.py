@@ -43,6 +43,25 @@ class MetricDay(models.Model):
         return f"{self.day} {self.provider}:{self.store_product_id} {self.currency}"
 
 
+class MetricCarry(models.Model):
+    """A computed day's stocks per (provider, product, environment, currency), exact (MRR as a fraction:
+    MetricDay's is rounded): the next day's stocks are these plus the day's changes (finance/metrics.py).
+    Its presence says the day was computed; `history_max_id` tells whether history written since changes it."""
+
+    day = models.DateField(unique=True)
+    # [[provider, store_product_id, environment, currency, entitled, in_trial, in_grace, on_hold, "mrr n/d"]]
+    stocks = models.JSONField(default=list)
+    history_max_id = models.BigIntegerField(help_text="The newest history row (StatusChange) when computed")
+    version = models.PositiveSmallIntegerField(help_text="finance.metrics.CARRY_VERSION when computed")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self):
+        return f"stocks of {self.day}"
+
+
 class ExchangeRate(models.Model):
     """Units of FINANCE_REPORTING_CURRENCY for one unit of `currency`, for the month starting `month`."""
 

@@ -142,8 +142,15 @@ def test_the_beat_job_computes_yesterday(month_of_events):
 
 
 def test_metrics_rebuild_command(month_of_events, capsys):
+    def stored():
+        return [{k: v for k, v in model_to_dict(r).items() if k not in ("id", "computed_at")}
+                for r in MetricDay.objects.order_by("day", "provider", "store_product_id", "currency")]
+
     with time_machine.travel(at("2026-10-05"), tick=False):
         call_command("metrics_rebuild", "--from", "2026-10-01", "--to", "2026-10-04")
+        carried = stored()
+        call_command("metrics_rebuild", "--from", "2026-10-01", "--to", "2026-10-04", "--full")
+        assert stored() == carried  # every day computed fully: the same rows
         with pytest.raises(CommandError, match="has ended"):
             call_command("metrics_rebuild", "--from", "2026-10-01", "--to", "2026-10-05")
         with pytest.raises(CommandError, match="before --from"):
