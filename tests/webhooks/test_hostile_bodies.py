@@ -322,6 +322,8 @@ PAYLOADS = {
     "nan": {"a": float("nan")},
     "infinity": {"a": [float("-inf")]},
     "brackets inside strings": {"a": "[[[[{{{{" * 40},
+    **{f"brackets, quotes and backslashes in strings beside nesting {depth}":
+       {"s": ['\\"]]}}' * 20, "\\", '"[[', "\\\\\""], "n": _nested(depth)} for depth in (62, 63)},
     **{f"nested {depth}": _nested(depth) for depth in (62, 63, 64, 65, 200)},
     "nested 63 with an empty leaf": _nested(63, leaf=[]),
     "nested 64 with an empty leaf": _nested(64, leaf={}),

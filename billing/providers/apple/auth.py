@@ -164,20 +164,38 @@ _ES256 = get_default_algorithms()["ES256"]
 _REGISTERED_CLAIMS = frozenset({"exp", "nbf", "iat", "aud", "iss", "sub", "jti"})
 
 
+# Canonical base64url ends, by the length's remainder mod 4, with a character whose unused low bits are
+# zero (2: 4 bits, 3: 2 bits): what re-encoding the decoded bytes would give back.
+_CANONICAL_LAST = {0: None, 2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
+
+
 def _segment(segment: bytes) -> bytes | None:
     """A JWS segment decoded when pyjwt would accept it as is (unpadded, canonical base64url); None
     for anything else (the caller then leaves the verdict to pyjwt)."""
-    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
+    last = _CANONICAL_LAST.get(len(segment) % 4, ())
+    if last == () or not _B64URL.fullmatch(segment) or (last is not None and segment[-1] not in last):
         return None
-    decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
-        return None
-    return decoded
+    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+# The last JWS parsed, per thread: a notification's signedPayload is read to pick its verifier, then
+# verified (and a nested JWS verified, then read): one parse each. Keyed by the very string object.
+_last_parsed = threading.local()
 
 
 def jws_parts(jws) -> tuple[dict, dict] | None:
     """(header, claims) of a JWS, unverified, when it is an ordinary compact JWS with JSON objects in
-    both; None when it is not (pyjwt then decides, with its own error)."""
+    both; None when it is not (pyjwt then decides, with its own error). Read-only: the dicts of the
+    last JWS parsed on this thread are handed out again for the same string."""
+    last = getattr(_last_parsed, "value", None)
+    if last is not None and last[0] is jws:
+        return last[1]
+    parts = _jws_parts(jws)
+    _last_parsed.value = (jws, parts)
+    return parts
+
+
+def _jws_parts(jws) -> tuple[dict, dict] | None:
     if not isinstance(jws, str) or not jws.isascii():
         return None
     parts = jws.encode().split(b".")

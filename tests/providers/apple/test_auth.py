@@ -207,6 +207,23 @@ def test_nested_revocation_check_unreachable_at_processing_is_retried(apple_sett
     assert not Subscription.objects.exists()
 
 
+def test_a_jws_segment_is_read_only_when_canonical_as_pyjwt_reads_it():
+    """auth._segment takes the short way only for unpadded, canonical base64url (what re-encoding its bytes
+    gives back); every other segment is left to pyjwt's own decoding and verdict (None)."""
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+    def canonical(segment: bytes) -> bytes | None:
+        if len(segment) % 4 == 1 or not set(segment) <= set(alphabet):
+            return None
+        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+        return decoded if base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment else None
+
+    ends = [bytes([a, b]) for a in b"AB-_" for b in alphabet] + [bytes([c]) for c in alphabet]
+    for prefix in (b"", b"eyJh", b"eyJhbGciOiJFUzI1"):
+        for end in [*ends, b"", b"=", b"A=", b"+", b"/", b"AA==", b"A.A"]:
+            assert auth._segment(prefix + end) == canonical(prefix + end), prefix + end
+
+
 def test_rejection_reason_names_the_library_status(apple_settings, adapter):
     stranger = AppleChain(name="Stranger")
     with pytest.raises(Rejected) as exc:
