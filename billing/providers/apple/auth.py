@@ -10,6 +10,10 @@ skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENT
 a startup error too). The same verifiers check a StoreKit purchase sent for verification and the App
 Store Server API's own signed answers.
 
+A notification's nested signed transaction and renewal info are covered by its signature: the webhook's
+answer checks their claims (bundle id, environment), and processing verifies their own signatures and
+chains before anything is applied (`verify_notification`, `nested_verified`; docs/providers/apple.md).
+
 A body that is not a JSON document cannot be authentic (the signature is inside it): 400. Signed claims
 that are not JSON (the library reads them before the signature) are checked without reading them
 (`_signed_by_apple`): Apple's are Undecodable (stored as failed), anyone else's refused."""
@@ -559,7 +563,8 @@ def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping
 
 
 def verified_event(signed_payload: str) -> VerifiedEvent:
-    """A notification's signedPayload, verified (with its nested JWS), as the event to store."""
+    """A notification's signedPayload, verified, as the event to store; its nested JWS checked as the
+    library checks their claims, their own signatures verified by processing (`nested_verified`)."""
     try:
         notification = verify_notification(signed_payload, nested_signatures=False)
     except NotTrusted as exc:
