@@ -3,10 +3,13 @@ as gunicorn serves it), in-process, under cProfile; CPU µs per request measured
 
     .venv/bin/python bench/webhook_profile.py [hooktest|stripe|apple|google|xsolla ...] [--requests N]
     .venv/bin/python bench/webhook_profile.py --drain N     # the worker's drain of N test-adapter events
+    .venv/bin/python bench/webhook_profile.py stripe apple --auth-only   # the adapter's part, no database
 
 Uses bench/webhook_ingest.py's database, Redis and store bodies (BENCH_DATABASE_URL, BENCH_REDIS_URL); builds
 the database when it is missing. Prints per store: CPU µs/request, then the top of the profile by own time
-and by cumulative time."""
+and by cumulative time. `--auth-only`: the CPU of what the answer does with a body before storing it
+(adapter.authenticate, the storable check, the headers kept), no database, the best and the median of 7
+rounds: steadier than the whole answer's on a shared machine."""
 
 import argparse
 import cProfile
@@ -45,6 +48,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--drain", type=int, default=0, help="profile processing N stored test-adapter events")
+    parser.add_argument("--auth-only", action="store_true", help="CPU of authenticate + storable, no database")
     args = parser.parse_args()
 
     from bench.webhook_stores import Stores
@@ -58,6 +62,11 @@ def main() -> int:
 
         if args.drain:
             drain_profile(application, args.drain, args.top)
+            return 0
+        if args.auth_only:
+            for store in args.stores:
+                requests = bench.hooktest_requests if store == "hooktest" else stores.requests(store)
+                auth_only(store, list(requests(f"a{uuid.uuid4().hex[:8]}", min(args.requests, 1000))))
             return 0
         for store in args.stores:
             requests = bench.hooktest_requests if store == "hooktest" else stores.requests(store)
@@ -81,6 +90,27 @@ def main() -> int:
     finally:
         stores.stop()
     return 0
+
+
+def auth_only(store: str, requests: list) -> None:
+    from django.http.request import HttpHeaders
+
+    from billing.providers import registry
+    from webhooks import bodies, ingest
+
+    adapter = registry.get_adapter(store)
+    prepared = [(HttpHeaders({"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}), body)
+                for headers, body in requests]
+    rounds = []
+    for _ in range(7):
+        started = time.process_time()
+        for headers, body in prepared:
+            bodies.storable(adapter.authenticate(headers, body, {}), body)
+            ingest.headers_to_store(headers)
+        rounds.append((time.process_time() - started) / len(prepared) * 1e6)
+    rounds.sort()
+    print(f"=== {store}: authenticate + storable {rounds[0]:,.0f} µs CPU per request (median of 7 rounds "
+          f"{rounds[3]:,.0f}; no database) ===")
 
 
 def print_top(profile: cProfile.Profile, top: int) -> None:

@@ -10,7 +10,10 @@ marked failed, and decoded from the stored bytes when it is replayed (`inbound_e
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import replace
+from itertools import accumulate
 
 from billing.providers import registry
 from billing.providers.base import InboundEvent, VerifiedEvent
@@ -36,7 +39,7 @@ def storable(verified: VerifiedEvent, body: bytes) -> tuple[VerifiedEvent, str]:
     """The event as it can be stored, and the problem ("" when it can be stored whole). With a
     problem, the payload is left out (the bytes keep it) and each text field is kept only if storable
     (the store's event id still dedupes redeliveries; else the body's digest does)."""
-    problem = json_problem(verified.payload, max_depth=MAX_PAYLOAD_DEPTH)
+    problem = payload_problem(verified.payload)
     texts = (verified.dedupe_key, verified.event_type, verified.environment, *verified.store_ids)
     problem = problem or next((p for p in map(text_problem, texts) if p), "")
     if not problem:
@@ -50,6 +53,37 @@ def storable(verified: VerifiedEvent, body: bytes) -> tuple[VerifiedEvent, str]:
         store_ids=tuple(i for i in verified.store_ids if not text_problem(str(i))),
         environment="" if text_problem(verified.environment) else verified.environment,
     ), f"The decoded body cannot be stored: {problem}."
+
+
+def payload_problem(payload) -> str:
+    """json_problem's verdict, found by the C JSON encoder for the payloads that have none (all of a
+    store's, nearly): json_problem walks every value in Python, which cost a Stripe event ~10% of its
+    answer's CPU. The encoder escapes a NUL as \\u0000, keeps a lone surrogate (UTF-8 refuses it) and
+    refuses NaN; nesting is bounded by counting brackets. Any doubt (a NUL, a surrogate, NaN, brackets
+    nested near the limit, or a value the encoder cannot take) is settled by json_problem itself."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return json_problem(payload, max_depth=MAX_PAYLOAD_DEPTH)
+    if "\\u0000" in text or _nesting(text) >= MAX_PAYLOAD_DEPTH:
+        return json_problem(payload, max_depth=MAX_PAYLOAD_DEPTH)
+    return ""
+
+
+_BRACKET = re.compile(r"[\[\]{}]")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _nesting(text: str) -> int:
+    """How deep the arrays and objects of a compact JSON text (json.dumps's) nest; 0 for a scalar."""
+    if text.count("{") + text.count("[") < MAX_PAYLOAD_DEPTH:
+        return 0  # fewer containers than the limit cannot nest to it
+    # Outside the strings only: without their escaped backslashes and quotes, every other quote opens
+    # or closes a string. Then the running sum of the brackets, in C (accumulate, map).
+    unquoted = text.replace("\\\\", "").replace('\\"', "")
+    outside = "".join(unquoted.split('"')[::2])
+    return max(accumulate(map(_STEP.__getitem__, _BRACKET.findall(outside))), default=0)
 
 
 def headers_storable(headers: dict) -> dict:

@@ -13,6 +13,7 @@ import pytest
 
 from billing.models import Subscription
 from billing.providers.xsolla.auth import authorization_header
+from billing.storable import json_problem
 from tests.fakes.apple import AppleChain, notification_claims, transaction_claims
 from tests.fakes.google import pubsub_body
 from tests.fakes.stripe import sign as stripe_sign
@@ -29,6 +30,7 @@ from tests.providers.stripe.conftest import WEBHOOK_SECRET as STRIPE_SECRET
 from tests.providers.xsolla.conftest import WEBHOOK_SECRET as XSOLLA_SECRET
 from tests.providers.xsolla.conftest import fixture_json, xsolla  # noqa: F401
 from webhooks import replay
+from webhooks.bodies import MAX_PAYLOAD_DEPTH, payload_problem
 from webhooks.models import WebhookEvent
 from webhooks.tasks import recover_apple_notifications
 
@@ -299,3 +301,39 @@ def test_an_unconfigured_store_answers_503_naming_the_missing_settings(client, s
     response = client.get(f"/webhooks/{store}{slash}")
     assert response.status_code in (400, 405)  # not a POST: refused in the store's shape, never a 500
     assert not WebhookEvent.objects.exists()
+
+
+# --- The payload check's fast verdict (bodies.payload_problem) is json_problem's ---------------------
+
+def _nested(depth: int, leaf=1):
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+PAYLOADS = {
+    "ordinary": {"id": "evt_1", "data": {"object": {"items": [1, 2.5, None, True, "é€😀"]}}},
+    "nul in a value": {"a": ["x", "a\x00b"]},
+    "nul in a key": {"a\x00": 1},
+    "a backslash and u0000 as text": {"a": "\\u0000"},
+    "lone surrogate in a value": {"a": "\ud800"},
+    "lone surrogate in a key": {"\udfff": 1},
+    "nan": {"a": float("nan")},
+    "infinity": {"a": [float("-inf")]},
+    "brackets inside strings": {"a": "[[[[{{{{" * 40},
+    **{f"brackets, quotes and backslashes in strings beside nesting {depth}":
+       {"s": ['\\"]]}}' * 20, "\\", '"[[', "\\\\\""], "n": _nested(depth)} for depth in (62, 63)},
+    **{f"nested {depth}": _nested(depth) for depth in (62, 63, 64, 65, 200)},
+    "nested 63 with an empty leaf": _nested(63, leaf=[]),
+    "nested 64 with an empty leaf": _nested(64, leaf={}),
+    "nested 5000": _nested(5000),
+    "wide, shallow": {"rows": [{"n": n, "tags": [str(n)]} for n in range(100)]},
+    "a tuple and an integer key": {"t": (1, "a\x00"), 3: "x"},
+}
+
+
+@pytest.mark.parametrize("name", list(PAYLOADS))
+def test_the_payload_check_gives_the_full_walks_verdict(name):
+    payload = PAYLOADS[name]
+    assert payload_problem(payload) == json_problem(payload, max_depth=MAX_PAYLOAD_DEPTH)

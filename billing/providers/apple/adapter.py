@@ -4,6 +4,7 @@ notificationType, mapping.py reads), the App Store Server API out (client.py).""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar
@@ -20,6 +21,7 @@ from billing.providers.base import (
     PermanentError,
     ProviderAdapter,
     StoreUnavailable,
+    TransientError,
     VerifiedEvent,
 )
 from billing.providers.common import SubscriptionNotFound
@@ -64,6 +66,22 @@ def _renewal_extension(event: InboundEvent) -> ParseResult:
 
 def _not_a_subscription(event: InboundEvent) -> ParseResult:
     return ParseResult(ignored_reason=mapping.not_a_subscription_reason(event.payload))
+
+
+def _nested_verified(event: InboundEvent) -> InboundEvent:
+    """The event with its nested signed transaction and renewal info verified in full, before anything is
+    applied. The answer path verified the notification (whose signature covers their bytes) and checked
+    their bundle id and environment, not their own signatures (auth.verify_notification): a nested JWS
+    that does not verify fails the event with the reason (visible in the admin, counted as failed), or is
+    retried when the revocation check could not reach Apple."""
+    try:
+        transaction, renewal = auth.nested_verified(event.body)
+    except auth.NotTrusted as exc:
+        raise PermanentError(f"The notification verified when it arrived, but its nested signed data does not: "
+                             f"{exc}") from None
+    except auth.RetryLater as exc:
+        raise TransientError(str(exc)) from exc
+    return replace(event, payload={**event.payload, "transaction": transaction, "renewal": renewal})
 
 
 # --- Helpers of verify and fetch ---------------------------------------------------------------
@@ -141,6 +159,9 @@ class AppleAdapter(ProviderAdapter):
     def decode(self, body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
         """Verified again: the signature is in the body and stays checkable (as of its signedDate)."""
         return auth.webhook_authenticate(headers, body, {})
+
+    def parse(self, event: InboundEvent) -> ParseResult:
+        return super().parse(_nested_verified(event))
 
     def handler_key(self, event: InboundEvent) -> str:
         # The stored type is "TYPE/SUBTYPE"; the subtype never changes which handler applies.

@@ -10,6 +10,10 @@ skips every check for them): accepted only when APPLE_ALLOW_UNSIGNED_ENVIRONMENT
 a startup error too). The same verifiers check a StoreKit purchase sent for verification and the App
 Store Server API's own signed answers.
 
+A notification's nested signed transaction and renewal info are covered by its signature: the webhook's
+answer checks their claims (bundle id, environment), and processing verifies their own signatures and
+chains before anything is applied (`verify_notification`, `nested_verified`; docs/providers/apple.md).
+
 A body that is not a JSON document cannot be authentic (the signature is inside it): 400. Signed claims
 that are not JSON (the library reads them before the signature) are checked without reading them
 (`_signed_by_apple`): Apple's are Undecodable (stored as failed), anyone else's refused."""
@@ -28,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NoReturn
 
 import jwt
 from appstoreserverlibrary.models.Environment import Environment as AppleEnvironment
@@ -163,20 +168,38 @@ _ES256 = get_default_algorithms()["ES256"]
 _REGISTERED_CLAIMS = frozenset({"exp", "nbf", "iat", "aud", "iss", "sub", "jti"})
 
 
+# Canonical base64url ends, by the length's remainder mod 4, with a character whose unused low bits are
+# zero (2: 4 bits, 3: 2 bits): what re-encoding the decoded bytes would give back.
+_CANONICAL_LAST = {0: None, 2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
+
+
 def _segment(segment: bytes) -> bytes | None:
     """A JWS segment decoded when pyjwt would accept it as is (unpadded, canonical base64url); None
     for anything else (the caller then leaves the verdict to pyjwt)."""
-    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
+    last = _CANONICAL_LAST.get(len(segment) % 4, ())
+    if last == () or not _B64URL.fullmatch(segment) or (last is not None and segment[-1] not in last):
         return None
-    decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
-        return None
-    return decoded
+    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+# The last JWS parsed, per thread: a notification's signedPayload is read to pick its verifier, then
+# verified (and a nested JWS verified, then read): one parse each. Keyed by the very string object.
+_last_parsed = threading.local()
 
 
 def jws_parts(jws) -> tuple[dict, dict] | None:
     """(header, claims) of a JWS, unverified, when it is an ordinary compact JWS with JSON objects in
-    both; None when it is not (pyjwt then decides, with its own error)."""
+    both; None when it is not (pyjwt then decides, with its own error). Read-only: the dicts of the
+    last JWS parsed on this thread are handed out again for the same string."""
+    last = getattr(_last_parsed, "value", None)
+    if last is not None and last[0] is jws:
+        return last[1]
+    parts = _jws_parts(jws)
+    _last_parsed.value = (jws, parts)
+    return parts
+
+
+def _jws_parts(jws) -> tuple[dict, dict] | None:
     if not isinstance(jws, str) or not jws.isascii():
         return None
     parts = jws.encode().split(b".")
@@ -332,11 +355,15 @@ def _checked(call, jws: str, *, what: str):
     try:
         return call(jws)
     except VerificationException as exc:
-        explanation = _EXPLANATIONS.get(exc.status, "it could not be verified")
-        if exc.status == VerificationStatus.RETRYABLE_VERIFICATION_FAILURE:
-            raise RetryLater(f"Apple {what} not verified yet ({exc.status.name}): {explanation}") from exc
-        raise NotTrusted(f"Apple {what} rejected ({exc.status.name}): {explanation}.",
-                         code=exc.status.name.lower()) from exc
+        _refuse(exc, what=what)
+
+
+def _refuse(exc: VerificationException, *, what: str) -> NoReturn:
+    explanation = _EXPLANATIONS.get(exc.status, "it could not be verified")
+    if exc.status == VerificationStatus.RETRYABLE_VERIFICATION_FAILURE:
+        raise RetryLater(f"Apple {what} not verified yet ({exc.status.name}): {explanation}") from exc
+    raise NotTrusted(f"Apple {what} rejected ({exc.status.name}): {explanation}.",
+                     code=exc.status.name.lower()) from exc
 
 
 def notification_environment(claims: dict) -> str | None:
@@ -394,8 +421,15 @@ def _notification_claims(signed_payload: str) -> dict:
         raise NotTrusted("The signedPayload's claims are not JSON.", code="malformed") from None
 
 
-def verify_notification(signed_payload: str) -> VerifiedNotification:
-    """Verify a notification's signedPayload and its nested signed transaction and renewal info."""
+def verify_notification(signed_payload: str, *, nested_signatures: bool = True) -> VerifiedNotification:
+    """Verify a notification's signedPayload and its nested signed transaction and renewal info.
+
+    `nested_signatures=False` (the webhook's answer path): the nested JWS's own signatures and chains are
+    left to processing (`nested_verified`). The notification's signature covers their bytes, so once it
+    verifies they are Apple's; their claims are read and checked here as the library checks them after
+    verifying (the transaction's bundle id, both environments). A nested JWS that is not an ordinary one
+    (its claims unreadable as a JSON object) is verified here in full, as before, so it gets the same
+    verdict (Undecodable when Apple signed claims that are not JSON, refused otherwise)."""
     claims = _notification_claims(signed_payload)
     apple_environment = notification_environment(claims)
     verifier = verifier_for(apple_environment)
@@ -403,11 +437,12 @@ def verify_notification(signed_payload: str) -> VerifiedNotification:
     data = claims.get("data") if isinstance(claims.get("data"), dict) else None
     transaction = renewal = None
     if data is not None:
+        covered = not nested_signatures and apple_environment in SIGNED_ENVIRONMENTS
         try:
             if data.get("signedTransactionInfo"):
-                transaction = _verified(verifier, data["signedTransactionInfo"], renewal=False)
+                transaction = _nested(verifier, data["signedTransactionInfo"], renewal=False, covered=covered)
             if data.get("signedRenewalInfo"):
-                renewal = _verified(verifier, data["signedRenewalInfo"], renewal=True)
+                renewal = _nested(verifier, data["signedRenewalInfo"], renewal=True, covered=covered)
         except NotTrusted:  # an authentic notification may nest signed claims that are not JSON
             for nested in (data.get("signedTransactionInfo"), data.get("signedRenewalInfo")):
                 _raise_if_signed_undecodable(nested)
@@ -416,6 +451,58 @@ def verify_notification(signed_payload: str) -> VerifiedNotification:
                                      if k not in ("signedTransactionInfo", "signedRenewalInfo")}}
     return VerifiedNotification(claims=claims, transaction=transaction, renewal=renewal,
                                 apple_environment=apple_environment)
+
+
+def _nested(verifier: SignedDataVerifier, jws, *, renewal: bool, covered: bool) -> dict:
+    """A nested JWS's claims: verified in full, or (`covered`: the notification around it verified) read
+    and checked without its signature, when its claims are an ordinary JSON object."""
+    claims = _covered_claims(jws) if covered else None
+    if claims is None:
+        return _verified(verifier, jws, renewal=renewal)
+    what = "signedRenewalInfo" if renewal else "signedTransactionInfo"
+    # The library's checks after its verified decode (3.1.2: verify_and_decode_signed_transaction and
+    # verify_and_decode_renewal_info), on the raw claims: the same statuses, the same rejections.
+    expected = verifier._environment.value
+    if not renewal and claims.get("bundleId") != verifier._bundle_id:
+        _refuse(VerificationException(VerificationStatus.INVALID_APP_IDENTIFIER), what=what)
+    if claims.get("environment") != expected:
+        _refuse(VerificationException(VerificationStatus.INVALID_ENVIRONMENT), what=what)
+    return claims
+
+
+def _covered_claims(jws) -> dict | None:
+    """The claims of a compact JWS (its middle segment: canonical base64url, a JSON object), unverified;
+    None for anything else. The header (its x5c chain) is not read: processing verifies it."""
+    if not isinstance(jws, str) or not jws.isascii():
+        return None
+    parts = jws.encode().split(b".")
+    raw = _segment(parts[1]) if len(parts) == 3 else None
+    if raw is None:
+        return None
+    try:
+        claims = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def nested_verified(body: bytes) -> tuple[dict | None, dict | None]:
+    """The claims of a stored notification's nested signed transaction and renewal info, each verified in
+    full (signature, certificate chain as of its signedDate, bundle id, environment) as the library does:
+    what processing applies. The notification itself was verified when it arrived (webhook_authenticate)
+    and is not verified again. Raises NotTrusted, RetryLater or NotConfigured."""
+    document = json_decode(body)
+    signed_payload = document.get("signedPayload") if isinstance(document, dict) else None
+    claims = peek(signed_payload, what="signedPayload")
+    data = claims.get("data") if isinstance(claims.get("data"), dict) else {}
+    transaction = renewal = None
+    if data.get("signedTransactionInfo") or data.get("signedRenewalInfo"):
+        verifier = verifier_for(notification_environment(claims))
+        if data.get("signedTransactionInfo"):
+            transaction = _verified(verifier, data["signedTransactionInfo"], renewal=False)
+        if data.get("signedRenewalInfo"):
+            renewal = _verified(verifier, data["signedRenewalInfo"], renewal=True)
+    return transaction, renewal
 
 
 def _verified(verifier: SignedDataVerifier, jws: str, *, renewal: bool) -> dict:
@@ -476,9 +563,10 @@ def webhook_authenticate(headers: Mapping[str, str], body: bytes, query: Mapping
 
 
 def verified_event(signed_payload: str) -> VerifiedEvent:
-    """A notification's signedPayload, verified (with its nested JWS), as the event to store."""
+    """A notification's signedPayload, verified, as the event to store; its nested JWS checked as the
+    library checks their claims, their own signatures verified by processing (`nested_verified`)."""
     try:
-        notification = verify_notification(signed_payload)
+        notification = verify_notification(signed_payload, nested_signatures=False)
     except NotTrusted as exc:
         raise Rejected(str(exc), code=exc.code) from None
     except RetryLater as exc:

@@ -28,7 +28,7 @@ from tests.fakes.apple import (
     signed_body,
     transaction_claims,
 )
-from tests.helpers import closed_port, deliver
+from tests.helpers import closed_port, deliver, drain
 from webhooks.models import WebhookEvent
 
 HMAC_SECRET = "a-shared-secret-of-at-least-32-bytes!"
@@ -114,6 +114,114 @@ def test_inauthentic_or_malformed_is_rejected_with_a_clear_reason_and_nothing_is
     assert delivered.event is None
     assert not WebhookEvent.objects.exists()
     assert not Subscription.objects.exists()
+
+
+# --- The nested signed transaction and renewal: checked on arrival, verified by processing ----------
+#
+# The answer path verifies the notification, whose signature covers the nested JWS's bytes, and checks
+# their claims as the library does (bundle id, environment); their own signatures and chains are verified
+# when the event is processed, before anything is applied (auth.verify_notification, adapter.parse).
+
+def _nested_by(chain: AppleChain, signer: AppleChain, *, tamper: bool = False) -> bytes:
+    """A notification signed by `chain` whose nested transaction and renewal are signed by `signer`
+    (`tamper`: the transaction's claims changed after it was signed)."""
+    txn = transaction_claims()
+    claims = notification_claims("SUBSCRIBED", "INITIAL_BUY", chain=signer, transaction=txn,
+                                 renewal=renewal_claims(txn))
+    if tamper:
+        header, _, signature = claims["data"]["signedTransactionInfo"].split(".")
+        forged = base64.urlsafe_b64encode(json.dumps({**txn, "expiresDate": txn["expiresDate"] * 2}).encode())
+        claims["data"]["signedTransactionInfo"] = f"{header}.{forged.rstrip(b'=').decode()}.{signature}"
+    return signed_body(chain, claims)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", ["nested data signed by a stranger", "nested transaction tampered"])
+def test_nested_data_that_does_not_verify_fails_the_event_and_changes_nothing(apple_settings, apple_chain, case,
+                                                                              caplog):
+    stranger = AppleChain(name="Stranger")
+    body = (_nested_by(apple_chain, stranger) if case == "nested data signed by a stranger"
+            else _nested_by(apple_chain, apple_chain, tamper=True))
+    delivered = deliver("apple", body)
+    assert delivered.response.status_code == 200  # the notification is Apple's: stored, and Apple stops retrying
+    event = delivered.event
+    assert event.status == WebhookEvent.Status.FAILED
+    assert "nested signed data does not" in event.error and "VERIFICATION_FAILURE" in event.error
+    assert not Subscription.objects.exists()
+    assert any("VERIFICATION_FAILURE" in r.getMessage() or "VERIFICATION_FAILURE" in str(r.exc_info)
+               for r in caplog.records if r.levelname in ("WARNING", "ERROR"))
+
+
+@pytest.mark.django_db
+def test_nested_transaction_for_another_app_is_refused_on_arrival(apple_settings, apple_chain):
+    txn = transaction_claims(bundle_id="com.example.other")
+    claims = notification_claims("SUBSCRIBED", "INITIAL_BUY", chain=apple_chain, transaction=txn,
+                                 renewal=renewal_claims(txn))
+    delivered = deliver("apple", signed_body(apple_chain, claims))
+    assert delivered.response.status_code == 400
+    assert delivered.response.json()["error"]["code"] == "invalid_app_identifier"
+    assert "signedTransactionInfo" in delivered.response.json()["error"]["message"]
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_nested_renewal_from_another_environment_is_refused_on_arrival(apple_settings, apple_chain):
+    txn = transaction_claims()
+    claims = notification_claims("SUBSCRIBED", "INITIAL_BUY", chain=apple_chain, transaction=txn,
+                                 renewal=renewal_claims(txn, environment="Production"))
+    delivered = deliver("apple", signed_body(apple_chain, claims))
+    assert delivered.response.status_code == 400
+    assert delivered.response.json()["error"]["code"] == "invalid_environment"
+    assert "signedRenewalInfo" in delivered.response.json()["error"]["message"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_nested_data_that_is_no_ordinary_jws_is_verified_on_arrival(apple_settings, apple_chain, adapter):
+    """Not an ordinary compact JWS (padded base64): verified in full on arrival, as before: refused."""
+    txn = transaction_claims()
+    claims = notification_claims("SUBSCRIBED", "INITIAL_BUY", chain=AppleChain(name="Stranger"), transaction=txn)
+    header, payload, signature = claims["data"]["signedTransactionInfo"].split(".")
+    claims["data"]["signedTransactionInfo"] = f"{header}.{payload}{'=' * (-len(payload) % 4) or '=='}.{signature}"
+    with pytest.raises(Rejected) as exc:
+        adapter.authenticate({}, signed_body(apple_chain, claims), {})
+    assert "signedTransactionInfo" in exc.value.reason
+
+
+@pytest.mark.django_db
+def test_nested_revocation_check_unreachable_at_processing_is_retried(apple_settings, apple_chain, tmp_path):
+    """The notification verified on arrival; when processing cannot reach the OCSP responder for the
+    nested data, the event waits for a retry (not failed)."""
+    ocsp = AppleChain(name="OCSP", ocsp_url=f"http://127.0.0.1:{closed_port()}/ocsp")
+    body = _nested_by(apple_chain, ocsp)
+    delivered = deliver("apple", body, process=False)
+    assert delivered.response.status_code == 200
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    (roots / "ocsp-root.cer").write_bytes(ocsp.root_der)
+    apple_settings.APPLE_ROOT_CERTIFICATES = [*apple_settings.APPLE_ROOT_CERTIFICATES, str(roots / "ocsp-root.cer")]
+    apple_settings.APPLE_ONLINE_CHECKS = True
+    drain()
+    delivered.event.refresh_from_db()
+    assert delivered.event.status == WebhookEvent.Status.RECEIVED
+    assert delivered.event.attempts == 1 and delivered.event.next_attempt_at is not None
+    assert not Subscription.objects.exists()
+
+
+def test_a_jws_segment_is_read_only_when_canonical_as_pyjwt_reads_it():
+    """auth._segment takes the short way only for unpadded, canonical base64url (what re-encoding its bytes
+    gives back); every other segment is left to pyjwt's own decoding and verdict (None)."""
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+    def canonical(segment: bytes) -> bytes | None:
+        if len(segment) % 4 == 1 or not set(segment) <= set(alphabet):
+            return None
+        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+        return decoded if base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment else None
+
+    ends = [bytes([a, b]) for a in b"AB-_" for b in alphabet] + [bytes([c]) for c in alphabet]
+    for prefix in (b"", b"eyJh", b"eyJhbGciOiJFUzI1"):
+        for end in [*ends, b"", b"=", b"A=", b"+", b"/", b"AA==", b"A.A"]:
+            assert auth._segment(prefix + end) == canonical(prefix + end), prefix + end
 
 
 def test_rejection_reason_names_the_library_status(apple_settings, adapter):
