@@ -2,6 +2,7 @@
 it (docs/deploy.md "The web server"). Served for real: granian with config/web.py's options."""
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -106,3 +107,19 @@ def test_a_request_head_far_over_64_kib_is_refused_with_431(server):
             data += chunk
     assert data.startswith(b"HTTP/1.1 431 ")
     assert requests.get(f"{base}/health", timeout=10).status_code == 200  # a normal request is served
+
+
+def test_a_new_worker_clears_the_live_gauges_of_workers_that_died(tmp_path, monkeypatch):
+    """granian has no exit hook in its supervisor: a killed worker's live-gauge file would stay in the
+    multiprocess sum for good; each new worker clears those of processes that are gone."""
+    from config.granian_wsgi import clear_dead_workers
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    for pid in (gone.pid, os.getpid()):
+        for name in (f"gauge_livesum_{pid}.db", f"counter_{pid}.db"):
+            (tmp_path / name).write_bytes(b"")
+    clear_dead_workers(str(tmp_path))
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([f"counter_{gone.pid}.db", f"counter_{os.getpid()}.db", f"gauge_livesum_{os.getpid()}.db"])
