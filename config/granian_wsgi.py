@@ -114,6 +114,8 @@ class ServerGuard:
                 environ["wsgi.url_scheme"] = proto
         answer = _Answer(start_response)
         line = f'"{environ.get("REQUEST_METHOD")} {environ.get("PATH_INFO")} {environ.get("SERVER_PROTOCOL")}"'
+        if not line.isprintable():  # a decoded %0A in the path must not start a forged log line
+            line = line.encode("unicode_escape").decode("ascii")
         self.requests.begin(line)
         started = time.perf_counter()
         try:

@@ -66,6 +66,10 @@ def test_the_app_is_served_and_the_access_log_names_the_request_id(server):
     wait_for(lambda: f"request_id={request_id}" in log_path.read_text(), timeout=10, message="the access line")
     line = next(line for line in log_path.read_text().splitlines() if f"request_id={request_id}" in line)
     assert '"GET /health HTTP/1.1" 200' in line and "not-for-the-logs" not in line
+    forged = requests.get(f"{base}/nowhere%0Arequest_id=forged", timeout=10)
+    wait_for(lambda: forged.headers["X-Request-ID"] in log_path.read_text(), timeout=10, message="the 404's line")
+    assert not any(line.startswith("request_id=forged") for line in log_path.read_text().splitlines())
+    assert '"GET /nowhere\\nrequest_id=forged HTTP/1.1" 404' in log_path.read_text()
 
 
 def test_the_process_environment_stays_out_of_requests(server):
