@@ -72,6 +72,12 @@ def _reported_client(name: str, value: str):
     return _address(hops[0])  # every hop a proxy of ours: the first one is where the request began
 
 
+def from_trusted_proxy(remote_addr: str) -> bool:
+    """Whether the peer (REMOTE_ADDR, with or without a port) is in TRUSTED_PROXIES: whose
+    X-Forwarded-Proto the web server believes (config/granian_wsgi.py)."""
+    return _in(_address(remote_addr), "TRUSTED_PROXIES")
+
+
 def client_address(meta) -> str | None:
     """The address a request is judged by (REMOTE_ADDR, or the client a trusted proxy reports);
     None when it cannot be known."""

@@ -4,7 +4,8 @@ leaves to the application and config/gunicorn.py gives gunicorn (docs/deploy.md 
 - the process environment kept out of Django's requests: granian copies os.environ (SECRET_KEY,
   DATABASE_URL, .env's values) into every WSGI environ, where Django would put it in request.META and an
   error report could show it;
-- `X-Forwarded-Proto` believed from TRUSTED_PROXIES only (gunicorn's `forwarded_allow_ips`);
+- `X-Forwarded-Proto` believed from TRUSTED_PROXIES only (gunicorn's `forwarded_allow_ips`), judged as
+  accounts/networks.py judges the proxies' other headers;
 - a limit on a running request (WEB_TIMEOUT): a watchdog thread ends the worker, logging the request and
   where it was stuck, and granian starts a fresh one (`--respawn-failed-workers`), as gunicorn's arbiter
   kills a sync worker at its timeout;
@@ -13,7 +14,6 @@ leaves to the application and config/gunicorn.py gives gunicorn (docs/deploy.md 
   of workers that died without saying so are cleared when a new worker starts."""
 
 import atexit
-import ipaddress
 import logging
 import os
 import sys
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import environ as django_environ
 
+from accounts.networks import from_trusted_proxy
 from config.wsgi import django_application, with_fast_paths
 
 logger = logging.getLogger("config.web")
@@ -81,34 +82,15 @@ class RunningRequests:
                 return
 
 
-def _networks(values) -> list:
-    return [ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip()]
-
-
-def _peer(remote_addr: str):
-    text = remote_addr.strip()
-    if text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    return address.ipv4_mapped if address.version == 6 and address.ipv4_mapped is not None else address
-
-
 class ServerGuard:
     """WSGI middleware in front of config.wsgi's application, for granian."""
 
-    def __init__(self, application, *, timeout: float, trusted_proxies: list[str]):
+    def __init__(self, application, *, timeout: float):
         self.application = application
         self.requests = RunningRequests(timeout)
-        self.proxies = _networks(trusted_proxies)
-        self._proxy_verdicts: dict[str, bool] = {}
 
     def __call__(self, environ, start_response):
-        if "HTTP_X_FORWARDED_PROTO" in environ and self._from_proxy(environ.get("REMOTE_ADDR", "")):
+        if "HTTP_X_FORWARDED_PROTO" in environ and from_trusted_proxy(environ.get("REMOTE_ADDR", "")):
             proto = environ["HTTP_X_FORWARDED_PROTO"].split(",", 1)[0].strip().lower()
             if proto in ("http", "https"):
                 environ["wsgi.url_scheme"] = proto
@@ -127,15 +109,6 @@ class ServerGuard:
             self._finished(environ, answer, line, started)
             return body
         return _Streamed(body, lambda: self._finished(environ, answer, line, started))
-
-    def _from_proxy(self, remote_addr: str) -> bool:
-        verdict = self._proxy_verdicts.get(remote_addr)
-        if verdict is None:
-            peer = _peer(remote_addr)
-            verdict = peer is not None and any(peer in network for network in self.proxies)
-            if len(self._proxy_verdicts) < 1024:  # bounded: addresses are many
-                self._proxy_verdicts[remote_addr] = verdict
-        return verdict
 
     def _finished(self, environ, answer: "_Answer", line: str, started: float) -> None:
         self.requests.end()
@@ -232,4 +205,4 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     atexit.register(worker_ends)  # the pid at exit: a process forked after this import is itself
 
 application = ServerGuard(with_fast_paths(WithoutProcessEnvironment(django_application, os.environ)),
-                          timeout=WEB_TIMEOUT, trusted_proxies=_env.list("TRUSTED_PROXIES", default=[]))
+                          timeout=WEB_TIMEOUT)

@@ -23,5 +23,4 @@ def inner(environ, start_response):
 
 
 # As config/granian_wsgi.py builds it, with the test's paths in front of Django.
-application = ServerGuard(with_fast_paths(WithoutProcessEnvironment(inner, os.environ)), timeout=WEB_TIMEOUT,
-                          trusted_proxies=os.environ.get("TRUSTED_PROXIES", "").split(","))
+application = ServerGuard(with_fast_paths(WithoutProcessEnvironment(inner, os.environ)), timeout=WEB_TIMEOUT)
