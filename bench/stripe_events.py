@@ -2,6 +2,7 @@
 (tests/fakes/stripe.py) as a server, the events it emits for a few hundred subscriptions, the settings
 that point the app (and the stripe library dj-stripe calls) at it, and one `celery worker -P solo`."""
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +19,21 @@ def stripe_env(fake_url: str) -> dict:
     `client.configure_library()` dj-stripe's), test mode allowed, no budget on calls to the fake."""
     return {"STRIPE_SECRET_KEY": SECRET_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": fake_url,
             "STRIPE_ALLOW_TEST_MODE": "1", "STORE_BUDGET_STRIPE_PER_MINUTE": "1000000"}
+
+
+def process_env(*, db_url: str, redis_url: str, fake_url: str, settings_module: str, allowed_hosts: str,
+                stream: str, drop: tuple[str, ...] = (), **extra) -> dict:
+    """A served app's or worker's environment for the Stripe benches: the caller's environment without
+    its database, Redis, Celery and Stripe settings (nor `drop`'s prefixes), then the bench's."""
+    prefixes = ("DATABASE_URL", "REDIS_URL", "CELERY_", "STRIPE_", *drop)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update({"DATABASE_URL": db_url, "REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url,
+                "SECRET_KEY": "bench-only", "DEBUG": "0", "LOG_LEVEL": "WARNING",
+                "DJANGO_SETTINGS_MODULE": settings_module, "ALLOWED_HOSTS": allowed_hosts,
+                "CELERY_TASK_ALWAYS_EAGER": "0", **stripe_env(fake_url),
+                "BILLING_EVENTS_STREAM": stream, "PYTHONPATH": str(ROOT)})
+    env.update(extra)
+    return env
 
 
 def make_events(fake, run: str, subscriptions: int, renewals: int = 1, *, outcomes: bool = False) -> list[dict]:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: bench/ is not a package root
 
 from bench.harness import cpu_ticks, schema_database  # noqa: E402
-from bench.stripe_events import WEBHOOK_SECRET, pending, start_worker, stripe_env, wait_ready  # noqa: E402
+from bench.stripe_events import WEBHOOK_SECRET, pending, process_env, start_worker, wait_ready  # noqa: E402
 from bench.stripe_events import make_events as fake_events  # noqa: E402
 
 DB_URL = os.environ.get("BENCH_DATABASE_URL",
@@ -44,15 +44,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def env(fake_url: str = "", **extra) -> dict:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_",
-                                                                      "STRIPE_"))}
-    base.update({"DATABASE_URL": DB_URL, "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": REDIS_URL,
-                 "SECRET_KEY": "bench-only", "DEBUG": "0", "LOG_LEVEL": "WARNING",
-                 "DJANGO_SETTINGS_MODULE": "config.settings", "ALLOWED_HOSTS": "testserver,127.0.0.1",
-                 "CELERY_TASK_ALWAYS_EAGER": "0", **stripe_env(fake_url),
-                 "BILLING_EVENTS_STREAM": "bench:stripepipe", "PYTHONPATH": str(ROOT)})
-    base.update(extra)
-    return base
+    return process_env(db_url=DB_URL, redis_url=REDIS_URL, fake_url=fake_url, settings_module="config.settings",
+                       allowed_hosts="testserver,127.0.0.1", stream="bench:stripepipe", **extra)
 
 
 def create_database() -> None:

@@ -63,8 +63,8 @@ from bench.stripe_events import (  # noqa: E402
     WEBHOOK_SECRET,
     make_events,
     pending,
+    process_env,
     start_worker,
-    stripe_env,
     wait_ready,
 )
 
@@ -87,15 +87,8 @@ OURS, PEER = "ours: POST /webhooks/stripe", "dj-stripe: its webhook view"
 
 
 def env(db_url: str, fake_url: str, **extra) -> dict:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_",
-                                                                      "STRIPE_", "DJSTRIPE_"))}
-    base.update({"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": REDIS_URL,
-                 "SECRET_KEY": "bench-only", "DEBUG": "0", "LOG_LEVEL": "WARNING",
-                 "DJANGO_SETTINGS_MODULE": "bench.settings_peer", "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                 "CELERY_TASK_ALWAYS_EAGER": "0", **stripe_env(fake_url),
-                 "BILLING_EVENTS_STREAM": "bench:vsdj", "PYTHONPATH": str(ROOT)})
-    base.update(extra)
-    return base
+    return process_env(db_url=db_url, redis_url=REDIS_URL, fake_url=fake_url, settings_module="bench.settings_peer",
+                       allowed_hosts="127.0.0.1,localhost", stream="bench:vsdj", drop=("DJSTRIPE_",), **extra)
 
 
 # --- set-up -------------------------------------------------------------------------------------
