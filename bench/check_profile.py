@@ -1,5 +1,6 @@
 """Where a check API request's time goes, in-process: cProfile of GET /api/subscriptions/check/<id>
-through config.wsgi's application (what gunicorn calls), cache hits or, with --no-redis, the database.
+through config.wsgi's application (what gunicorn calls; granian calls it behind config/granian_wsgi.py's
+~2 µs guard), cache hits or, with --no-redis, the database.
 
     .venv/bin/python bench/check_profile.py [--no-redis | --bare] [-n 5000] [--top 20]
 

@@ -412,8 +412,8 @@ AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
 CHECK_API_TRUSTED_NETWORKS = env.list("CHECK_API_TRUSTED_NETWORKS",
                                       default=["127.0.0.0/8", "::1/128"] if DEBUG else [])
 # CIDRs of the reverse proxies whose Forwarded / X-Forwarded-For / X-Real-IP are believed; a request
-# carrying such a header from any other peer has no known client (never trusted). config/gunicorn.py
-# gives gunicorn the same list for X-Forwarded-Proto.
+# carrying such a header from any other peer has no known client (never trusted). The web server believes
+# X-Forwarded-Proto from the same list (config/granian_wsgi.py; config/gunicorn.py under gunicorn).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 # End-user JWTs: without DEBUG a token must name our audience and its issuer, unless switched off here
@@ -431,7 +431,7 @@ BILLING_TESTING_ALLOWED = DEBUG
 
 # HTTPS. HSTS and Secure cookies are on without DEBUG (harmless over plain HTTP: browsers honour HSTS
 # only from HTTPS answers). The redirect is opt-in: behind a TLS-terminating proxy it loops until
-# SECURE_PROXY_SSL_HEADER (or gunicorn's TRUSTED_PROXIES) tells Django the request was HTTPS.
+# SECURE_PROXY_SSL_HEADER (or X-Forwarded-Proto from TRUSTED_PROXIES) tells Django the request was HTTPS.
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
@@ -489,7 +489,7 @@ GOOGLE_PUBSUB_TOKEN_IN_URL = env.bool("GOOGLE_PUBSUB_TOKEN_IN_URL", default=Fals
 # GET /metrics answers the trusted networks (CHECK_API_TRUSTED_NETWORKS) and callers sending
 # `Authorization: Bearer <METRICS_TOKEN>`; empty (the default): no token is accepted.
 METRICS_TOKEN = env_secret(env, "METRICS_TOKEN", default="")
-# prometheus-client's multiprocess mode: the directory (shared by gunicorn and the Celery worker, on
+# prometheus-client's multiprocess mode: the directory (shared by the web workers and the Celery worker, on
 # one host or a shared volume) where every process keeps its values; empty (make run): one process's.
 # Read by prometheus-client itself from the environment when a process starts.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")

@@ -1,5 +1,6 @@
-"""Refusals at the start of a serving process (gunicorn, runserver, a Celery worker or beat): settings
-that must never reach production. Management commands such as `makemigrations --check` still run."""
+"""Refusals at the start of a serving process (`web` under granian or gunicorn, runserver, a Celery
+worker or beat): settings that must never reach production. Management commands such as
+`makemigrations --check` still run."""
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured

@@ -2,7 +2,7 @@
 the small helpers that record them. Scrape-time gauges read from the database are in collectors.py.
 
 Anything may import this module; it imports nothing of the project (it sits below `accounts`). With
-PROMETHEUS_MULTIPROC_DIR set in the environment before the process starts (gunicorn, the Celery
+PROMETHEUS_MULTIPROC_DIR set in the environment before the process starts (the web workers, the Celery
 worker), prometheus-client keeps every value in a file of that directory per process, and /metrics
 sums them; without it (make run, tests) the values live in this process's default registry.
 

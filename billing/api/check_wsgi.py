@@ -87,7 +87,8 @@ _HEADERS = (("Content-Type", "application/json"), ("X-Content-Type-Options", "no
 class _RequestIds:
     """New X-Request-IDs: 32 hex digits as the middleware's uuid4 spelling, unique without asking the
     kernel for randomness per answer (uuid4 is ~1.6 µs, this ~0.3): 16 random hex digits drawn once per
-    process (again after a fork: gunicorn forks its workers) and a 64-bit counter."""
+    process (again after a fork: gunicorn forks its workers; a forked process must not repeat ids) and a
+    64-bit counter."""
 
     def __init__(self):
         self.reset()
